@@ -1,0 +1,393 @@
+"""Typed configuration: the only module that reads YAML.
+
+A study file is parsed once, here, into a ``Study``; an unknown key, a wrong type or an unknown
+component name is a ``ConfigError`` naming the file, the dotted key and what would be valid.
+Past this edge every component receives only its own slice (``cfg.optim``, ``cfg.model`` …).
+
+``TrialConfig`` is the fully resolved configuration of one trial (without its seed); the study's
+``base`` is one, and every grid level is applied to a copy of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import ConfigError
+
+Scalar = Union[str, int, float, bool]
+
+
+def _known(kind: str) -> list[str]:
+    """Names registered for a component kind (imports the component modules lazily)."""
+    from harness import components
+
+    return components.registry(kind).names()
+
+
+def _check_name(kind: str, value: str) -> str:
+    names = _known(kind)
+    if value not in names:
+        raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(names)}")
+    return value
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataConfig(Section):
+    dataset: str = "digits"
+    # A fraction of the training set (< 1) or a number of images (>= 1), carved with a fixed seed.
+    val_size: float | int = Field(default=0.1, gt=0)
+    download: bool = True
+
+    _name = field_validator("dataset")(lambda v: _check_name("dataset", v))
+
+
+class ModelConfig(Section):
+    arch: str = "resnet18"
+    stem: Literal["cifar", "imagenet"] = "cifar"
+    attention: str = "none"
+    se_reduction: int = Field(default=16, ge=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Multiplies every stage's channel count: 0.25 gives a narrow ResNet for CPU runs.
+    width: float = Field(default=1.0, gt=0.0)
+
+    _arch = field_validator("arch")(lambda v: _check_name("architecture", v))
+    _attention = field_validator("attention")(lambda v: _check_name("attention", v))
+
+
+class OptimConfig(Section):
+    name: str = "sgd"
+    lr: float = Field(default=0.1, gt=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    betas: list[float] = Field(default_factory=lambda: [0.9, 0.999], min_length=2, max_length=2)
+
+    _name = field_validator("name")(lambda v: _check_name("optimizer", v))
+
+
+class ScheduleConfig(Section):
+    name: str = "none"
+    milestones: list[int] = Field(default_factory=list)  # multistep, in epochs
+    gamma: float = Field(default=0.1, gt=0.0)  # multistep and step
+    step_size: int = Field(default=30, ge=1)  # step, in epochs
+    warmup_epochs: float | int = Field(default=0, ge=0)  # cosine: linear warm-up
+    min_lr: float = Field(default=0.0, ge=0.0)  # cosine: the floor
+    pct_start: float = Field(default=0.3, gt=0.0, lt=1.0)  # onecycle
+
+    _name = field_validator("name")(lambda v: _check_name("schedule", v))
+
+
+MonitoredMetric = Literal["val_acc", "val_loss", "train_acc", "train_loss"]
+
+
+class EarlyStoppingConfig(Section):
+    metric: MonitoredMetric = "val_acc"
+    patience: int = Field(default=5, ge=1)
+    min_delta: float = Field(default=0.0, ge=0.0)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    eval_batch_size: int = Field(default=1024, ge=1)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # The best checkpoint (and the weights evaluated on the test set) maximise this metric
+    # (or minimise it, for a loss).
+    checkpoint_metric: MonitoredMetric = "val_acc"
+    early_stopping: EarlyStoppingConfig | None = None
+
+
+class AugmentConfig(Section):
+    preset: str = "none"
+
+    _preset = field_validator("preset")(lambda v: _check_name("augmentation preset", v))
+
+
+class TrialConfig(Section):
+    """Everything that determines one trial's result, except its seed."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    augment: AugmentConfig = AugmentConfig()
+
+
+class ReportConfig(Section):
+    metric: str = "test_acc"
+    # The level each factor is compared against, e.g. {model.attention: none}.
+    baseline: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class TuneConfig(Section):
+    metric: str = "val_acc"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    sampler: dict[str, Any] = Field(default_factory=lambda: {"name": "tpe", "seed": 0})
+    pruner: dict[str, Any] = Field(default_factory=lambda: {"name": "median"})
+    space: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Study(Section):
+    """A study file, validated. ``grid`` levels are checked by ``harness.study.design``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str = ""
+    base: TrialConfig = TrialConfig()
+    design: Literal["factorial", "one_at_a_time"] = "factorial"
+    grid: dict[str, list[Any]] | None = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    report: ReportConfig = ReportConfig()
+    tune: TuneConfig | None = None
+    # Where the study was read from, for error messages; not part of any trial's identity.
+    source: str = Field(default="<study>", exclude=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading YAML
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (PyYAML keeps the last one silently)."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(
+                f"line {key_node.start_mark.line + 1}: duplicate key {key!r}"
+                " (each key, and each grid axis, may appear once)"
+            )
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def parse_yaml(text: str, *, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: YAML scalar or flow collection (``0.3``, ``se``, ``[0, 1]``)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506
+    except (yaml.YAMLError, ConfigError):
+        return text
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation errors as one line
+
+
+def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config class reached by following ``path`` through nested sections, if any."""
+    for part in path:
+        if not isinstance(part, str) or part not in model.model_fields:
+            return None
+        nested = _section_type(model.model_fields[part].annotation)
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _section_type(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _dotted(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def format_validation_error(
+    exc: ValidationError, *, model: type[BaseModel], source: str, prefix: str = ""
+) -> str:
+    """One line: ``file: dotted.key: what is wrong (got …); valid: …``."""
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # Pydantic reports a failed union member or nullable section with its type name in loc.
+    loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
+    key = _dotted(loc)
+    key = f"{prefix}.{key}" if prefix and key else (prefix or key)
+    if err["type"] == "extra_forbidden":
+        parent = _model_at(model, loc[:-1])
+        valid = ", ".join(parent.model_fields) if parent else ""
+        msg = f"unknown key{'; valid: ' + valid if valid else ''}"
+    elif err["type"] == "literal_error":
+        msg = f"{err['msg'].replace('Input should be', 'must be')} (got {err['input']!r})"
+    elif err["type"] == "value_error":
+        msg = err["msg"].removeprefix("Value error, ")
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    else:
+        msg = f"{err['msg'].replace('Input should be', 'must be')} (got {err['input']!r})"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{source}: {key}: {msg}{more}" if key else f"{source}: {msg}{more}"
+
+
+def validate_trial_config(raw: Any, *, source: str, prefix: str) -> TrialConfig:
+    try:
+        return TrialConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error(exc, model=TrialConfig, source=source, prefix=prefix)
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides and loading
+
+TRIAL_SECTIONS = tuple(TrialConfig.model_fields)
+_FREE_FORM = {("grid",), ("report", "baseline"), ("tune", "sampler"), ("tune", "pruner"),
+              ("tune", "space")}
+
+
+def _check_override_path(parts: list[str], *, raw: dict[str, Any], source: str) -> None:
+    """A ``--set`` may only name a key the study schema has (or a free-form mapping's entry)."""
+    model: type[BaseModel] = Study
+    for i, part in enumerate(parts):
+        if tuple(parts[:i]) in _FREE_FORM:
+            return
+        if part not in model.model_fields:
+            where = _dotted(tuple(parts[:i])) or "the study"
+            raise ConfigError(
+                f"{source}: --set {'.'.join(parts)}: no key {part!r} in {where};"
+                f" valid: {', '.join(f for f in model.model_fields if f != 'source')}"
+            )
+        nested = _section_type(model.model_fields[part].annotation)
+        if nested is None:
+            if i != len(parts) - 1 and tuple(parts[: i + 1]) not in _FREE_FORM:
+                raise ConfigError(
+                    f"{source}: --set {'.'.join(parts)}: {_dotted(tuple(parts[: i + 1]))}"
+                    " is a value, not a section"
+                )
+            continue
+        model = nested
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], *, source: str) -> dict[str, Any]:
+    """Apply ``key=value`` overrides to a raw study mapping.
+
+    ``train.epochs=2`` is short for ``base.train.epochs=2``.  A key that is a grid axis cannot
+    be set on the base (the grid would override it); set ``grid.<axis>=[…]`` instead.
+    """
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
+        parts = key.split(".")
+        if parts[0] in TRIAL_SECTIONS:
+            grid = raw.get("grid") or {}
+            if isinstance(grid, dict) and any(
+                key == axis or key.startswith(axis + ".") or axis.startswith(key + ".")
+                for axis in grid
+            ):
+                raise ConfigError(
+                    f"--set {key}: {key} is varied by the grid; set grid.{key}=[…] instead"
+                )
+            parts = ["base", *parts]
+        _check_override_path(parts, raw=raw, source=source)
+        if parts[0] == "grid" and len(parts) > 1:
+            parts = ["grid", ".".join(parts[1:])]  # axis names are dotted keys themselves
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = parse_value(text)
+    return raw
+
+
+def load_study(path: str | Path, *, overrides: list[str] | None = None) -> Study:
+    """Read, override and validate a study file. Grid levels are validated on expansion."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        near = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        hint = f"; studies there: {', '.join(near)}" if near else ""
+        raise ConfigError(f"study file not found: {source}{hint}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read: {exc}") from None
+    raw = parse_yaml(text, source=source)
+    return study_from_mapping(raw, source=source, overrides=overrides)
+
+
+def study_from_mapping(
+    raw: Any, *, source: str = "<study>", overrides: list[str] | None = None
+) -> Study:
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}: a study file is a mapping with keys name, base, grid, seeds, …"
+            f" (got {type(raw).__name__})"
+        )
+    if overrides:
+        raw = apply_overrides(raw, overrides, source=source)
+    if "grid" in raw and not raw["grid"]:
+        raise ConfigError(
+            f"{source}: grid: is empty; give at least one axis (model.attention: [se, none])"
+            " or leave grid out to run the base config over the seeds"
+        )
+    if isinstance(raw.get("seeds"), list) and len(set(map(repr, raw["seeds"]))) != len(
+        raw["seeds"]
+    ):
+        raise ConfigError(f"{source}: seeds: duplicate seed in {raw['seeds']}")
+    try:
+        study = Study.model_validate({**raw, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, model=Study, source=source)) from None
+    return study
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
