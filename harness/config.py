@@ -210,7 +210,7 @@ def dump_yaml(data: Any) -> str:
 # Validation errors as one line
 
 
-def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+def section_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
     """The config class reached by following ``path`` through nested sections, if any."""
     for part in path:
         if not isinstance(part, str) or part not in model.model_fields:
@@ -233,7 +233,7 @@ def _section_type(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _dotted(parts: tuple[Any, ...]) -> str:
+def dotted(parts: tuple[Any, ...]) -> str:
     out = ""
     for part in parts:
         if isinstance(part, int):
@@ -243,40 +243,39 @@ def _dotted(parts: tuple[Any, ...]) -> str:
     return out
 
 
-def format_validation_error(
-    exc: ValidationError, *, model: type[BaseModel], source: str, prefix: str = ""
-) -> str:
-    """One line: ``file: dotted.key: what is wrong (got …); valid: …``."""
+def describe_validation_error(
+    exc: ValidationError, *, model: type[BaseModel]
+) -> tuple[tuple[Any, ...], str]:
+    """The first error's location and a readable message (with the count of the others)."""
     errors = exc.errors(include_url=False)
     err = errors[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    # Pydantic reports a failed union member or nullable section with its type name in loc.
-    loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
-    key = _dotted(loc)
-    key = f"{prefix}.{key}" if prefix and key else (prefix or key)
+    # Pydantic puts validator and union-member names in the location; keep only the keys.
+    loc = tuple(
+        p for p in err["loc"]
+        if not (isinstance(p, str) and (p.startswith("function-") or p[:1].isupper()))
+    )
     if err["type"] == "extra_forbidden":
-        parent = _model_at(model, loc[:-1])
-        valid = ", ".join(parent.model_fields) if parent else ""
+        parent = section_at(model, loc[:-1])
+        valid = ", ".join(f for f in parent.model_fields if f != "source") if parent else ""
         msg = f"unknown key{'; valid: ' + valid if valid else ''}"
-    elif err["type"] == "literal_error":
-        msg = f"{err['msg'].replace('Input should be', 'must be')} (got {err['input']!r})"
     elif err["type"] == "value_error":
         msg = err["msg"].removeprefix("Value error, ")
     elif err["type"] == "missing":
         msg = "required key is missing"
     else:
         msg = f"{err['msg'].replace('Input should be', 'must be')} (got {err['input']!r})"
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{source}: {key}: {msg}{more}" if key else f"{source}: {msg}{more}"
+    if len(errors) > 1:
+        msg += f" (+{len(errors) - 1} more)"
+    return loc, msg
 
 
-def validate_trial_config(raw: Any, *, source: str, prefix: str) -> TrialConfig:
-    try:
-        return TrialConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(
-            format_validation_error(exc, model=TrialConfig, source=source, prefix=prefix)
-        ) from None
+def format_validation_error(
+    exc: ValidationError, *, model: type[BaseModel], source: str, prefix: str = ""
+) -> str:
+    """One line: ``file: dotted.key: what is wrong (got …); valid: …``."""
+    loc, msg = describe_validation_error(exc, model=model)
+    key = ".".join(filter(None, [prefix, dotted(loc)]))
+    return f"{source}: {key}: {msg}" if key else f"{source}: {msg}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,7 +293,7 @@ def _check_override_path(parts: list[str], *, raw: dict[str, Any], source: str) 
         if tuple(parts[:i]) in _FREE_FORM:
             return
         if part not in model.model_fields:
-            where = _dotted(tuple(parts[:i])) or "the study"
+            where = dotted(tuple(parts[:i])) or "the study"
             raise ConfigError(
                 f"{source}: --set {'.'.join(parts)}: no key {part!r} in {where};"
                 f" valid: {', '.join(f for f in model.model_fields if f != 'source')}"
@@ -303,7 +302,7 @@ def _check_override_path(parts: list[str], *, raw: dict[str, Any], source: str) 
         if nested is None:
             if i != len(parts) - 1 and tuple(parts[: i + 1]) not in _FREE_FORM:
                 raise ConfigError(
-                    f"{source}: --set {'.'.join(parts)}: {_dotted(tuple(parts[: i + 1]))}"
+                    f"{source}: --set {'.'.join(parts)}: {dotted(tuple(parts[: i + 1]))}"
                     " is a value, not a section"
                 )
             continue

@@ -1,0 +1,107 @@
+"""The command line: parses arguments, calls into ``study`` (and later ``report``), and turns
+a ``HarnessError`` into one line on stderr and exit code 2.  Nothing else lives here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from harness.errors import HarnessError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Ablation studies for image classification, tracked in MLflow.",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: HarnessError) -> typer.Exit:
+    err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a study key: train.epochs=2, seeds=[0,1], grid.model.dropout=[0.0]."),
+]
+TrackingOption = Annotated[
+    Optional[str],
+    typer.Option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlruns)."),
+]
+
+
+@app.command()
+def run(
+    study_file: Annotated[Path, typer.Argument(help="The study file, e.g. studies/quickstart.yaml.")],
+    overrides: SetOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the trial table; train nothing.")] = False,
+    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")] = "auto",
+    data_root: Annotated[Optional[Path], typer.Option(help="Where datasets live (default: HARNESS_DATA, else ./data).")] = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Expand the study and run every trial that has not FINISHED yet."""
+    from harness.config import load_study
+    from harness.console import RichDisplay, summary_table, trial_table
+    from harness.study.design import expand
+    from harness.study.runner import run_study
+    from harness.tracking import MlflowTracker
+
+    try:
+        study = load_study(study_file, overrides=overrides or [])
+        specs = expand(study)
+        if dry_run:
+            console.print(trial_table(study, specs))
+            return
+        tracker = MlflowTracker(tracking_uri)
+        tracker.check()
+        outcome = run_study(study, tracker=tracker, data_root=data_root, device=device,
+                            display=RichDisplay(console))
+    except HarnessError as exc:
+        raise _fail(exc) from None
+    console.print(summary_table(study, outcome))
+    console.print(f"tracking store: {tracker.uri}  (open it with: harness ui)")
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ui(
+    tracking_uri: TrackingOption = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Serve the MLflow UI for the project's store on 127.0.0.1."""
+    from harness.tracking import MlflowTracker, _local_paths
+
+    tracker = MlflowTracker(tracking_uri)
+    local = _local_paths(tracker.uri)
+    if local is not None and not local[0].exists():
+        raise _fail(HarnessError(
+            f"no tracking store at {local[0]}; run a study first (harness run studies/quickstart.yaml)"
+        ))
+    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    if mlflow_bin is None:
+        raise _fail(HarnessError("the mlflow command is not installed in this environment"))
+    cmd = [mlflow_bin, "ui", "--backend-store-uri", tracker.uri, "--host", "127.0.0.1",
+           "--port", str(port)]
+    if local is not None:
+        cmd += ["--default-artifact-root", local[1].as_uri()]
+    console.print(f"MLflow UI on http://127.0.0.1:{port}  ({tracker.uri})")
+    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

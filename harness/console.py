@@ -1,0 +1,110 @@
+"""What a person sees in the terminal: the trial table, progress bars and the summary."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from harness.config import Study
+from harness.engine import Callback, FitInfo
+from harness.study.executors import TrialOutcome
+from harness.study.runner import Display, StudyOutcome
+from harness.study.spec import TrialSpec
+
+
+def trial_table(study: Study, specs: list[TrialSpec]) -> Table:
+    axes = list(study.grid or {})
+    table = Table(title=f"{study.name}: {len(specs)} trials", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("trial_key")
+    table.add_column("cell_key")
+    table.add_column("seed", justify="right")
+    for axis in axes:
+        table.add_column(axis)
+    for i, spec in enumerate(specs, 1):
+        table.add_row(str(i), spec.trial_key, spec.cell_key, str(spec.seed),
+                      *(spec.factors.get(axis, "") for axis in axes))
+    return table
+
+
+def summary_table(study: Study, outcome: StudyOutcome) -> Table:
+    failed = len(outcome.failed)
+    table = Table(
+        title=(f"{study.name}: {len(outcome.finished)} finished, {failed} failed,"
+               f" {outcome.skipped} skipped (already finished)"),
+        title_justify="left",
+    )
+    axes = list(study.grid or {})
+    for axis in axes:
+        table.add_column(axis)
+    table.add_column("seeds", justify="right")
+    table.add_column(f"{outcome.metric} mean ± std", justify="right")
+    for cell in outcome.cells:
+        std = "n/a" if math.isnan(cell.std) else f"{cell.std:.4f}"
+        table.add_row(*(cell.factors.get(a, "") for a in axes), str(cell.n_seeds),
+                      f"{cell.mean:.4f} ± {std}")
+    return table
+
+
+class _EpochProgress(Callback):
+    def __init__(self, progress: Progress, task: int) -> None:
+        self.progress, self.task = progress, task
+
+    def on_fit_start(self, info: FitInfo) -> None:
+        self.progress.update(self.task, total=info.epochs, completed=0)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.progress.update(
+            self.task, completed=epoch,
+            status=f"val_acc {metrics['val_acc']:.3f}  loss {metrics['train_loss']:.3f}",
+        )
+
+
+class RichDisplay(Display):
+    """Progress over trials and over the current trial's epochs."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            transient=False,
+        )
+        self.trials = self.epochs = None
+
+    def study_started(self, study: Study, *, n_todo: int, n_skipped: int) -> None:
+        if n_todo == 0:
+            self.console.print(
+                f"{study.name}: all {n_skipped} trials already finished; nothing to run"
+            )
+            return
+        self.console.print(
+            f"{study.name}: {n_todo} trials to run, {n_skipped} already finished"
+        )
+        self.progress.start()
+        self.trials = self.progress.add_task("trials", total=n_todo, status="")
+        self.epochs = self.progress.add_task("epochs", total=1, status="")
+
+    def trial_started(self, spec: TrialSpec, index: int) -> list[Callback]:
+        self.progress.update(self.epochs, description=f"{spec.cell_label} seed={spec.seed}",
+                             completed=0, status="")
+        return [_EpochProgress(self.progress, self.epochs)]
+
+    def trial_ended(self, outcome: TrialOutcome) -> None:
+        self.progress.advance(self.trials)
+        if outcome.status != "FINISHED":
+            self.progress.console.print(
+                f"[red]FAILED[/red] {outcome.spec.cell_label} seed={outcome.spec.seed}:"
+                f" {outcome.error} (traceback.txt in its run)"
+            )
+
+    def study_ended(self) -> None:
+        if self.trials is not None:
+            self.progress.stop()

@@ -1,0 +1,421 @@
+"""Datasets: what each one is, where its files live, and how it reaches memory.
+
+Owns the dataset registry (``DATASETS``), the in-memory form every dataset takes (uint8
+``N×C×H×W`` images and int64 labels, small enough to sit on the training device whole), the
+fixed-seed train/validation carve, and the one-line ``DataError`` that says which file to put
+where when a dataset is absent and cannot be downloaded.
+
+Files come through torchvision's real download code; CIFAR's extracted pickles are read here,
+because torchvision insists on the md5 of every extracted batch and would refuse any file it
+did not ship.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from harness.config import DataConfig
+from harness.errors import DataError
+from harness.registry import Registry
+
+# Fixed, and independent of the trial seed, so that every trial of every study is validated
+# and tested on the same images: seed-to-seed variance then measures training, not the split.
+VAL_SPLIT_SEED = 0
+DIGITS_TEST_SEED = 0
+DIGITS_TEST_FRACTION = 0.2
+
+# Long enough for a slow mirror, short enough that a firewalled machine fails within a minute.
+DOWNLOAD_SOCKET_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and an augmentation need to know about a dataset."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]  # (H, W)
+    class_names: list[str]
+    mean: tuple[float, ...]  # per channel, in [0, 1] units
+    std: tuple[float, ...]
+    hflip: bool  # whether a horizontal flip keeps the label (not for digits)
+
+
+@dataclass(frozen=True)
+class TensorSplit:
+    """One split held whole: uint8 images ``N×C×H×W`` and int64 labels ``N``."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __post_init__(self) -> None:
+        assert self.images.dtype == torch.uint8 and self.images.ndim == 4, self.images.shape
+        assert self.labels.dtype == torch.int64 and self.labels.shape == self.images.shape[:1]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> TensorSplit:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return TensorSplit(self.images[index].contiguous(), self.labels[index].contiguous())
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    info: DatasetInfo
+    train: TensorSplit
+    val: TensorSplit
+    test: TensorSplit
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources: one per on-disk format
+
+
+class DatasetSource:
+    """Where one dataset's files live, how to fetch them and how to read them into tensors.
+
+    ``mean``/``std`` of ``None`` are computed from the training split after the carve.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        hflip: bool,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+    ) -> None:
+        self.name = name
+        self.hflip = hflip
+        self.mean = mean
+        self.std = std
+
+    def missing(self, root: Path) -> list[Path]:
+        """Expected paths (relative to root) that are absent; the folder alone if it is."""
+        return []
+
+    def fetch(self, root: Path, *, download: bool) -> None:
+        """Try to make ``missing(root)`` empty; may raise anything."""
+
+    def hint(self, root: Path) -> str:
+        """Where the user should put which file (completes the missing-data message)."""
+        return ""
+
+    def read(self, root: Path) -> tuple[TensorSplit, TensorSplit, list[str]]:
+        """The full training split, the test split and the class names."""
+        raise NotImplementedError
+
+    def ensure(self, root: Path, *, download: bool) -> None:
+        """Make the files present (fetching them if allowed) or raise a one-line DataError."""
+        missing = self.missing(root)
+        if not missing:
+            return
+        try:
+            with _download_timeout():
+                self.fetch(root, download=download)
+        except Exception as exc:  # noqa: BLE001 - network, disk and archive errors alike
+            why = f"download failed ({_one_line(exc)})"
+        else:
+            missing = self.missing(root)
+            if not missing:
+                return
+            why = "download did not provide it" if download else "data.download is false"
+        what = str(missing[0]) + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        then = "run once with network" if download else "set data.download: true with network"
+        raise DataError(
+            f"{self.name}: {what} not found under {root} and {why}; {self.hint(root)} or {then}"
+        )
+
+
+class _Digits(DatasetSource):
+    """scikit-learn's bundled 8×8 digits: no files, no network; the test split is carved here."""
+
+    def read(self, root: Path) -> tuple[TensorSplit, TensorSplit, list[str]]:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        # Pixel values are counts 0..16 of a 4×4 block; rescale to the uint8 range of every
+        # other dataset so that augmentation and normalisation treat them alike.
+        pixels = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+        full = TensorSplit(
+            torch.from_numpy(pixels).unsqueeze(1).contiguous(),
+            torch.from_numpy(digits.target.astype(np.int64)),
+        )
+        n_test = round(DIGITS_TEST_FRACTION * len(full))
+        train, test = stratified_split(full.labels.numpy(), n_test, seed=DIGITS_TEST_SEED)
+        return full.subset(train), full.subset(test), [str(c) for c in range(10)]
+
+
+class _TorchvisionIdx(DatasetSource):
+    """MNIST and Fashion-MNIST, through torchvision's classes (raw IDX files under root)."""
+
+    def __init__(self, name: str, *, class_name: str, **kwargs) -> None:
+        super().__init__(name, **kwargs)
+        self.class_name = class_name
+
+    @property
+    def dataset_class(self) -> type:
+        import torchvision.datasets
+
+        return getattr(torchvision.datasets, self.class_name)
+
+    def _files(self) -> list[str]:
+        return [Path(url).stem for url, _ in self.dataset_class.resources]  # drops .gz
+
+    def missing(self, root: Path) -> list[Path]:
+        raw = Path(self.class_name, "raw")
+        if not (root / raw).is_dir():
+            return [raw]
+        return [raw / f for f in self._files() if not (root / raw / f).is_file()]
+
+    def fetch(self, root: Path, *, download: bool) -> None:
+        if download:
+            # The constructor downloads all four files; the test split it then reads is small.
+            self.dataset_class(str(root), train=False, download=True)
+
+    def hint(self, root: Path) -> str:
+        return (
+            f"put {', '.join(self._files())} (gunzipped, from {self.dataset_class.mirrors[0]})"
+            f" into {root / self.class_name / 'raw'}"
+        )
+
+    def read(self, root: Path) -> tuple[TensorSplit, TensorSplit, list[str]]:
+        cls = self.dataset_class
+        splits = []
+        for train in (True, False):
+            try:
+                ds = cls(str(root), train=train, download=False)
+                images, labels = ds.data, ds.targets.to(torch.int64)
+                if images.dtype != torch.uint8 or images.ndim != 3:
+                    raise ValueError(f"images are {images.dtype} {tuple(images.shape)}")
+                _check_labels(labels, len(images), len(cls.classes))
+            except Exception as exc:  # noqa: BLE001 - torchvision asserts on malformed IDX
+                raise DataError(
+                    f"{self.name}: cannot read {root / self.class_name / 'raw'}"
+                    f" ({_one_line(exc)}); delete it to download again"
+                ) from None
+            splits.append(TensorSplit(images.unsqueeze(1).contiguous(), labels.contiguous()))
+        return splits[0], splits[1], list(cls.classes)
+
+
+class _CifarPickles(DatasetSource):
+    """CIFAR-10/100: torchvision downloads and extracts the archive; the pickles are read here."""
+
+    def __init__(self, name: str, *, class_name: str, label_key: str, num_classes: int,
+                 **kwargs) -> None:
+        super().__init__(name, **kwargs)
+        self.class_name = class_name
+        self.label_key = label_key
+        self.num_classes = num_classes
+
+    @property
+    def dataset_class(self) -> type:
+        import torchvision.datasets
+
+        return getattr(torchvision.datasets, self.class_name)
+
+    def _files(self) -> list[str]:
+        cls = self.dataset_class
+        return [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+
+    def missing(self, root: Path) -> list[Path]:
+        folder = Path(self.dataset_class.base_folder)
+        if not (root / folder).is_dir():
+            return [folder]
+        return [folder / f for f in self._files() if not (root / folder / f).is_file()]
+
+    def fetch(self, root: Path, *, download: bool) -> None:
+        from torchvision.datasets.utils import (
+            check_integrity,
+            download_and_extract_archive,
+            extract_archive,
+        )
+
+        cls = self.dataset_class
+        archive = root / cls.filename
+        # An archive already in place needs no network, whatever data.download says.
+        if archive.is_file() and check_integrity(str(archive), cls.tgz_md5):
+            extract_archive(str(archive), str(root))
+        elif download:
+            download_and_extract_archive(cls.url, str(root), filename=cls.filename,
+                                         md5=cls.tgz_md5)
+
+    def hint(self, root: Path) -> str:
+        cls = self.dataset_class
+        return f"put {cls.filename} from {cls.url} into {root}"
+
+    def read(self, root: Path) -> tuple[TensorSplit, TensorSplit, list[str]]:
+        cls = self.dataset_class
+        folder = root / cls.base_folder
+        train = _concat([self._batch(folder / f) for f, _ in cls.train_list])
+        test = _concat([self._batch(folder / f) for f, _ in cls.test_list])
+        meta = self._unpickle(folder / cls.meta["filename"])
+        names = meta.get(cls.meta["key"]) if isinstance(meta, dict) else None
+        if not (isinstance(names, list) and len(names) == self.num_classes
+                and all(isinstance(n, str) for n in names)):
+            raise DataError(
+                f"{self.name}: {folder / cls.meta['filename']} is corrupt (no list of"
+                f" {self.num_classes} {cls.meta['key']}); delete {folder} to download again"
+            )
+        return train, test, names
+
+    def _unpickle(self, path: Path) -> object:
+        try:
+            with path.open("rb") as f:
+                return pickle.load(f, encoding="latin1")  # written by Python 2
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+            raise DataError(
+                f"{self.name}: {path} is corrupt ({_one_line(exc)});"
+                f" delete {path.parent} to download again"
+            ) from None
+
+    def _batch(self, path: Path) -> TensorSplit:
+        entry = self._unpickle(path)
+        try:
+            data, labels = entry["data"], entry[self.label_key]  # type: ignore[index]
+            if not (isinstance(data, np.ndarray) and data.dtype == np.uint8
+                    and data.ndim == 2 and data.shape[1] == 3 * 32 * 32):
+                raise ValueError(f"data is not N×3072 uint8 (got {_describe_array(data)})")
+            labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+            _check_labels(labels, len(data), self.num_classes)
+        except Exception as exc:  # noqa: BLE001 - missing keys, wrong types, wrong shapes
+            raise DataError(
+                f"{self.name}: {path} is corrupt ({_one_line(exc)});"
+                f" delete {path.parent} to download again"
+            ) from None
+        # Rows hold three 32×32 channel planes (R, G, B), each row-major: already C×H×W.
+        images = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32))
+        return TensorSplit(images, labels)
+
+
+def _check_labels(labels: Tensor, n_images: int, num_classes: int) -> None:
+    if labels.ndim != 1 or len(labels) != n_images:
+        raise ValueError(f"{tuple(labels.shape)} labels for {n_images} images")
+    if n_images and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels outside 0..{num_classes - 1}")
+
+
+def _concat(parts: list[TensorSplit]) -> TensorSplit:
+    return TensorSplit(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
+
+
+def _describe_array(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} {value.shape}"
+    return type(value).__name__
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@contextlib.contextmanager
+def _download_timeout() -> Iterator[None]:
+    # urllib waits on the global default socket timeout (none), so a dropped connection would
+    # hang a trial forever; restore the caller's setting afterwards.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_SOCKET_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+DATASETS: Registry[DatasetSource] = Registry("dataset")
+DATASETS.add("digits", _Digits("digits", hflip=False))
+DATASETS.add("mnist", _TorchvisionIdx(
+    "mnist", class_name="MNIST", hflip=False, mean=(0.1307,), std=(0.3081,)))
+DATASETS.add("fashion_mnist", _TorchvisionIdx(
+    "fashion_mnist", class_name="FashionMNIST", hflip=True, mean=(0.2860,), std=(0.3530,)))
+DATASETS.add("cifar10", _CifarPickles(
+    "cifar10", class_name="CIFAR10", label_key="labels", num_classes=10, hflip=True,
+    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)))
+DATASETS.add("cifar100", _CifarPickles(
+    "cifar100", class_name="CIFAR100", label_key="fine_labels", num_classes=100, hflip=True,
+    mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting and loading
+
+
+def stratified_split(labels: np.ndarray, n_holdout: int, *, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out), each sorted, holding out ``n_holdout`` images class by class.
+
+    Each class gives its share rounded by largest remainder, so no class is over- or
+    under-represented by more than one image, whatever the sizes.
+    """
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * (n_holdout / len(labels))
+    take = np.floor(quota).astype(np.int64)
+    extra = np.argsort(-(quota - take), kind="stable")[: n_holdout - int(take.sum())]
+    take[extra] += 1
+    held = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    )
+    held.sort()
+    kept = np.setdiff1d(np.arange(len(labels)), held, assume_unique=True)
+    return kept, held
+
+
+def _val_count(val_size: float | int, n_train: int, *, dataset: str) -> int:
+    count = round(val_size * n_train) if val_size < 1 else int(val_size)
+    if not 0 < count < n_train:
+        raise DataError(
+            f"{dataset}: data.val_size={val_size} gives {count} validation images out of"
+            f" {n_train} training images; it must leave both sets non-empty"
+            f" (a fraction < 1 or a count < {n_train})"
+        )
+    return count
+
+
+def _resolve(root: Path | str) -> Path:
+    return Path(root).expanduser().absolute()
+
+
+def check_dataset(cfg: DataConfig, *, root: Path) -> None:
+    """Preflight: the dataset's files are present (downloading them if allowed), else DataError."""
+    DATASETS.get(cfg.dataset).ensure(_resolve(root), download=cfg.download)
+
+
+def load_dataset(cfg: DataConfig, *, root: Path) -> DataBundle:
+    """The dataset as uint8 tensors, with validation carved from training by a fixed seed."""
+    source = DATASETS.get(cfg.dataset)
+    root = _resolve(root)
+    source.ensure(root, download=cfg.download)
+    full_train, test, class_names = source.read(root)
+    n_val = _val_count(cfg.val_size, len(full_train), dataset=cfg.dataset)
+    kept, held = stratified_split(full_train.labels.numpy(), n_val, seed=VAL_SPLIT_SEED)
+    train, val = full_train.subset(kept), full_train.subset(held)
+
+    mean, std = source.mean, source.std
+    if mean is None or std is None:
+        pixels = train.images.to(torch.float64).div(255).transpose(0, 1).flatten(1)
+        mean = tuple(pixels.mean(dim=1).tolist())
+        std = tuple(pixels.std(dim=1).tolist())
+    _, channels, height, width = train.images.shape
+    info = DatasetInfo(
+        name=cfg.dataset,
+        num_classes=len(class_names),
+        in_channels=channels,
+        image_size=(height, width),
+        class_names=list(class_names),
+        mean=mean,
+        std=std,
+        hflip=source.hflip,
+    )
+    return DataBundle(info=info, train=train, val=val, test=test)

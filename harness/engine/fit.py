@@ -1,0 +1,252 @@
+"""The training loop: one for every dataset and model.
+
+``fit`` builds the model, optimizer and schedule from their config slices, trains for
+``train.epochs`` epochs (or until early stopping), keeps the weights that are best on the
+validation split, and evaluates those once on the test split.  It reports through callbacks
+and knows nothing of MLflow or Optuna.
+
+Per-step work stays on the device: losses and hit counts accumulate as tensors and are read
+once per epoch, because a ``.item()`` per step stalls an accelerator's queue.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.config import TrialConfig
+from harness.data import DataBundle, DeviceLoader, build_augment
+from harness.engine.callbacks import Callback, FitInfo, FitResult
+from harness.engine.metrics import classification_metrics
+from harness.engine.optim import create_optimizer, create_schedule
+from harness.errors import HarnessError
+from harness.models import build_model, count_parameters
+
+HISTORY_KEYS = ("epochs", "train_loss", "train_acc", "val_loss", "val_acc", "learning_rates",
+                "epoch_time_s", "train_images_per_s")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; anything else must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise HarnessError(f"--device {name!r}: not a device; valid: auto, cpu, cuda, cuda:N, mps")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HarnessError(f"--device {name}: CUDA is not available here; valid: auto, cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise HarnessError(f"--device {name}: MPS is not available here; valid: auto, cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _better(metric: str, value: float, best: float | None, min_delta: float = 0.0) -> bool:
+    if best is None:
+        return True
+    if metric.endswith("_loss"):
+        return value < best - min_delta
+    return value > best + min_delta
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DeviceLoader,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    *,
+    label_smoothing: float,
+) -> dict[str, float]:
+    model.train()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    hits = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for images, labels in loader:
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        loss_sum += loss.detach() * len(labels)
+        hits += (logits.detach().argmax(dim=1) == labels).sum()
+        seen += len(labels)
+    return {"loss": loss_sum.item() / max(seen, 1), "acc": hits.item() / max(seen, 1)}
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: DeviceLoader, *, label_smoothing: float = 0.0) -> dict:
+    model.eval()
+    logits, labels = [], []
+    for images, target in loader:
+        logits.append(model(images))
+        labels.append(target)
+    return classification_metrics(
+        torch.cat(logits), torch.cat(labels), label_smoothing=label_smoothing
+    )
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fit(
+    cfg: TrialConfig,
+    data: DataBundle,
+    *,
+    seed: int,
+    device: torch.device | str = "auto",
+    callbacks: Sequence[Callback] = (),
+    checkpoint_dir: Path | None = None,
+) -> FitResult:
+    """Train one trial and return its history and final test metrics."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    seed_everything(seed)
+    info = data.info
+    model = build_model(cfg.model, in_channels=info.in_channels, num_classes=info.num_classes)
+    model.to(device)
+    train = cfg.train
+    train_loader = DeviceLoader(
+        data.train,
+        batch_size=train.batch_size,
+        device=device,
+        transform=build_augment(cfg.augment, info),
+        info=info,
+        shuffle=True,
+        seed=seed,
+        # A last batch of one image would break batch norm; small datasets keep every batch.
+        drop_last=len(data.train.labels) > train.batch_size,
+    )
+    eval_args = dict(batch_size=train.eval_batch_size, device=device, transform=None, info=info,
+                     shuffle=False, seed=seed)
+    val_loader = DeviceLoader(data.val, **eval_args)
+    test_loader = DeviceLoader(data.test, **eval_args)
+
+    optimizer = create_optimizer(model.parameters(), cfg.optim)
+    schedule = create_schedule(
+        optimizer, cfg.schedule, epochs=train.epochs, steps_per_epoch=len(train_loader)
+    )
+    n_params = count_parameters(model)
+    fit_info = FitInfo(
+        n_params=n_params,
+        epochs=train.epochs,
+        steps_per_epoch=len(train_loader),
+        n_train=train_loader.num_samples,
+        n_val=len(data.val.labels),
+        n_test=len(data.test.labels),
+        device=str(device),
+        class_names=list(info.class_names),
+    )
+    for cb in callbacks:
+        cb.on_fit_start(fit_info)
+
+    if checkpoint_dir is not None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+    monitor = train.checkpoint_metric
+    best_value: float | None = None
+    best_epoch = 0
+    best_state = copy.deepcopy(model.state_dict())
+    stop = train.early_stopping
+    stop_best: float | None = None
+    stale_epochs = 0
+    stopped_early = False
+    started = time.perf_counter()
+
+    for epoch in range(1, train.epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        _sync(device)
+        t0 = time.perf_counter()
+        trained = train_one_epoch(
+            model, train_loader, optimizer, schedule, label_smoothing=train.label_smoothing
+        )
+        _sync(device)
+        train_time = time.perf_counter() - t0
+        val = evaluate(model, val_loader, label_smoothing=train.label_smoothing)
+        metrics = {
+            "train_loss": trained["loss"],
+            "train_acc": trained["acc"],
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "lr": lr,
+            "epoch_time_s": time.perf_counter() - t0,
+            "train_images_per_s": train_loader.num_samples / max(train_time, 1e-9),
+        }
+        for key, hkey in (("train_loss", "train_loss"), ("train_acc", "train_acc"),
+                          ("val_loss", "val_loss"), ("val_acc", "val_acc"),
+                          ("lr", "learning_rates"), ("epoch_time_s", "epoch_time_s"),
+                          ("train_images_per_s", "train_images_per_s")):
+            history[hkey].append(metrics[key])
+        history["epochs"].append(epoch)
+
+        if _better(monitor, metrics[monitor], best_value):
+            best_value, best_epoch = metrics[monitor], epoch
+            best_state = copy.deepcopy(model.state_dict())
+            if checkpoint_dir is not None:
+                torch.save({"model": best_state, "epoch": epoch, monitor: best_value},
+                           checkpoint_dir / "best.pt")
+        if checkpoint_dir is not None:
+            torch.save(
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "schedule": schedule.state_dict(), "epoch": epoch, "history": history},
+                checkpoint_dir / "last.pt",
+            )
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, metrics)
+
+        if stop is not None:
+            if _better(stop.metric, metrics[stop.metric], stop_best, stop.min_delta):
+                stop_best, stale_epochs = metrics[stop.metric], 0
+            else:
+                stale_epochs += 1
+                if stale_epochs >= stop.patience:
+                    stopped_early = True
+                    break
+
+    # The test split is touched once, with the weights chosen on validation.
+    model.load_state_dict(best_state)
+    test = evaluate(model, test_loader)
+    final = {
+        "test_acc": test["acc"],
+        "test_top5": test["top5"],
+        "test_loss": test["loss"],
+        "test_macro_f1": test["macro_f1"],
+        "test_ece": test["ece"],
+        "best_val_acc": max(history["val_acc"]),
+        "best_epoch": float(best_epoch),
+        "n_params": float(n_params),
+        "epochs_run": float(len(history["epochs"])),
+        "train_time_s": time.perf_counter() - started,
+    }
+    result = FitResult(
+        history=history,
+        final=final,
+        per_class_acc=dict(zip(info.class_names, test["per_class_acc"])),
+        confusion=test["confusion"].tolist(),
+        best_checkpoint=checkpoint_dir / "best.pt" if checkpoint_dir is not None else None,
+        last_checkpoint=checkpoint_dir / "last.pt" if checkpoint_dir is not None else None,
+        stopped_early=stopped_early,
+    )
+    for cb in callbacks:
+        cb.on_fit_end(result)
+    return result

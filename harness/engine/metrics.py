@@ -1,0 +1,77 @@
+"""Classification metrics computed from logits on the device: accuracy, top-k, macro-F1,
+expected calibration error and per-class accuracy.
+
+They are computed once per evaluation over the whole split, never per step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+ECE_BINS = 15
+
+
+def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    k = min(k, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    return (top == labels[:, None]).any(dim=1).float().mean().item()
+
+
+def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Rows are true classes, columns predicted classes."""
+    flat = labels.long() * num_classes + preds.long()
+    return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def macro_f1(confusion: torch.Tensor) -> float:
+    """Unweighted mean F1 over the classes present in the labels or the predictions
+    (scikit-learn's ``f1_score(average="macro")``; an undefined F1 counts as 0)."""
+    tp = confusion.diag().double()
+    predicted = confusion.sum(dim=0).double()
+    actual = confusion.sum(dim=1).double()
+    present = (predicted + actual) > 0
+    f1 = torch.where(predicted + actual > 0, 2 * tp / (predicted + actual).clamp(min=1), 0.0)
+    return f1[present].mean().item() if present.any() else 0.0
+
+
+def expected_calibration_error(
+    probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int = ECE_BINS
+) -> float:
+    """ECE over equal-width confidence bins (lo, hi], weighted by the bin's share of samples."""
+    confidence, preds = probs.max(dim=1)
+    correct = (preds == labels).double()
+    edges = torch.linspace(0, 1, n_bins + 1, device=probs.device, dtype=torch.float64)
+    # bucketize with right=False gives i such that edges[i-1] < x <= edges[i].
+    bins = torch.bucketize(confidence.double(), edges, right=False).clamp(1, n_bins) - 1
+    count = torch.bincount(bins, minlength=n_bins).double()
+    conf_sum = torch.bincount(bins, weights=confidence.double(), minlength=n_bins)
+    acc_sum = torch.bincount(bins, weights=correct, minlength=n_bins)
+    gap = (acc_sum - conf_sum).abs()
+    return (gap.sum() / max(len(labels), 1)).item()
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> list[float]:
+    """Recall of each class; NaN for a class absent from the labels."""
+    actual = confusion.sum(dim=1).double()
+    acc = confusion.diag().double() / actual.clamp(min=1)
+    return [float("nan") if n == 0 else a for a, n in zip(acc.tolist(), actual.tolist())]
+
+
+def classification_metrics(
+    logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0
+) -> dict[str, object]:
+    """Everything the engine reports about one split, from its logits."""
+    logits = logits.float()
+    num_classes = logits.shape[1]
+    preds = logits.argmax(dim=1)
+    confusion = confusion_matrix(preds, labels, num_classes)
+    return {
+        "loss": F.cross_entropy(logits, labels, label_smoothing=label_smoothing).item(),
+        "acc": (preds == labels).float().mean().item(),
+        "top5": topk_accuracy(logits, labels, 5),
+        "macro_f1": macro_f1(confusion),
+        "ece": expected_calibration_error(logits.softmax(dim=1), labels),
+        "per_class_acc": per_class_accuracy(confusion),
+        "confusion": confusion.cpu(),
+    }

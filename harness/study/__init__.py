@@ -1,0 +1,1 @@
+"""Studies: trial specs and keys, grid designs, executors and the study runner."""

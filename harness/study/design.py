@@ -1,0 +1,173 @@
+"""Grid expansion: a study's base config and grid axes become a list of ``TrialSpec``.
+
+An axis is a dotted config key (``model.dropout``) or a whole section (``optim``).  A level is
+a value for a key, or, for a section, a mapping of that section's keys with an optional
+``label``.  ``factorial`` crosses every level of every axis; ``one_at_a_time`` runs the base and
+then each level of each axis changed alone.  Every level is validated against the base config,
+so an error names ``grid.<axis>[i]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from harness.config import (
+    TRIAL_SECTIONS,
+    Study,
+    TrialConfig,
+    dotted,
+    section_at,
+    describe_validation_error,
+)
+from harness.errors import ConfigError
+from harness.study.spec import TrialSpec
+
+
+@dataclass(frozen=True)
+class Level:
+    label: str
+    patch: dict[str, Any]  # absolute dotted key → value
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(_label(v) for v in value) + "]"
+    return str(value)
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def _check_axis(axis: str, *, source: str) -> type[BaseModel] | None:
+    """The section class an axis names, or None for a leaf key; error if it names nothing."""
+    parts = tuple(axis.split("."))
+    if parts[0] not in TRIAL_SECTIONS:
+        raise ConfigError(
+            f"{source}: grid.{axis}: unknown axis; an axis is a config key such as"
+            f" model.attention, under one of: {', '.join(TRIAL_SECTIONS)}"
+        )
+    parent = section_at(TrialConfig, parts[:-1])
+    if parent is None or parts[-1] not in parent.model_fields:
+        valid = ", ".join(f"{dotted(parts[:-1])}.{f}" for f in parent.model_fields) if parent else ""
+        raise ConfigError(
+            f"{source}: grid.{axis}: no such config key{'; valid: ' + valid if valid else ''}"
+        )
+    return section_at(TrialConfig, parts)
+
+
+def parse_levels(axis: str, levels: list[Any], *, source: str) -> list[Level]:
+    section = _check_axis(axis, source=source)
+    if not levels:
+        raise ConfigError(f"{source}: grid.{axis}: no levels; give at least one value")
+    parsed: list[Level] = []
+    for i, level in enumerate(levels):
+        where = f"{source}: grid.{axis}[{i}]"
+        if isinstance(level, dict):
+            if section is None:
+                raise ConfigError(
+                    f"{where}: {axis} is a single value, so its levels are values, not mappings"
+                )
+            body = dict(level)
+            label = body.pop("label", None)
+            if not body:
+                raise ConfigError(f"{where}: a mapping level needs at least one key besides label")
+            patch = {f"{axis}.{key}": value for key, value in body.items()}
+            label = str(label) if label is not None else ",".join(
+                f"{k}={_label(v)}" for k, v in body.items()
+            )
+        else:
+            if section is not None:
+                raise ConfigError(
+                    f"{where}: {axis} is a section; a level is a mapping of its keys with a label,"
+                    f" e.g. {{label: sgd, name: sgd, lr: 0.1}}"
+                )
+            patch, label = {axis: level}, _label(level)
+        if any(p.label == label for p in parsed):
+            raise ConfigError(f"{where}: duplicate level {label!r}")
+        parsed.append(Level(label=label, patch=patch))
+    return parsed
+
+
+def _overlapping(axes: list[str]) -> tuple[str, str] | None:
+    for a, b in itertools.permutations(axes, 2):
+        if b.startswith(a + "."):
+            return a, b
+    return None
+
+
+def _apply(
+    base: dict[str, Any], levels: dict[str, Level], *, source: str, where: str
+) -> TrialConfig:
+    raw = _deep_copy(base)
+    for level in levels.values():
+        for key, value in level.patch.items():
+            _set(raw, key, value)
+    try:
+        return TrialConfig.model_validate(raw)
+    except ValidationError as exc:
+        loc, msg = describe_validation_error(exc, model=TrialConfig)
+        raise ConfigError(f"{source}: {where}: {dotted(loc)}: {msg}") from None
+
+
+def _deep_copy(tree: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in tree.items()}
+
+
+def expand(study: Study) -> list[TrialSpec]:
+    """Every trial of the study, cells in grid order, seeds within a cell."""
+    source = study.source
+    grid = study.grid or {}
+    axes = list(grid)
+    if (pair := _overlapping(axes)) is not None:
+        raise ConfigError(
+            f"{source}: grid: axes {pair[0]} and {pair[1]} overlap; vary a key in one axis only"
+        )
+    levels = {axis: parse_levels(axis, grid[axis], source=source) for axis in axes}
+    base = study.base.model_dump(mode="python")
+    for axis, axis_levels in levels.items():
+        for i, level in enumerate(axis_levels):
+            _apply(base, {axis: level}, source=source, where=f"grid.{axis}[{i}]")
+
+    cells: list[tuple[TrialConfig, dict[str, str]]] = []
+    if study.design == "factorial":
+        for combo in itertools.product(*(levels[a] for a in axes)):
+            chosen = dict(zip(axes, combo))
+            where = "grid (" + ", ".join(f"{a}={lv.label}" for a, lv in chosen.items()) + ")"
+            config = _apply(base, chosen, source=source, where=where)
+            cells.append((config, {a: lv.label for a, lv in chosen.items()}))
+    else:
+        base_config = study.base
+        base_labels = {a: _base_label(base_config, base, levels[a]) for a in axes}
+        cells.append((base_config, base_labels))
+        for axis in axes:
+            for level in levels[axis]:
+                config = _apply(base, {axis: level}, source=source, where=f"grid.{axis}")
+                cells.append((config, {**base_labels, axis: level.label}))
+
+    specs: list[TrialSpec] = []
+    seen: set[str] = set()
+    for config, factors in cells:
+        for seed in study.seeds:
+            spec = TrialSpec(study=study.name, config=config, seed=seed, factors=factors)
+            if spec.trial_key not in seen:  # one-at-a-time levels equal to the base collapse
+                seen.add(spec.trial_key)
+                specs.append(spec)
+    return specs
+
+
+def _base_label(config: TrialConfig, base: dict[str, Any], levels: list[Level]) -> str:
+    """The label of the level that leaves the base unchanged, or ``base``."""
+    for level in levels:
+        if _apply(base, {"_": level}, source="", where="") == config:
+            return level.label
+    return "base"

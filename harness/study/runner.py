@@ -1,0 +1,176 @@
+"""The study runner: expand a study, skip what already FINISHED, run the rest, summarise.
+
+Everything that can be wrong with the input (config, names, datasets, device, tracking store)
+is checked before the tracking store is touched, so bad input records nothing.  A trial that
+raises is recorded FAILED with its traceback and the study goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from harness.config import DataConfig, Study
+from harness.data import DataBundle, check_dataset, load_dataset
+from harness.engine import Callback, fit, resolve_device
+from harness.study.design import expand
+from harness.study.executors import Executor, InProcessExecutor, TrialOutcome
+from harness.study.spec import TrialSpec
+from harness.tracking import FinishedTrial, Tracker
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("HARNESS_DATA", "data"))
+
+
+class Display:
+    """What the runner tells a person; the default says nothing (tests, libraries)."""
+
+    def study_started(self, study: Study, *, n_todo: int, n_skipped: int) -> None:
+        pass
+
+    def trial_started(self, spec: TrialSpec, index: int) -> list[Callback]:
+        return []
+
+    def trial_ended(self, outcome: TrialOutcome) -> None:
+        pass
+
+    def study_ended(self) -> None:
+        pass
+
+
+@dataclass
+class CellSummary:
+    factors: dict[str, str]
+    n_seeds: int
+    mean: float
+    std: float
+
+
+@dataclass
+class StudyOutcome:
+    n_trials: int
+    skipped: int
+    outcomes: list[TrialOutcome] = field(default_factory=list)
+    cells: list[CellSummary] = field(default_factory=list)
+    metric: str = "test_acc"
+
+    @property
+    def finished(self) -> list[TrialOutcome]:
+        return [o for o in self.outcomes if o.status == "FINISHED"]
+
+    @property
+    def failed(self) -> list[TrialOutcome]:
+        return [o for o in self.outcomes if o.status == "FAILED"]
+
+
+def preflight(specs: list[TrialSpec], *, data_root: Path, device: str) -> torch.device:
+    """Raise a HarnessError for anything that would make every trial fail."""
+    resolved = resolve_device(device)
+    for data_cfg in {spec.config.data for spec in specs}:
+        check_dataset(data_cfg, root=data_root)
+    return resolved
+
+
+def summarise(study: Study, specs: list[TrialSpec], finished: list[FinishedTrial]) -> list[CellSummary]:
+    """Mean ± std of the report metric per cell of this study's grid, best first."""
+    wanted = {spec.cell_key: spec.factors for spec in specs}
+    values: dict[str, list[float]] = {}
+    for trial in finished:
+        value = trial.metrics.get(study.report.metric)
+        if trial.cell_key in wanted and value is not None:
+            values.setdefault(trial.cell_key, []).append(value)
+    cells = [
+        CellSummary(
+            factors=wanted[key],
+            n_seeds=len(vals),
+            mean=statistics.fmean(vals),
+            std=statistics.stdev(vals) if len(vals) > 1 else math.nan,
+        )
+        for key, vals in values.items()
+    ]
+    descending = not study.report.metric.endswith(("loss", "ece"))
+    return sorted(cells, key=lambda c: c.mean, reverse=descending)
+
+
+def run_study(
+    study: Study,
+    *,
+    tracker: Tracker,
+    data_root: Path | None = None,
+    device: str = "auto",
+    executor: Executor | None = None,
+    display: Display | None = None,
+) -> StudyOutcome:
+    display = display or Display()
+    executor = executor or InProcessExecutor()
+    data_root = data_root or default_data_root()
+    specs = expand(study)
+    resolved_device = preflight(specs, data_root=data_root, device=device)
+
+    tracker.open_study(study)
+    done = {trial.trial_key for trial in tracker.finished()}
+    todo = [spec for spec in specs if spec.trial_key not in done]
+    outcome = StudyOutcome(n_trials=len(specs), skipped=len(specs) - len(todo),
+                           metric=study.report.metric)
+    display.study_started(study, n_todo=len(todo), n_skipped=outcome.skipped)
+
+    @lru_cache(maxsize=4)
+    def dataset(cfg: DataConfig) -> DataBundle:
+        return load_dataset(cfg, root=data_root)
+
+    index = iter(range(1, len(todo) + 1))
+
+    def run_one(spec: TrialSpec) -> TrialOutcome:
+        callbacks = display.trial_started(spec, next(index))
+        result = run_trial(spec, tracker=tracker, load=dataset, device=resolved_device,
+                           callbacks=callbacks)
+        display.trial_ended(result)
+        return result
+
+    failed = False
+    try:
+        for trial_outcome in executor.map(todo, run_one):
+            outcome.outcomes.append(trial_outcome)
+            failed |= trial_outcome.status != "FINISHED"
+    except BaseException:
+        tracker.close_study(failed=True)
+        raise
+    finally:
+        display.study_ended()
+    tracker.close_study(failed=failed)
+    outcome.cells = summarise(study, specs, tracker.finished())
+    return outcome
+
+
+def run_trial(
+    spec: TrialSpec,
+    *,
+    tracker: Tracker,
+    load: Callable[[DataConfig], DataBundle],
+    device: torch.device,
+    callbacks: list[Callback] = (),
+) -> TrialOutcome:
+    """Run one trial and record it; an exception marks it FAILED with its traceback."""
+    trial_run = tracker.start_trial(spec)
+    with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
+        try:
+            result = fit(spec.config, load(spec.config.data), seed=spec.seed, device=device,
+                         callbacks=[trial_run, *callbacks], checkpoint_dir=Path(tmp))
+            trial_run.finish(result, checkpoint=result.best_checkpoint)
+        except KeyboardInterrupt:
+            trial_run.fail(traceback.format_exc(), killed=True)
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing trial must not stop the study
+            trial_run.fail(traceback.format_exc())
+            return TrialOutcome(spec, "FAILED", error=f"{type(exc).__name__}: {exc}")
+    return TrialOutcome(spec, "FINISHED", final=dict(result.final))

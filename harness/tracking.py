@@ -1,0 +1,393 @@
+"""Tracking: the contract between the study runner and a store of runs, and its MLflow
+implementation.
+
+Layout (a contract the report, the UI and users' notebooks rely on): one experiment per study,
+one parent run per study (``harness.kind=study``), one nested child run per trial
+(``harness.kind=trial`` with ``harness.trial_key``, ``harness.cell_key``, ``harness.seed``),
+params as the flattened resolved config with dotted names, per-epoch metrics at ``step=epoch``.
+
+Every call names its run explicitly through ``MlflowClient``: MLflow's fluent API keeps a
+module-level active run, which a runner of many trials cannot afford.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.config import Study, dump_yaml
+from harness.engine.callbacks import Callback, FitInfo, FitResult
+from harness.errors import TrackingError
+
+if TYPE_CHECKING:
+    from harness.study.spec import TrialSpec
+
+DEFAULT_STORE = "mlruns"
+KIND, TRIAL_KEY, CELL_KEY, SEED = "harness.kind", "harness.trial_key", "harness.cell_key", "harness.seed"
+STUDY_TAG, FACTOR_PREFIX = "harness.study", "harness.factor."
+
+
+@dataclass
+class FinishedTrial:
+    """A finished trial as read back from the store."""
+
+    trial_key: str
+    cell_key: str
+    seed: int
+    factors: dict[str, str]
+    metrics: dict[str, float]
+
+
+class TrialRun(Callback):
+    """One trial's record: an engine callback plus the ways a trial ends."""
+
+    @abstractmethod
+    def finish(self, result: FitResult, *, checkpoint: Path | None) -> None: ...
+
+    @abstractmethod
+    def fail(self, traceback_text: str, *, killed: bool = False) -> None: ...
+
+
+class Tracker(ABC):
+    @abstractmethod
+    def open_study(self, study: Study) -> None:
+        """Find or create the study's experiment and parent run."""
+
+    @abstractmethod
+    def finished(self) -> list[FinishedTrial]:
+        """Every trial of the open study whose run FINISHED."""
+
+    @abstractmethod
+    def start_trial(self, spec: TrialSpec) -> TrialRun: ...
+
+    @abstractmethod
+    def close_study(self, *, failed: bool) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# In memory, for tests and dry runs
+
+
+@dataclass
+class NullTrialRun(TrialRun):
+    spec: TrialSpec
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    status: str = "RUNNING"
+    result: FitResult | None = None
+    traceback: str | None = None
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.epochs.append({"epoch": epoch, **metrics})
+
+    def finish(self, result: FitResult, *, checkpoint: Path | None) -> None:
+        self.result, self.status = result, "FINISHED"
+
+    def fail(self, traceback_text: str, *, killed: bool = False) -> None:
+        self.traceback, self.status = traceback_text, "KILLED" if killed else "FAILED"
+
+
+class NullTracker(Tracker):
+    """Keeps runs in memory; nothing touches disk."""
+
+    def __init__(self) -> None:
+        self.runs: list[NullTrialRun] = []
+
+    def open_study(self, study: Study) -> None:
+        pass
+
+    def finished(self) -> list[FinishedTrial]:
+        return [
+            FinishedTrial(r.spec.trial_key, r.spec.cell_key, r.spec.seed, dict(r.spec.factors),
+                          dict(r.result.final))
+            for r in self.runs
+            if r.status == "FINISHED" and r.result is not None
+        ]
+
+    def start_trial(self, spec: TrialSpec) -> TrialRun:
+        run = NullTrialRun(spec)
+        self.runs.append(run)
+        return run
+
+    def close_study(self, *, failed: bool) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# MLflow
+
+
+def default_tracking_uri(cwd: Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store under ``./mlruns``.
+
+    MLflow 3 keeps its plain-file store in maintenance mode; SQLite is its local database
+    backend, and artifacts sit beside it in ``mlruns/artifacts``.
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    root = (cwd or Path.cwd()) / DEFAULT_STORE
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def _local_paths(uri: str) -> tuple[Path, Path] | None:
+    """For a SQLite store: the database file and the artifact root beside it."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        return db, db.parent / "artifacts"
+    return None
+
+
+def code_version() -> str:
+    """The git commit of the working tree (``+dirty`` when it has changes), else the version."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode == 0:
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=here, capture_output=True, text=True, timeout=5,
+            )
+            return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from harness import __version__
+
+    return __version__
+
+
+class MlflowTracker(Tracker):
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        self.uri = tracking_uri or default_tracking_uri()
+        self._client = None
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self.study: Study | None = None
+        self._code_version = code_version()
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Fail with one line if the store cannot be written, before anything is created."""
+        local = _local_paths(self.uri)
+        if local is not None:
+            db, artifacts = local
+            for folder in (db.parent, artifacts):
+                existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+                if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
+                    raise TrackingError(
+                        f"tracking store {db.parent}: not writable (at {existing});"
+                        " choose another with --tracking-uri or MLFLOW_TRACKING_URI"
+                    )
+            if db.exists() and not os.access(db, os.W_OK):
+                raise TrackingError(f"tracking store {db}: not writable")
+            return
+        if self.uri.startswith(("http://", "https://")):
+            import urllib.error
+            import urllib.request
+
+            try:
+                with urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=5):
+                    pass
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise TrackingError(
+                    f"tracking server {self.uri} is not reachable ({reason}); start it"
+                    " (mlflow server …) or pass another --tracking-uri"
+                ) from None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            local = _local_paths(self.uri)
+            if local is not None:
+                local[0].parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._client = MlflowClient(tracking_uri=self.uri)
+            except Exception as exc:  # noqa: BLE001 - any backend failure is one line
+                raise TrackingError(f"tracking store {self.uri}: cannot open ({exc})") from None
+        return self._client
+
+    # -- study --------------------------------------------------------------------------------
+
+    def open_study(self, study: Study) -> None:
+        self.check()
+        self.study = study
+        client = self.client
+        try:
+            experiment = client.get_experiment_by_name(study.name)
+            if experiment is None:
+                local = _local_paths(self.uri)
+                location = (local[1] / study.name).as_uri() if local is not None else None
+                self.experiment_id = client.create_experiment(
+                    study.name, artifact_location=location,
+                    tags={"harness.description": study.description},
+                )
+            else:
+                if experiment.lifecycle_stage == "deleted":
+                    raise TrackingError(
+                        f"experiment {study.name!r} is deleted in {self.uri}; restore it"
+                        " (mlflow experiments restore) or rename the study"
+                    )
+                self.experiment_id = experiment.experiment_id
+            parents = client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'study'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            if parents:
+                self.parent_run_id = parents[0].info.run_id
+                client.update_run(self.parent_run_id, status="RUNNING")
+            else:
+                run = client.create_run(
+                    self.experiment_id,
+                    run_name=study.name,
+                    tags={KIND: "study", STUDY_TAG: study.name,
+                          "mlflow.note.content": study.description},
+                )
+                self.parent_run_id = run.info.run_id
+            client.set_tag(self.parent_run_id, "harness.code_version", self._code_version)
+            self._log_text(self.parent_run_id, "study.yaml",
+                           dump_yaml(study.model_dump(mode="json", exclude_none=True)))
+        except TrackingError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise TrackingError(f"tracking store {self.uri}: {exc}") from None
+
+    def finished(self) -> list[FinishedTrial]:
+        runs = self._search(f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED'")
+        out = []
+        for run in runs:
+            tags = run.data.tags
+            out.append(FinishedTrial(
+                trial_key=tags[TRIAL_KEY],
+                cell_key=tags[CELL_KEY],
+                seed=int(tags[SEED]),
+                factors={k.removeprefix(FACTOR_PREFIX): v for k, v in tags.items()
+                         if k.startswith(FACTOR_PREFIX)},
+                metrics=dict(run.data.metrics),
+            ))
+        return out
+
+    def _search(self, filter_string: str) -> list:
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string=filter_string, max_results=5000,
+                page_token=token,
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def close_study(self, *, failed: bool) -> None:
+        if self.parent_run_id is not None:
+            self.client.set_terminated(self.parent_run_id, status="FAILED" if failed else "FINISHED")
+
+    # -- trials -------------------------------------------------------------------------------
+
+    def start_trial(self, spec: TrialSpec) -> TrialRun:
+        from mlflow.entities import Param
+
+        assert self.parent_run_id is not None, "open_study first"
+        client = self.client
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            KIND: "trial",
+            STUDY_TAG: spec.study,
+            TRIAL_KEY: spec.trial_key,
+            CELL_KEY: spec.cell_key,
+            SEED: str(spec.seed),
+            "harness.code_version": self._code_version,
+            **{FACTOR_PREFIX + axis: label for axis, label in spec.factors.items()},
+        }
+        run = client.create_run(
+            self.experiment_id, run_name=f"{spec.cell_label} seed={spec.seed}", tags=tags
+        )
+        run_id = run.info.run_id
+        params = [Param(k, json.dumps(v) if isinstance(v, list) else str(v))
+                  for k, v in spec.params().items()]
+        for i in range(0, len(params), 100):  # MLflow accepts at most 100 params a batch
+            client.log_batch(run_id, params=params[i : i + 100], synchronous=True)
+        self._log_text(run_id, "config.yaml", dump_yaml(spec.resolved()))
+        return MlflowTrialRun(self, run_id)
+
+    def _log_text(self, run_id: str, name: str, text: str, artifact_path: str | None = None):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_text(text, encoding="utf-8")
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+
+def _metric(key: str, value: float, step: int):
+    from mlflow.entities import Metric
+
+    return Metric(key, float(value), int(time.time() * 1000), step)
+
+
+class MlflowTrialRun(TrialRun):
+    def __init__(self, tracker: MlflowTracker, run_id: str) -> None:
+        self.tracker = tracker
+        self.run_id = run_id
+        self.history: dict[str, list[float]] = {}
+
+    def on_fit_start(self, info: FitInfo) -> None:
+        self.tracker.client.log_batch(
+            self.run_id,
+            metrics=[_metric("n_params", info.n_params, 0)],
+            tags=[],
+        )
+        from mlflow.entities import RunTag
+
+        self.tracker.client.log_batch(self.run_id, tags=[
+            RunTag("harness.device", info.device),
+            RunTag("harness.n_train", str(info.n_train)),
+            RunTag("harness.n_val", str(info.n_val)),
+            RunTag("harness.n_test", str(info.n_test)),
+        ])
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        # One batch per epoch, never one call per value.
+        self.tracker.client.log_batch(
+            self.run_id, metrics=[_metric(k, v, epoch) for k, v in metrics.items()]
+        )
+
+    def finish(self, result: FitResult, *, checkpoint: Path | None) -> None:
+        client = self.tracker.client
+        last_epoch = int(result.final.get("epochs_run", 0))
+        finals = [_metric(k, v, last_epoch) for k, v in result.final.items()]
+        client.log_batch(self.run_id, metrics=finals)
+        self.tracker._log_text(self.run_id, "history.json", json.dumps(result.history, indent=2))
+        self.tracker._log_text(
+            self.run_id,
+            "test_metrics.json",
+            json.dumps({**result.final, "per_class_acc": result.per_class_acc,
+                        "confusion": result.confusion}, indent=2),
+        )
+        if checkpoint is not None and checkpoint.exists():
+            client.log_artifact(self.run_id, str(checkpoint), "checkpoints")
+        client.set_terminated(self.run_id, status="FINISHED")
+
+    def fail(self, traceback_text: str, *, killed: bool = False) -> None:
+        try:
+            self.tracker._log_text(self.run_id, "traceback.txt", traceback_text)
+        finally:
+            self.tracker.client.set_terminated(
+                self.run_id, status="KILLED" if killed else "FAILED"
+            )
+
+
+def trial_key_of(run: Any) -> str | None:
+    return run.data.tags.get(TRIAL_KEY)

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from harness.config import OptimConfig, ScheduleConfig
+from harness.engine.optim import create_optimizer, create_schedule
+
+
+def lrs(schedule_cfg: ScheduleConfig, *, lr=0.1, epochs=6, steps_per_epoch=4) -> list[float]:
+    """The learning rate at every optimisation step."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = create_optimizer([param], OptimConfig(name="sgd", lr=lr))
+    sched = create_schedule(opt, schedule_cfg, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    out = []
+    for _ in range(epochs * steps_per_epoch):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def per_epoch(values: list[float], steps_per_epoch=4) -> list[float]:
+    return values[::steps_per_epoch]
+
+
+def test_multistep_decays_by_gamma_at_each_milestone_epoch():
+    values = lrs(ScheduleConfig(name="multistep", milestones=[2, 4], gamma=0.2))
+    assert per_epoch(values) == pytest.approx([0.1, 0.1, 0.02, 0.02, 0.004, 0.004])
+    # Constant within an epoch, as the seeds' per-epoch schedulers were.
+    assert values[8:12] == pytest.approx([0.02] * 4)
+
+
+def test_step_halves_every_step_size_epochs():
+    values = lrs(ScheduleConfig(name="step", step_size=2, gamma=0.5))
+    assert per_epoch(values) == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+
+
+def test_cosine_warms_up_linearly_then_anneals_to_the_floor():
+    values = lrs(ScheduleConfig(name="cosine", warmup_epochs=1, min_lr=0.001))
+    assert values[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    tail = values[4:]
+    assert all(a >= b for a, b in zip(tail, tail[1:]))
+    total, warm = 24, 4
+    last = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (total - 1 - warm) / (total - warm)))
+    assert values[-1] == pytest.approx(0.1 * last)
+
+
+def test_onecycle_peaks_at_the_configured_lr():
+    values = lrs(ScheduleConfig(name="onecycle", pct_start=0.25))
+    assert max(values) == pytest.approx(0.1, rel=1e-3)
+    assert values[0] < 0.01 and values[-1] < 1e-3
+
+
+def test_none_keeps_the_rate():
+    assert set(lrs(ScheduleConfig(name="none"))) == {0.1}
+
+
+@pytest.mark.parametrize(("name", "cls"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
+                                           ("adamw", torch.optim.AdamW)])
+def test_optimizers_take_their_slice(name, cls):
+    cfg = OptimConfig(name=name, lr=0.01, weight_decay=0.05, momentum=0.8, nesterov=True)
+    opt = create_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg)
+    group = opt.param_groups[0]
+    assert isinstance(opt, cls)
+    assert (group["lr"], group["weight_decay"]) == (0.01, 0.05)
+    if name == "sgd":
+        assert (group["momentum"], group["nesterov"]) == (0.8, True)
