@@ -1,0 +1,168 @@
+"""The command line: exit codes and one-line errors, with real stores in temp dirs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from harness.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def assert_one_line_error(result, *fragments: str) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def test_dry_run_prints_the_trial_table_and_records_nothing(tiny_study, write_study, tmp_path):
+    tiny_study["seeds"] = [0, 1]
+    path = write_study(tiny_study)
+    store = tmp_path / "store"
+    result = invoke("run", str(path), "--dry-run", "--tracking-uri", f"sqlite:///{store}/mlflow.db")
+    assert result.exit_code == 0, result.output
+    assert "tiny: 4 trials" in result.stdout
+    assert result.stdout.count("│ se ") == 2 and result.stdout.count("│ none ") == 2
+    from harness.config import load_study
+    from harness.study.design import expand
+
+    for spec in expand(load_study(path)):
+        assert spec.trial_key in result.stdout
+    assert not store.exists()
+
+
+def test_dry_run_validates_every_bundled_study():
+    for path in sorted(Path("studies").glob("*.yaml")):
+        result = invoke("run", str(path), "--dry-run")
+        assert result.exit_code == 0, (path, result.output)
+
+
+def test_run_then_run_again_runs_nothing(tiny_study, write_study, tracking_uri):
+    path = write_study(tiny_study)
+    first = invoke("run", str(path), "--tracking-uri", tracking_uri, "--device", "cpu")
+    assert first.exit_code == 0, first.output
+    assert "2 finished, 0 failed, 0 skipped" in first.stdout
+    second = invoke("run", str(path), "--tracking-uri", tracking_uri, "--device", "cpu")
+    assert second.exit_code == 0, second.output
+    assert "all 2 trials already finished; nothing to run" in second.stdout
+    assert "0 finished, 0 failed, 2 skipped" in second.stdout
+
+
+def test_set_overrides_reach_the_trials(tiny_study, write_study, tracking_uri):
+    path = write_study(tiny_study)
+    result = invoke("run", str(path), "--tracking-uri", tracking_uri, "--device", "cpu",
+                    "--set", "train.epochs=2", "--set", "grid.model.attention=[none]")
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("tiny")
+    (run,) = client.search_runs([exp.experiment_id], "tags.`harness.kind` = 'trial'")
+    assert run.data.params["train.epochs"] == "2"
+    assert run.data.params["model.attention"] == "none"
+
+
+def test_a_failed_trial_exits_with_1(tiny_study, write_study, tracking_uri):
+    tiny_study["grid"] = {"train.batch_size": [1, 128]}
+    result = invoke("run", str(write_study(tiny_study)), "--tracking-uri", tracking_uri,
+                    "--device", "cpu")
+    assert result.exit_code == 1, result.output
+    assert "1 finished, 1 failed" in result.stdout
+
+
+BAD_STUDIES = {
+    "unknown key": (lambda s: s["base"]["train"].update(epoch=3),
+                    ["base.train.epoch: unknown key; valid: epochs"]),
+    "wrong type": (lambda s: s["base"]["optim"].update(lr="fast"),
+                   ["base.optim.lr: must be a valid number", "'fast'"]),
+    "unknown model": (lambda s: s["base"]["model"].update(arch="resnet101"),
+                      ["base.model.arch: unknown architecture 'resnet101'; valid: resnet18"]),
+    "unknown attention level": (lambda s: s["grid"].update({"model.attention": ["se", "sa"]}),
+                                ["grid.model.attention[1]", "unknown attention 'sa'; valid: none, se"]),
+    "unknown dataset": (lambda s: s["base"]["data"].update(dataset="svhn"),
+                        ["base.data.dataset: unknown dataset 'svhn'; valid: cifar10, cifar100, digits"]),
+    "unknown preset": (lambda s: s["base"].update(augment={"preset": "extreme"}),
+                       ["base.augment.preset: unknown augmentation preset 'extreme'; valid: none, standard, strong"]),
+    "unknown optimizer": (lambda s: s["base"]["optim"].update(name="rmsprop"),
+                          ["base.optim.name: unknown optimizer 'rmsprop'; valid: adam, adamw, sgd"]),
+    "empty grid": (lambda s: s.update(grid={}), ["grid: is empty"]),
+    "empty axis": (lambda s: s.update(grid={"model.dropout": []}), ["grid.model.dropout: no levels"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STUDIES))
+def test_bad_study_files_exit_2_with_one_line_and_record_nothing(case, tiny_study, write_study, tmp_path):
+    mutate, fragments = BAD_STUDIES[case]
+    mutate(tiny_study)
+    path = write_study(tiny_study)
+    store = tmp_path / "store"
+    result = invoke("run", str(path), "--tracking-uri", f"sqlite:///{store}/mlflow.db")
+    assert_one_line_error(result, str(path), *fragments)
+    assert not store.exists()
+
+
+def test_a_duplicate_axis_exits_2(write_study, tmp_path):
+    path = write_study(
+        "name: dup\ngrid:\n  model.dropout: [0.0, 0.3]\n  model.dropout: [0.5]\n"
+    )
+    result = invoke("run", str(path), "--tracking-uri", f"sqlite:///{tmp_path}/s/mlflow.db")
+    assert_one_line_error(result, "line 4: duplicate key 'model.dropout'")
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_set_on_a_missing_key_exits_2(tiny_study, write_study, tmp_path):
+    result = invoke("run", str(write_study(tiny_study)), "--set", "model.depth=50",
+                    "--tracking-uri", f"sqlite:///{tmp_path}/s/mlflow.db")
+    assert_one_line_error(result, "--set base.model.depth: no key 'depth' in base.model; valid: arch")
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_missing_study_file_exits_2(tmp_path):
+    assert_one_line_error(invoke("run", str(tmp_path / "nope.yaml")), "study file not found")
+
+
+def test_a_missing_dataset_exits_2_naming_the_file_and_where_to_put_it(tiny_study, write_study, tmp_path):
+    tiny_study["base"]["data"] = {"dataset": "cifar10", "download": False}
+    store, root = tmp_path / "store", tmp_path / "datasets"
+    result = invoke("run", str(write_study(tiny_study)), "--data-root", str(root),
+                    "--tracking-uri", f"sqlite:///{store}/mlflow.db")
+    assert_one_line_error(result, "cifar10", "cifar-10-batches-py", str(root),
+                          "cifar-10-python.tar.gz")
+    assert not store.exists()
+
+
+def test_an_unwritable_store_exits_2(tiny_study, write_study, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = invoke("run", str(write_study(tiny_study)),
+                    "--tracking-uri", f"sqlite:///{blocker}/store/mlflow.db")
+    assert_one_line_error(result, "not writable")
+
+
+def test_an_unreachable_tracking_server_exits_2(tiny_study, write_study):
+    result = invoke("run", str(write_study(tiny_study)), "--tracking-uri", "http://127.0.0.1:9")
+    assert_one_line_error(result, "tracking server http://127.0.0.1:9 is not reachable")
+
+
+def test_an_unknown_device_exits_2(tiny_study, write_study, tmp_path):
+    result = invoke("run", str(write_study(tiny_study)), "--device", "tpu",
+                    "--tracking-uri", f"sqlite:///{tmp_path}/s/mlflow.db")
+    assert_one_line_error(result, "--device 'tpu'")
+    assert not (tmp_path / "s").exists()
+
+
+def test_ui_without_a_store_exits_2(tmp_path):
+    result = invoke("ui", "--tracking-uri", f"sqlite:///{tmp_path}/none/mlflow.db")
+    assert_one_line_error(result, "no tracking store at")
