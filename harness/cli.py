@@ -3,9 +3,9 @@ a ``HarnessError`` into one line on stderr and exit code 2.  Nothing else lives 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,6 +23,13 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+@app.callback()
+def _quiet_libraries() -> None:
+    # MLflow announces database migrations at INFO on every new store; the runner says what matters.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _fail(exc: HarnessError) -> typer.Exit:
@@ -92,11 +99,15 @@ def ui(
     if mlflow_bin is None:
         raise _fail(HarnessError("the mlflow command is not installed in this environment"))
     cmd = [mlflow_bin, "ui", "--backend-store-uri", tracker.uri, "--host", "127.0.0.1",
-           "--port", str(port)]
+           "--port", str(port), "--workers", "1"]
     if local is not None:
         cmd += ["--default-artifact-root", local[1].as_uri()]
     console.print(f"MLflow UI on http://127.0.0.1:{port}  ({tracker.uri})")
-    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+    sys.stdout.flush()
+    # One user on localhost: a single worker, and without MLflow's background job runner
+    # (a dozen processes serving GenAI features this project does not use).
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    os.execve(mlflow_bin, cmd, env)  # become the server, so stopping `harness ui` stops it
 
 
 def main() -> None:  # pragma: no cover - console script entry

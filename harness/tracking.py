@@ -20,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.config import Study, dump_yaml
 from harness.engine.callbacks import Callback, FitInfo, FitResult
@@ -344,19 +344,16 @@ class MlflowTrialRun(TrialRun):
         self.history: dict[str, list[float]] = {}
 
     def on_fit_start(self, info: FitInfo) -> None:
+        from mlflow.entities import RunTag
+
         self.tracker.client.log_batch(
             self.run_id,
             metrics=[_metric("n_params", info.n_params, 0)],
-            tags=[],
+            tags=[RunTag("harness.device", info.device),
+                  RunTag("harness.n_train", str(info.n_train)),
+                  RunTag("harness.n_val", str(info.n_val)),
+                  RunTag("harness.n_test", str(info.n_test))],
         )
-        from mlflow.entities import RunTag
-
-        self.tracker.client.log_batch(self.run_id, tags=[
-            RunTag("harness.device", info.device),
-            RunTag("harness.n_train", str(info.n_train)),
-            RunTag("harness.n_val", str(info.n_val)),
-            RunTag("harness.n_test", str(info.n_test)),
-        ])
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         # One batch per epoch, never one call per value.
@@ -387,7 +384,3 @@ class MlflowTrialRun(TrialRun):
             self.tracker.client.set_terminated(
                 self.run_id, status="KILLED" if killed else "FAILED"
             )
-
-
-def trial_key_of(run: Any) -> str | None:
-    return run.data.tags.get(TRIAL_KEY)

@@ -166,3 +166,47 @@ def test_an_unknown_device_exits_2(tiny_study, write_study, tmp_path):
 def test_ui_without_a_store_exits_2(tmp_path):
     result = invoke("ui", "--tracking-uri", f"sqlite:///{tmp_path}/none/mlflow.db")
     assert_one_line_error(result, "no tracking store at")
+
+
+def test_ui_serves_the_mlflow_ui_on_localhost(tiny_study, tracking_uri, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from harness.config import study_from_mapping
+    from harness.tracking import MlflowTracker
+
+    MlflowTracker(tracking_uri).open_study(study_from_mapping(tiny_study))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    harness_bin = Path(sys.executable).parent / "harness"
+    proc = subprocess.Popen([str(harness_bin), "ui", "--tracking-uri", tracking_uri,
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/get-by-name"
+                    "?experiment_name=tiny", timeout=2
+                ) as response:
+                    body = response.read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.monotonic() < deadline, "the UI did not start within 60 s"
+                time.sleep(0.5)
+        assert '"name": "tiny"' in body or '"name":"tiny"' in body
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        # The server and its workers are gone with it.
+        time.sleep(1)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)

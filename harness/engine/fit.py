@@ -30,8 +30,10 @@ from harness.engine.optim import create_optimizer, create_schedule
 from harness.errors import HarnessError
 from harness.models import build_model, count_parameters
 
+# history.json keeps seed 000's keys: the per-epoch metrics, with ``lr`` as ``learning_rates``.
 HISTORY_KEYS = ("epochs", "train_loss", "train_acc", "val_loss", "val_acc", "learning_rates",
                 "epoch_time_s", "train_images_per_s")
+_HISTORY_NAME = {"lr": "learning_rates"}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -192,12 +194,9 @@ def fit(
             "epoch_time_s": time.perf_counter() - t0,
             "train_images_per_s": train_loader.num_samples / max(train_time, 1e-9),
         }
-        for key, hkey in (("train_loss", "train_loss"), ("train_acc", "train_acc"),
-                          ("val_loss", "val_loss"), ("val_acc", "val_acc"),
-                          ("lr", "learning_rates"), ("epoch_time_s", "epoch_time_s"),
-                          ("train_images_per_s", "train_images_per_s")):
-            history[hkey].append(metrics[key])
         history["epochs"].append(epoch)
+        for key, value in metrics.items():
+            history[_HISTORY_NAME.get(key, key)].append(value)
 
         if _better(monitor, metrics[monitor], best_value):
             best_value, best_epoch = metrics[monitor], epoch
