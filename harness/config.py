@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from harness.errors import ConfigError
 
@@ -153,7 +153,11 @@ class Study(Section):
     report: ReportConfig = ReportConfig()
     tune: TuneConfig | None = None
     # Where the study was read from, for error messages; not part of any trial's identity.
-    source: str = Field(default="<study>", exclude=True)
+    _source: str = PrivateAttr(default="<study>")
+
+    @property
+    def source(self) -> str:
+        return self._source
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +260,7 @@ def describe_validation_error(
     )
     if err["type"] == "extra_forbidden":
         parent = section_at(model, loc[:-1])
-        valid = ", ".join(f for f in parent.model_fields if f != "source") if parent else ""
+        valid = ", ".join(parent.model_fields) if parent else ""
         msg = f"unknown key{'; valid: ' + valid if valid else ''}"
     elif err["type"] == "value_error":
         msg = err["msg"].removeprefix("Value error, ")
@@ -286,7 +290,7 @@ _FREE_FORM = {("grid",), ("report", "baseline"), ("tune", "sampler"), ("tune", "
               ("tune", "space")}
 
 
-def _check_override_path(parts: list[str], *, raw: dict[str, Any], source: str) -> None:
+def _check_override_path(parts: list[str], *, source: str) -> None:
     """A ``--set`` may only name a key the study schema has (or a free-form mapping's entry)."""
     model: type[BaseModel] = Study
     for i, part in enumerate(parts):
@@ -296,7 +300,7 @@ def _check_override_path(parts: list[str], *, raw: dict[str, Any], source: str) 
             where = dotted(tuple(parts[:i])) or "the study"
             raise ConfigError(
                 f"{source}: --set {'.'.join(parts)}: no key {part!r} in {where};"
-                f" valid: {', '.join(f for f in model.model_fields if f != 'source')}"
+                f" valid: {', '.join(model.model_fields)}"
             )
         nested = _section_type(model.model_fields[part].annotation)
         if nested is None:
@@ -332,7 +336,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], *, source: str) -
                     f"--set {key}: {key} is varied by the grid; set grid.{key}=[…] instead"
                 )
             parts = ["base", *parts]
-        _check_override_path(parts, raw=raw, source=source)
+        _check_override_path(parts, source=source)
         if parts[0] == "grid" and len(parts) > 1:
             parts = ["grid", ".".join(parts[1:])]  # axis names are dotted keys themselves
         node = raw
@@ -382,9 +386,10 @@ def study_from_mapping(
     ):
         raise ConfigError(f"{source}: seeds: duplicate seed in {raw['seeds']}")
     try:
-        study = Study.model_validate({**raw, "source": source})
+        study = Study.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, model=Study, source=source)) from None
+    study._source = source
     return study
 
 

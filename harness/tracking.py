@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -337,6 +338,11 @@ def _metric(key: str, value: float, step: int):
     return Metric(key, float(value), int(time.time() * 1000), step)
 
 
+def _metric_name(text: str) -> str:
+    """MLflow metric names allow letters, digits, ``_ - . / :`` and spaces."""
+    return re.sub(r"[^\w\-./: ]", "_", text)
+
+
 class MlflowTrialRun(TrialRun):
     def __init__(self, tracker: MlflowTracker, run_id: str) -> None:
         self.tracker = tracker
@@ -365,6 +371,9 @@ class MlflowTrialRun(TrialRun):
         client = self.tracker.client
         last_epoch = int(result.final.get("epochs_run", 0))
         finals = [_metric(k, v, last_epoch) for k, v in result.final.items()]
+        # Per-class test accuracy as metrics too, so the UI can chart one class across runs.
+        finals += [_metric(f"test_class_acc.{_metric_name(name)}", acc, last_epoch)
+                   for name, acc in result.per_class_acc.items() if acc == acc]  # skip NaN
         client.log_batch(self.run_id, metrics=finals)
         self.tracker._log_text(self.run_id, "history.json", json.dumps(result.history, indent=2))
         self.tracker._log_text(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,9 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.config import study_from_mapping
+from harness.tracking import MlflowTracker
+from conftest import free_port, serving
 
 runner = CliRunner()
 
@@ -168,45 +174,32 @@ def test_ui_without_a_store_exits_2(tmp_path):
     assert_one_line_error(result, "no tracking store at")
 
 
-def test_ui_serves_the_mlflow_ui_on_localhost(tiny_study, tracking_uri, tmp_path):
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    from harness.config import study_from_mapping
-    from harness.tracking import MlflowTracker
-
+def test_ui_serves_the_mlflow_ui_on_localhost(tiny_study, tracking_uri):
     MlflowTracker(tracking_uri).open_study(study_from_mapping(tiny_study))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     harness_bin = Path(sys.executable).parent / "harness"
-    proc = subprocess.Popen([str(harness_bin), "ui", "--tracking-uri", tracking_uri,
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/get-by-name"
-                    "?experiment_name=tiny", timeout=2
-                ) as response:
-                    body = response.read().decode()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read().decode()
-                assert time.monotonic() < deadline, "the UI did not start within 60 s"
-                time.sleep(0.5)
-        assert '"name": "tiny"' in body or '"name":"tiny"' in body
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        # The server and its workers are gone with it.
-        time.sleep(1)
-        with pytest.raises(OSError):
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+    cmd = [str(harness_bin), "ui", "--tracking-uri", tracking_uri, "--port", str(port)]
+    with serving(cmd, port=port):
+        url = (f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/get-by-name"
+               "?experiment_name=tiny")
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert json.loads(response.read())["experiment"]["name"] == "tiny"
+    # Stopping `harness ui` stopped the server: it became the server rather than a parent.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_a_study_runs_against_a_real_tracking_server(tiny_study, write_study, mlflow_server, tmp_path):
+    tiny_study["name"] = "served"
+    result = invoke("run", str(write_study(tiny_study)), "--tracking-uri", mlflow_server,
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("served")
+    runs = client.search_runs([exp.experiment_id], "tags.`harness.kind` = 'trial'")
+    assert sorted(r.data.params["model.attention"] for r in runs) == ["none", "se"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    history = client.download_artifacts(runs[0].info.run_id, "history.json", str(tmp_path))
+    assert json.loads(Path(history).read_text())["epochs"] == [1]
+    again = invoke("run", str(write_study(tiny_study)), "--tracking-uri", mlflow_server)
+    assert "all 2 trials already finished" in again.stdout

@@ -51,7 +51,7 @@ def test_a_study_records_one_parent_and_a_nested_child_per_trial(tiny_study, tra
         assert params["optim.lr"] == "0.003" and params["data.dataset"] == "digits"
         assert {"test_acc", "test_top5", "test_loss", "test_macro_f1", "test_ece",
                 "best_val_acc", "best_epoch", "n_params", "train_loss", "val_acc", "lr",
-                "epoch_time_s", "train_images_per_s"} <= set(metrics)
+                "epoch_time_s", "train_images_per_s", "test_class_acc.0", "test_class_acc.9"} <= set(metrics)
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"config.yaml", "history.json", "test_metrics.json", "checkpoints"} <= artifacts
         assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == [
