@@ -62,6 +62,12 @@ class ModelConfig(Section):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     # Multiplies every stage's channel count: 0.25 gives a narrow ResNet for CPU runs.
     width: float = Field(default=1.0, gt=0.0)
+    # Wide ResNet: multiplies the inner (3x3) width of bottleneck blocks, as torchvision's
+    # wide_resnet50_2 does with 2; basic blocks widen both convolutions.
+    widen_factor: float = Field(default=1.0, gt=0.0)
+    # Stochastic depth: the largest rate of dropping a residual branch, reached by the last
+    # block and growing linearly from 0 at the first.
+    drop_path: float = Field(default=0.0, ge=0.0, lt=1.0)
 
     _arch = field_validator("arch")(lambda v: _check_name("architecture", v))
     _attention = field_validator("attention")(lambda v: _check_name("attention", v))
@@ -108,6 +114,8 @@ class TrainConfig(Section):
     # (or minimise it, for a loss).
     checkpoint_metric: MonitoredMetric = "val_acc"
     early_stopping: EarlyStoppingConfig | None = None
+    # Evaluation plots and their data files at the end of each trial (off for large sweeps).
+    plots: bool = True
 
 
 class AugmentConfig(Section):
