@@ -33,11 +33,12 @@ class Level:
     patch: dict[str, Any]  # absolute dotted key → value
 
 
-def _label(value: Any) -> str:
+def level_label(value: Any) -> str:
+    """How a level value is shown and tagged: `0.3`, `se`, `true`, `[20, 40]`."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, list):
-        return "[" + ", ".join(_label(v) for v in value) + "]"
+        return "[" + ", ".join(level_label(v) for v in value) + "]"
     return str(value)
 
 
@@ -83,7 +84,7 @@ def parse_levels(axis: str, levels: list[Any], *, source: str) -> list[Level]:
                 raise ConfigError(f"{where}: a mapping level needs at least one key besides label")
             patch = {f"{axis}.{key}": value for key, value in body.items()}
             label = str(label) if label is not None else ",".join(
-                f"{k}={_label(v)}" for k, v in body.items()
+                f"{k}={level_label(v)}" for k, v in body.items()
             )
         else:
             if section is not None:
@@ -91,7 +92,7 @@ def parse_levels(axis: str, levels: list[Any], *, source: str) -> list[Level]:
                     f"{where}: {axis} is a section; a level is a mapping of its keys with a label,"
                     f" e.g. {{label: sgd, name: sgd, lr: 0.1}}"
                 )
-            patch, label = {axis: level}, _label(level)
+            patch, label = {axis: level}, level_label(level)
         if any(p.label == label for p in parsed):
             raise ConfigError(f"{where}: duplicate level {label!r}")
         parsed.append(Level(label=label, patch=patch))
