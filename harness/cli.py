@@ -82,6 +82,37 @@ def run(
 
 
 @app.command()
+def tune(
+    study_file: Annotated[Path, typer.Argument(help="A study file with a tune: section.")] = Path("studies/tune.yaml"),
+    trials: Annotated[int, typer.Option("--trials", min=1, help="How many trials to add to the search.")] = 20,
+    overrides: SetOption = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: sqlite beside the MLflow store; postgresql://… to share).")] = None,
+    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")] = "auto",
+    data_root: Annotated[Optional[Path], typer.Option(help="Where datasets live (default: HARNESS_DATA, else ./data).")] = None,
+    tracking_uri: TrackingOption = None,
+    best_out: Annotated[Optional[Path], typer.Option(help="Where to write the best config as a study file (default: tuned/<study>_best.yaml).")] = None,
+) -> None:
+    """Optuna search over the study's tune.space, pruning on the per-epoch validation metric."""
+    from harness.config import load_study
+    from harness.console import RichDisplay, tune_summary
+    from harness.study.tune import default_storage, run_tune
+    from harness.tracking import MlflowTracker
+
+    try:
+        study = load_study(study_file, overrides=overrides or [])
+        tracker = MlflowTracker(tracking_uri)
+        tracker.check()
+        outcome = run_tune(
+            study, n_trials=trials, tracker=tracker,
+            storage_url=storage or default_storage(tracker.uri), data_root=data_root,
+            device=device, display=RichDisplay(console), best_out=best_out,
+        )
+    except HarnessError as exc:
+        raise _fail(exc) from None
+    tune_summary(console, study, outcome, storage_url=storage or default_storage(tracker.uri))
+
+
+@app.command()
 def ui(
     tracking_uri: TrackingOption = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness.errors import ConfigError
 
@@ -62,8 +70,8 @@ class ModelConfig(Section):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     # Multiplies every stage's channel count: 0.25 gives a narrow ResNet for CPU runs.
     width: float = Field(default=1.0, gt=0.0)
-    # Wide ResNet: multiplies the inner (3x3) width of bottleneck blocks, as torchvision's
-    # wide_resnet50_2 does with 2; basic blocks widen both convolutions.
+    # Wide ResNet: multiplies a block's inner width (a bottleneck's 1x1 and 3x3, as
+    # torchvision's wide_resnet50_2 does with 2; a basic block's first convolution).
     widen_factor: float = Field(default=1.0, gt=0.0)
     # Stochastic depth: the largest rate of dropping a residual branch, reached by the last
     # block and growing linearly from 0 at the first.
@@ -141,12 +149,69 @@ class ReportConfig(Section):
     baseline: dict[str, Scalar] = Field(default_factory=dict)
 
 
+class SamplerConfig(Section):
+    name: Literal["tpe", "random", "cmaes", "gp", "grid"] = "tpe"
+    seed: int | None = 0
+    # Trials sampled at random before the model-based samplers take over.
+    n_startup_trials: int = Field(default=10, ge=0)
+
+
+class PrunerConfig(Section):
+    name: Literal["median", "hyperband", "none"] = "median"
+    # median: trials that finish before any pruning, and epochs before a trial can be pruned.
+    n_startup_trials: int = Field(default=5, ge=0)
+    n_warmup_steps: int = Field(default=2, ge=0)
+    # hyperband: the fewest epochs a trial runs and the halving rate.
+    min_resource: int = Field(default=1, ge=1)
+    reduction_factor: int = Field(default=3, ge=2)
+
+
+class SearchParam(Section):
+    """One dimension of a search space: exactly one of ``float``, ``int`` or ``choice``."""
+
+    float_: list[float] | None = Field(default=None, alias="float", min_length=2, max_length=2)
+    int_: list[int] | None = Field(default=None, alias="int", min_length=2, max_length=2)
+    choice: list[Scalar] | None = Field(default=None, min_length=1)
+    log: bool = False
+    step: float | int | None = Field(default=None, gt=0)
+    # Sampled only when these already-decided keys have these values, e.g. {optim.name: sgd}.
+    when: dict[str, Scalar] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchParam:
+        kinds = [k for k, v in (("float", self.float_), ("int", self.int_),
+                                ("choice", self.choice)) if v is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                f"give exactly one of float: [low, high], int: [low, high], choice: [...]"
+                f" (got {', '.join(kinds) or 'none'})"
+            )
+        bounds = self.float_ or self.int_
+        if bounds is not None:
+            low, high = bounds
+            if low >= high:
+                raise ValueError(f"low must be below high (got [{low}, {high}])")
+            if self.log and low <= 0:
+                raise ValueError(f"log scale needs low > 0 (got {low})")
+            if self.log and self.step is not None:
+                raise ValueError("log and step cannot be combined")
+        elif self.log or self.step is not None:
+            raise ValueError("log and step apply to float and int ranges, not choice")
+        return self
+
+
 class TuneConfig(Section):
-    metric: str = "val_acc"
+    # A per-epoch metric of the validation split: the test split never steers a search.
+    metric: Literal["val_acc", "val_loss"] = "val_acc"
     direction: Literal["maximize", "minimize"] = "maximize"
-    sampler: dict[str, Any] = Field(default_factory=lambda: {"name": "tpe", "seed": 0})
-    pruner: dict[str, Any] = Field(default_factory=lambda: {"name": "median"})
-    space: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sampler: SamplerConfig = SamplerConfig()
+    pruner: PrunerConfig = PrunerConfig()
+    # Dotted config key → its range, in the order they are decided (conditions look back).
+    space: dict[str, SearchParam] = Field(min_length=1)
+    # The seed every tuning trial trains with; the best config is re-run over several seeds.
+    seed: int = 0
 
 
 class Study(Section):
@@ -294,8 +359,7 @@ def format_validation_error(
 # Overrides and loading
 
 TRIAL_SECTIONS = tuple(TrialConfig.model_fields)
-_FREE_FORM = {("grid",), ("report", "baseline"), ("tune", "sampler"), ("tune", "pruner"),
-              ("tune", "space")}
+_FREE_FORM = {("grid",), ("report", "baseline"), ("tune", "space")}
 
 
 def _check_override_path(parts: list[str], *, source: str) -> None:

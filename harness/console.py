@@ -108,3 +108,30 @@ class RichDisplay(Display):
     def study_ended(self) -> None:
         if self.trials is not None:
             self.progress.stop()
+
+
+def tune_summary(console: Console, study: Study, outcome, *, storage_url: str) -> None:
+    """Counts, the best trial, parameter importances and what to run next."""
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(outcome.counts.items()))
+    console.print(f"{study.name}: {outcome.n_new} trials added, {outcome.n_total} in the search ({counts})")
+    for failure in outcome.failures:
+        console.print(f"[red]FAILED[/red] {failure}")
+    if outcome.best_value is None:
+        console.print("no trial completed yet")
+        return
+    table = Table(title=f"best: {study.tune.metric} = {outcome.best_value:.4f} (trial {outcome.best_number})",
+                  title_justify="left")
+    table.add_column("parameter")
+    table.add_column("best value", justify="right")
+    table.add_column("importance", justify="right")
+    for key, value in outcome.best_params.items():
+        importance = outcome.importances.get(key)
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        table.add_row(key, shown, "" if importance is None else f"{importance:.3f}")
+    console.print(table)
+    if outcome.best_study_path is not None:
+        console.print(
+            f"best config: {outcome.best_study_path}  (check it over seeds: harness run"
+            f" {outcome.best_study_path})"
+        )
+    console.print(f"optuna storage: {storage_url}  (optuna-dashboard {storage_url})")

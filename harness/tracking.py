@@ -49,24 +49,34 @@ class FinishedTrial:
 class TrialRun(Callback):
     """One trial's record: an engine callback plus the ways a trial ends."""
 
+    run_id: str | None = None
+
     @abstractmethod
     def finish(self, result: FitResult, *, checkpoint: Path | None) -> None: ...
 
     @abstractmethod
     def fail(self, traceback_text: str, *, killed: bool = False) -> None: ...
 
+    @abstractmethod
+    def prune(self, epoch: int) -> None:
+        """Stopped early by a pruner: not a failure, not a finished trial either."""
+
 
 class Tracker(ABC):
     @abstractmethod
-    def open_study(self, study: Study) -> None:
-        """Find or create the study's experiment and parent run."""
+    def open_study(self, study: Study, *, mode: str = "run") -> None:
+        """Find or create the study's experiment and parent run.
+
+        ``mode="tune"`` keeps an Optuna search in an experiment of its own
+        (``<study>-tune``), so its trials never mix with the grid's in a report.
+        """
 
     @abstractmethod
     def finished(self) -> list[FinishedTrial]:
         """Every trial of the open study whose run FINISHED."""
 
     @abstractmethod
-    def start_trial(self, spec: TrialSpec) -> TrialRun: ...
+    def start_trial(self, spec: TrialSpec, *, tags: dict[str, str] | None = None) -> TrialRun: ...
 
     @abstractmethod
     def close_study(self, *, failed: bool) -> None: ...
@@ -93,6 +103,9 @@ class NullTrialRun(TrialRun):
     def fail(self, traceback_text: str, *, killed: bool = False) -> None:
         self.traceback, self.status = traceback_text, "KILLED" if killed else "FAILED"
 
+    def prune(self, epoch: int) -> None:
+        self.status = "PRUNED"
+
 
 class NullTracker(Tracker):
     """Keeps runs in memory; nothing touches disk."""
@@ -100,7 +113,7 @@ class NullTracker(Tracker):
     def __init__(self) -> None:
         self.runs: list[NullTrialRun] = []
 
-    def open_study(self, study: Study) -> None:
+    def open_study(self, study: Study, *, mode: str = "run") -> None:
         pass
 
     def finished(self) -> list[FinishedTrial]:
@@ -111,7 +124,7 @@ class NullTracker(Tracker):
             if r.status == "FINISHED" and r.result is not None
         ]
 
-    def start_trial(self, spec: TrialSpec) -> TrialRun:
+    def start_trial(self, spec: TrialSpec, *, tags: dict[str, str] | None = None) -> TrialRun:
         run = NullTrialRun(spec)
         self.runs.append(run)
         return run
@@ -135,6 +148,10 @@ def default_tracking_uri(cwd: Path | None = None) -> str:
         return env
     root = (cwd or Path.cwd()) / DEFAULT_STORE
     return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def experiment_name(study: str, *, mode: str = "run") -> str:
+    return study if mode == "run" else f"{study}-{mode}"
 
 
 def _local_paths(uri: str) -> tuple[Path, Path] | None:
@@ -221,23 +238,24 @@ class MlflowTracker(Tracker):
 
     # -- study --------------------------------------------------------------------------------
 
-    def open_study(self, study: Study) -> None:
+    def open_study(self, study: Study, *, mode: str = "run") -> None:
         self.check()
         self.study = study
+        name = experiment_name(study.name, mode=mode)
         client = self.client
         try:
-            experiment = client.get_experiment_by_name(study.name)
+            experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 local = _local_paths(self.uri)
-                location = (local[1] / study.name).as_uri() if local is not None else None
+                location = (local[1] / name).as_uri() if local is not None else None
                 self.experiment_id = client.create_experiment(
-                    study.name, artifact_location=location,
-                    tags={"harness.description": study.description},
+                    name, artifact_location=location,
+                    tags={"harness.description": study.description, "harness.mode": mode},
                 )
             else:
                 if experiment.lifecycle_stage == "deleted":
                     raise TrackingError(
-                        f"experiment {study.name!r} is deleted in {self.uri}; restore it"
+                        f"experiment {name!r} is deleted in {self.uri}; restore it"
                         " (mlflow experiments restore) or rename the study"
                     )
                 self.experiment_id = experiment.experiment_id
@@ -253,18 +271,29 @@ class MlflowTracker(Tracker):
             else:
                 run = client.create_run(
                     self.experiment_id,
-                    run_name=study.name,
-                    tags={KIND: "study", STUDY_TAG: study.name,
+                    run_name=name,
+                    tags={KIND: "study", STUDY_TAG: study.name, "harness.mode": mode,
                           "mlflow.note.content": study.description},
                 )
                 self.parent_run_id = run.info.run_id
             client.set_tag(self.parent_run_id, "harness.code_version", self._code_version)
-            self._log_text(self.parent_run_id, "study.yaml",
-                           dump_yaml(study.model_dump(mode="json", exclude_none=True)))
+            self.log_text("study.yaml", dump_yaml(study.model_dump(mode="json", exclude_none=True,
+                                                                   by_alias=True)))
         except TrackingError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise TrackingError(f"tracking store {self.uri}: {exc}") from None
+
+    def log_text(self, name: str, text: str, *, artifact_path: str | None = None) -> None:
+        """An artifact of the study's parent run."""
+        assert self.parent_run_id is not None, "open_study first"
+        self._log_text(self.parent_run_id, name, text, artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tags on the study's parent run."""
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def finished(self) -> list[FinishedTrial]:
         runs = self._search(f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED'")
@@ -299,7 +328,7 @@ class MlflowTracker(Tracker):
 
     # -- trials -------------------------------------------------------------------------------
 
-    def start_trial(self, spec: TrialSpec) -> TrialRun:
+    def start_trial(self, spec: TrialSpec, *, tags: dict[str, str] | None = None) -> TrialRun:
         from mlflow.entities import Param
 
         assert self.parent_run_id is not None, "open_study first"
@@ -313,6 +342,7 @@ class MlflowTracker(Tracker):
             SEED: str(spec.seed),
             "harness.code_version": self._code_version,
             **{FACTOR_PREFIX + axis: label for axis, label in spec.factors.items()},
+            **(tags or {}),
         }
         run = client.create_run(
             self.experiment_id, run_name=f"{spec.cell_label} seed={spec.seed}", tags=tags
@@ -385,6 +415,15 @@ class MlflowTrialRun(TrialRun):
         if checkpoint is not None and checkpoint.exists():
             client.log_artifact(self.run_id, str(checkpoint), "checkpoints")
         client.set_terminated(self.run_id, status="FINISHED")
+
+    def prune(self, epoch: int) -> None:
+        # MLflow has no "pruned" status; KILLED with the epoch keeps it out of reports and
+        # tells it apart from a crash (FAILED).
+        from mlflow.entities import RunTag
+
+        self.tracker.client.log_batch(self.run_id, tags=[
+            RunTag("harness.state", "pruned"), RunTag("harness.pruned_epoch", str(epoch))])
+        self.tracker.client.set_terminated(self.run_id, status="KILLED")
 
     def fail(self, traceback_text: str, *, killed: bool = False) -> None:
         try:

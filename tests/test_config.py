@@ -59,7 +59,7 @@ def test_wrong_type_names_the_key_and_the_value(tiny_study):
     ("section", "key", "value", "kind", "valid"),
     [
         ("model", "arch", "resnet19", "architecture", "resnet18, resnet34, resnet50"),
-        ("model", "attention", "sse", "attention", "none, se"),
+        ("model", "attention", "sse", "attention", "none"),
         ("data", "dataset", "imagenet22k", "dataset", "cifar10"),
         ("augment", "preset", "heavy", "augmentation preset", "none, standard, strong"),
         ("optim", "name", "lion", "optimizer", "adam, adamw, sgd"),

@@ -38,6 +38,17 @@ class FitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class PruneTrial(Exception):
+    """Raised by a callback (a pruner) to stop a trial that is not worth finishing.
+
+    Not an error: the trial is recorded as pruned at ``epoch``, not as failed.
+    """
+
+    def __init__(self, epoch: int, reason: str = "pruned") -> None:
+        super().__init__(f"{reason} at epoch {epoch}")
+        self.epoch = epoch
+
+
 class Callback:
     """Override what you need; every hook is optional."""
 

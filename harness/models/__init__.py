@@ -2,8 +2,9 @@
 ``ModelConfig`` into an ``nn.Module``.
 
 ``ARCHITECTURES`` maps a name to a spec with ``build(*, in_channels, num_classes, stem, width,
-dropout, attn_layer)``; ``ATTENTION`` maps a name to a factory ``(channels, *, cfg)``.  The
-dataset decides ``in_channels`` and ``num_classes``, so they are arguments, not config.
+dropout, attn_layer, widen_factor, drop_path_rate)``; ``ATTENTION`` maps a name to a factory
+``(channels, *, cfg)``.  The dataset decides ``in_channels`` and ``num_classes``, so they are
+arguments, not config.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def build_model(cfg: ModelConfig, *, in_channels: int, num_classes: int) -> nn.M
         width=cfg.width,
         dropout=cfg.dropout,
         attn_layer=partial(attention, cfg=cfg),
+        widen_factor=cfg.widen_factor,
+        drop_path_rate=cfg.drop_path,
     )
 
 

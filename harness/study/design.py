@@ -42,38 +42,54 @@ def level_label(value: Any) -> str:
     return str(value)
 
 
-def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_key(tree: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for part in parents:
         tree = tree.setdefault(part, {})
     tree[leaf] = value
 
 
-def _check_axis(axis: str, *, source: str) -> type[BaseModel] | None:
-    """The section class an axis names, or None for a leaf key; error if it names nothing."""
-    parts = tuple(axis.split("."))
+def check_key(key: str, *, where: str) -> type[BaseModel] | None:
+    """The section class a dotted key names, or None for a leaf; error if it names nothing."""
+    parts = tuple(key.split("."))
     if parts[0] not in TRIAL_SECTIONS:
         raise ConfigError(
-            f"{source}: grid.{axis}: unknown axis; an axis is a config key such as"
-            f" model.attention, under one of: {', '.join(TRIAL_SECTIONS)}"
+            f"{where}: unknown key {key!r}; a config key starts with one of:"
+            f" {', '.join(TRIAL_SECTIONS)}"
         )
     parent = section_at(TrialConfig, parts[:-1])
     if parent is None or parts[-1] not in parent.model_fields:
         valid = ", ".join(f"{dotted(parts[:-1])}.{f}" for f in parent.model_fields) if parent else ""
-        raise ConfigError(
-            f"{source}: grid.{axis}: no such config key{'; valid: ' + valid if valid else ''}"
-        )
+        raise ConfigError(f"{where}: no such config key{'; valid: ' + valid if valid else ''}")
     return section_at(TrialConfig, parts)
 
 
+def is_named_axis(axis: str) -> bool:
+    """``recipe`` (no dot, not a section) is a named axis: its levels bundle keys from any
+    section, e.g. ``{label: tuned, optim.lr: 0.01, model.dropout: 0.2}``."""
+    return "." not in axis and axis not in TRIAL_SECTIONS
+
+
 def parse_levels(axis: str, levels: list[Any], *, source: str) -> list[Level]:
-    section = _check_axis(axis, source=source)
+    named = is_named_axis(axis)
+    section = None if named else check_key(axis, where=f"{source}: grid.{axis}")
     if not levels:
         raise ConfigError(f"{source}: grid.{axis}: no levels; give at least one value")
     parsed: list[Level] = []
     for i, level in enumerate(levels):
         where = f"{source}: grid.{axis}[{i}]"
-        if isinstance(level, dict):
+        if named:
+            if not isinstance(level, dict) or "label" not in level:
+                raise ConfigError(
+                    f"{where}: {axis} is not a config key, so it is a named axis whose levels are"
+                    " mappings of dotted keys with a label, e.g. {label: tuned, optim.lr: 0.01}"
+                )
+            body = dict(level)
+            label = str(body.pop("label"))
+            for key in body:
+                check_key(key, where=where)
+            patch = body  # keys are absolute; an empty level is the base itself
+        elif isinstance(level, dict):
             if section is None:
                 raise ConfigError(
                     f"{where}: {axis} is a single value, so its levels are values, not mappings"
@@ -99,10 +115,15 @@ def parse_levels(axis: str, levels: list[Any], *, source: str) -> list[Level]:
     return parsed
 
 
-def _overlapping(axes: list[str]) -> tuple[str, str] | None:
-    for a, b in itertools.permutations(axes, 2):
-        if b.startswith(a + "."):
-            return a, b
+def _overlapping(levels: dict[str, list[Level]]) -> tuple[str, str] | None:
+    """Two axes that set the same key (or one key inside the other's section)."""
+    keys = {axis: {key for level in lvls for key in level.patch} | ({axis} if not is_named_axis(axis) else set())
+            for axis, lvls in levels.items()}
+    for a, b in itertools.combinations(levels, 2):
+        for ka in keys[a]:
+            for kb in keys[b]:
+                if ka == kb or ka.startswith(kb + ".") or kb.startswith(ka + "."):
+                    return a, b
     return None
 
 
@@ -112,7 +133,7 @@ def _apply(
     raw = _deep_copy(base)
     for level in levels.values():
         for key, value in level.patch.items():
-            _set(raw, key, value)
+            set_key(raw, key, value)
     try:
         return TrialConfig.model_validate(raw)
     except ValidationError as exc:
@@ -129,11 +150,11 @@ def expand(study: Study) -> list[TrialSpec]:
     source = study.source
     grid = study.grid or {}
     axes = list(grid)
-    if (pair := _overlapping(axes)) is not None:
+    levels = {axis: parse_levels(axis, grid[axis], source=source) for axis in axes}
+    if (pair := _overlapping(levels)) is not None:
         raise ConfigError(
             f"{source}: grid: axes {pair[0]} and {pair[1]} overlap; vary a key in one axis only"
         )
-    levels = {axis: parse_levels(axis, grid[axis], source=source) for axis in axes}
     base = study.base.model_dump(mode="python")
     for axis, axis_levels in levels.items():
         for i, level in enumerate(axis_levels):

@@ -17,9 +17,11 @@ from harness.study.spec import TrialSpec
 @dataclass
 class TrialOutcome:
     spec: TrialSpec
-    status: str  # FINISHED | FAILED
+    status: str  # FINISHED | FAILED | PRUNED
     final: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    pruned_epoch: int | None = None
+    run_id: str | None = None  # the tracker's id of the trial's run, where it has one
 
 
 class Executor(ABC):

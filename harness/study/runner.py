@@ -12,7 +12,7 @@ import os
 import statistics
 import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +21,7 @@ import torch
 
 from harness.config import DataConfig, Study
 from harness.data import DataBundle, check_dataset, load_dataset
-from harness.engine import Callback, fit, resolve_device
+from harness.engine import Callback, PruneTrial, fit, resolve_device
 from harness.study.design import expand
 from harness.study.executors import Executor, InProcessExecutor, TrialOutcome
 from harness.study.spec import TrialSpec
@@ -71,6 +71,10 @@ class StudyOutcome:
     @property
     def failed(self) -> list[TrialOutcome]:
         return [o for o in self.outcomes if o.status == "FAILED"]
+
+    @property
+    def pruned(self) -> list[TrialOutcome]:
+        return [o for o in self.outcomes if o.status == "PRUNED"]
 
 
 def preflight(specs: list[TrialSpec], *, data_root: Path, device: str) -> torch.device:
@@ -141,7 +145,7 @@ def run_study(
     try:
         for trial_outcome in executor.map(todo, run_one):
             outcome.outcomes.append(trial_outcome)
-            failed |= trial_outcome.status != "FINISHED"
+            failed |= trial_outcome.status == "FAILED"
     except BaseException:
         tracker.close_study(failed=True)
         raise
@@ -158,19 +162,25 @@ def run_trial(
     tracker: Tracker,
     load: Callable[[DataConfig], DataBundle],
     device: torch.device,
-    callbacks: list[Callback] = (),
+    callbacks: Sequence[Callback] = (),
+    tags: dict[str, str] | None = None,
 ) -> TrialOutcome:
     """Run one trial and record it; an exception marks it FAILED with its traceback."""
-    trial_run = tracker.start_trial(spec)
+    trial_run = tracker.start_trial(spec, tags=tags)
     with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
         try:
             result = fit(spec.config, load(spec.config.data), seed=spec.seed, device=device,
                          callbacks=[trial_run, *callbacks], checkpoint_dir=Path(tmp))
             trial_run.finish(result, checkpoint=result.best_checkpoint)
+        except PruneTrial as stop:
+            trial_run.prune(stop.epoch)
+            return TrialOutcome(spec, "PRUNED", error=str(stop), pruned_epoch=stop.epoch,
+                                run_id=trial_run.run_id)
         except KeyboardInterrupt:
             trial_run.fail(traceback.format_exc(), killed=True)
             raise
         except Exception as exc:  # noqa: BLE001 - a failing trial must not stop the study
             trial_run.fail(traceback.format_exc())
-            return TrialOutcome(spec, "FAILED", error=f"{type(exc).__name__}: {exc}")
-    return TrialOutcome(spec, "FINISHED", final=dict(result.final))
+            return TrialOutcome(spec, "FAILED", error=f"{type(exc).__name__}: {exc}",
+                                run_id=trial_run.run_id)
+    return TrialOutcome(spec, "FINISHED", final=dict(result.final), run_id=trial_run.run_id)

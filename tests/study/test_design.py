@@ -99,15 +99,42 @@ def test_an_unknown_axis_is_an_error(tiny_study):
     assert message.startswith("s.yaml: grid.model.attn: no such config key; valid: model.arch,")
 
 
-def test_an_axis_outside_the_trial_sections_is_an_error(tiny_study):
+def test_a_dotted_axis_outside_the_trial_sections_is_an_error(tiny_study):
+    tiny_study["grid"] = {"trainer.epochs": [1, 2]}
+    assert "grid.trainer.epochs: unknown key 'trainer.epochs'; a config key starts with one of: data, model" in expand_error(tiny_study)
+
+
+def test_a_named_axis_bundles_keys_from_several_sections(tiny_study):
+    tiny_study["grid"] = {"recipe": [
+        {"label": "base"},
+        {"label": "tuned", "optim.lr": 0.01, "model.dropout": 0.2},
+    ]}
+    base, tuned = expand(study(tiny_study))
+    assert base.factors == {"recipe": "base"} and tuned.factors == {"recipe": "tuned"}
+    assert base.config == study(tiny_study).base
+    assert (tuned.config.optim.lr, tuned.config.model.dropout) == (0.01, 0.2)
+
+
+def test_a_named_axis_needs_labelled_mapping_levels_with_real_keys(tiny_study):
     tiny_study["grid"] = {"seeds": [1, 2]}
-    assert "grid.seeds: unknown axis" in expand_error(tiny_study)
+    assert "grid.seeds[0]: seeds is not a config key, so it is a named axis" in expand_error(tiny_study)
+    tiny_study["grid"] = {"recipe": [{"label": "x", "optim.learning_rate": 0.1}]}
+    assert "grid.recipe[0]: no such config key; valid: optim.name" in expand_error(tiny_study)
+
+
+def test_a_named_axis_may_not_overlap_another_axis(tiny_study):
+    tiny_study["grid"] = {"model.attention": ["se", "none"],
+                          "recipe": [{"label": "a", "model.attention": "se"}]}
+    assert "axes model.attention and recipe overlap" in expand_error(tiny_study)
 
 
 def test_a_bad_level_names_its_axis_and_index(tiny_study):
     tiny_study["grid"] = {"model.attention": ["se", "cbamm"]}
+    from harness.models import ATTENTION
+
     assert expand_error(tiny_study) == (
-        "s.yaml: grid.model.attention[1]: model.attention: unknown attention 'cbamm'; valid: none, se"
+        "s.yaml: grid.model.attention[1]: model.attention: unknown attention 'cbamm';"
+        f" valid: {', '.join(ATTENTION.names())}"
     )
 
 

@@ -1,0 +1,362 @@
+"""`harness tune`: an Optuna search over a study's ``tune.space``, trained by the same engine and
+recorded by the same tracker as grid trials.
+
+Each Optuna trial samples dotted config keys onto the study's base recipe, trains with a
+pruning callback that reports the validation metric every epoch, and becomes one MLflow child
+run (tagged ``optuna.trial_number``) under the search's parent run in the experiment
+``<study>-tune``.  The Optuna study lives in an RDB storage (SQLite beside the local MLflow
+store by default, PostgreSQL with ``--storage``), so running the command again resumes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from harness.config import (
+    DataConfig,
+    SearchParam,
+    Study,
+    TrialConfig,
+    describe_validation_error,
+    dotted,
+    dump_yaml,
+)
+from harness.data import DataBundle, load_dataset
+from harness.engine import Callback, PruneTrial
+from harness.errors import ConfigError, HarnessError
+from harness.study.design import check_key, set_key
+from harness.study.runner import Display, default_data_root, preflight, run_trial
+from harness.study.spec import TrialSpec
+from harness.tracking import _local_paths, Tracker
+
+SUPPORTED_STORAGES = ("sqlite:///PATH", "postgresql://USER:PASSWORD@HOST:PORT/DB")
+
+
+# ---------------------------------------------------------------------------------------------
+# The search space
+
+
+def _get(tree: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        tree = tree[part]
+    return tree
+
+
+def check_space(study: Study) -> None:
+    """Every key exists, and every bound or choice gives a valid trial config."""
+    if study.tune is None:
+        raise ConfigError(
+            f"{study.source}: tune: missing; add a tune section with a space, e.g."
+            " tune: {space: {optim.lr: {float: [1.0e-4, 1.0e-1], log: true}}}"
+        )
+    base = study.base.model_dump(mode="python")
+    for key, param in study.tune.space.items():
+        where = f"{study.source}: tune.space.{key}"
+        if check_key(key, where=where) is not None:
+            raise ConfigError(f"{where}: is a section; search one of its keys, e.g. {key}.lr")
+        for cond in param.when:
+            check_key(cond, where=f"{where}.when")
+        for value in _extremes(param):
+            raw = _deep_copy(base)
+            set_key(raw, key, value)
+            try:
+                TrialConfig.model_validate(raw)
+            except ValidationError as exc:
+                loc, msg = describe_validation_error(exc, model=TrialConfig)
+                raise ConfigError(f"{where}: {value!r} is not valid for {dotted(loc)}: {msg}") from None
+    if study.tune.sampler.name == "grid":
+        _grid_space(study)
+
+
+def _extremes(param: SearchParam) -> list[Any]:
+    if param.choice is not None:
+        return list(param.choice)
+    return list(param.float_ or param.int_)
+
+
+def _deep_copy(tree: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in tree.items()}
+
+
+def _grid_space(study: Study) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for key, param in study.tune.space.items():
+        if param.choice is not None:
+            grid[key] = list(param.choice)
+        elif param.int_ is not None:
+            low, high = param.int_
+            grid[key] = list(range(low, high + 1, int(param.step or 1)))
+        elif param.step is not None:
+            low, high = param.float_
+            grid[key] = [low + i * param.step for i in range(int((high - low) / param.step) + 1)]
+        else:
+            raise ConfigError(
+                f"{study.source}: tune.space.{key}: the grid sampler needs choice, int or a float"
+                " range with step"
+            )
+    return grid
+
+
+def sample(trial: Any, study: Study) -> tuple[TrialConfig, dict[str, Any]]:
+    """The trial's config: the base recipe with each (applicable) space key suggested."""
+    raw = study.base.model_dump(mode="python")
+    chosen: dict[str, Any] = {}
+    for key, param in study.tune.space.items():
+        if any(_get(raw, cond) != value for cond, value in param.when.items()):
+            continue  # a conditional key whose condition does not hold here
+        if param.float_ is not None:
+            value = trial.suggest_float(key, *param.float_, log=param.log, step=param.step)
+        elif param.int_ is not None:
+            value = trial.suggest_int(key, *param.int_, log=param.log, step=int(param.step or 1))
+        else:
+            value = trial.suggest_categorical(key, list(param.choice))
+        set_key(raw, key, value)
+        chosen[key] = value
+    return TrialConfig.model_validate(raw), chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# Optuna pieces
+
+
+def make_sampler(study: Study, *, n_existing: int = 0):
+    import optuna
+
+    cfg = study.tune.sampler
+    if cfg.name == "tpe":
+        return optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
+    if cfg.name == "random":
+        return optuna.samplers.RandomSampler(seed=cfg.seed)
+    if cfg.name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials,
+                                            warn_independent_sampling=False)
+    if cfg.name == "gp":
+        return optuna.samplers.GPSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
+    return optuna.samplers.GridSampler(_grid_space(study), seed=cfg.seed)
+
+
+def make_pruner(study: Study):
+    import optuna
+
+    cfg = study.tune.pruner
+    if cfg.name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=cfg.n_startup_trials,
+                                           n_warmup_steps=cfg.n_warmup_steps)
+    if cfg.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=cfg.min_resource,
+                                              max_resource=study.base.train.epochs,
+                                              reduction_factor=cfg.reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+def default_storage(tracking_uri: str) -> str:
+    """An SQLite Optuna store beside the local MLflow store (``mlruns/optuna.db``)."""
+    local = _local_paths(tracking_uri)
+    folder = local[0].parent if local is not None else Path.cwd() / "mlruns"
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def open_storage(url: str):
+    """An Optuna RDB storage, or one line saying why not (before anything is written)."""
+    import optuna
+
+    scheme = url.split(":", 1)[0]
+    if scheme not in ("sqlite", "postgresql", "postgresql+psycopg2"):
+        raise HarnessError(
+            f"--storage {url}: unsupported kind {scheme!r}; valid: {', '.join(SUPPORTED_STORAGES)}"
+        )
+    engine_kwargs: dict[str, Any] = {}
+    if scheme.startswith("postgresql"):
+        engine_kwargs = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
+    else:
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Heartbeats let a later run mark trials of a killed process FAILED instead of
+        # leaving them RUNNING forever.
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                          heartbeat_interval=30, grace_period=120)
+    except Exception as exc:  # noqa: BLE001 - driver errors come in many types
+        reason = " ".join(str(exc).split())[:300]
+        raise HarnessError(f"--storage {_redact(url)}: cannot open ({reason})") from None
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+class OptunaPruning(Callback):
+    """Reports the tune metric every epoch and stops the trial when the pruner says so."""
+
+    def __init__(self, trial: Any, metric: str) -> None:
+        self.trial, self.metric = trial, metric
+        self.values: list[float] = []
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        value = metrics[self.metric]
+        self.values.append(value)
+        self.trial.report(value, step=epoch)
+        if self.trial.should_prune():
+            raise PruneTrial(epoch)
+
+
+class TrialFailed(Exception):
+    """The objective's way of telling Optuna that a trial crashed (recorded FAILED)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The search
+
+
+@dataclass
+class TuneOutcome:
+    n_new: int
+    n_total: int
+    counts: dict[str, int]
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_number: int | None = None
+    importances: dict[str, float] = field(default_factory=dict)
+    best_study_path: Path | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+def run_tune(
+    study: Study,
+    *,
+    n_trials: int,
+    tracker: Tracker,
+    storage_url: str,
+    data_root: Path | None = None,
+    device: str = "auto",
+    display: Display | None = None,
+    best_out: Path | None = None,
+    n_seeds_best: int = 5,
+) -> TuneOutcome:
+    import optuna
+
+    display = display or Display()
+    data_root = data_root or default_data_root()
+    check_space(study)
+    resolved_device = preflight(
+        [TrialSpec(study=study.name, config=study.base, seed=study.tune.seed)],
+        data_root=data_root, device=device,
+    )
+    storage = open_storage(storage_url)
+    tracker.open_study(study, mode="tune")
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    tune = study.tune
+    optuna_study = optuna.create_study(
+        study_name=study.name, storage=storage, load_if_exists=True,
+        direction=tune.direction, sampler=make_sampler(study), pruner=make_pruner(study),
+    )
+    display.study_started(study, n_todo=n_trials, n_skipped=0)
+
+    @lru_cache(maxsize=2)
+    def dataset(cfg: DataConfig) -> DataBundle:
+        return load_dataset(cfg, root=data_root)
+
+    failures: list[str] = []
+    counter = iter(range(1, n_trials + 1))
+
+    def objective(trial: optuna.Trial) -> float:
+        config, chosen = sample(trial, study)
+        spec = TrialSpec(study=study.name, config=config, seed=tune.seed,
+                         factors={k: str(v) for k, v in chosen.items()})
+        pruning = OptunaPruning(trial, tune.metric)
+        callbacks = [pruning, *display.trial_started(spec, next(counter))]
+        outcome = run_trial(
+            spec, tracker=tracker, load=dataset, device=resolved_device, callbacks=callbacks,
+            tags={"optuna.trial_number": str(trial.number), "optuna.study_name": study.name,
+                  "harness.mode": "tune"},
+        )
+        display.trial_ended(outcome)
+        if outcome.run_id is not None:
+            trial.set_user_attr("mlflow_run_id", outcome.run_id)
+        if outcome.status == "PRUNED":
+            raise optuna.TrialPruned(outcome.error)
+        if outcome.status == "FAILED":
+            failures.append(f"trial {trial.number}: {outcome.error}")
+            raise TrialFailed(outcome.error)
+        best = max if tune.direction == "maximize" else min
+        return best(pruning.values)
+
+    try:
+        optuna_study.optimize(objective, n_trials=n_trials, catch=(TrialFailed,))
+    except BaseException:
+        tracker.close_study(failed=True)
+        raise
+    finally:
+        display.study_ended()
+
+    outcome = summarise_search(optuna_study, n_new=n_trials)
+    outcome.failures = failures
+    if outcome.best_params:
+        outcome.best_study_path = write_best_study(
+            study, outcome, path=best_out or Path("tuned") / f"{study.name}_best.yaml",
+            n_seeds=n_seeds_best,
+        )
+        tracker.log_text(outcome.best_study_path.name, outcome.best_study_path.read_text())
+        tracker.set_tags({"harness.best_value": repr(outcome.best_value),
+                          "harness.best_trial": str(outcome.best_number)})
+    tracker.close_study(failed=False)
+    return outcome
+
+
+def summarise_search(optuna_study: Any, *, n_new: int) -> TuneOutcome:
+    import optuna
+
+    trials = optuna_study.get_trials(deepcopy=False)
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    outcome = TuneOutcome(n_new=n_new, n_total=len(trials), counts=counts)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if complete:
+        best = optuna_study.best_trial
+        outcome.best_value, outcome.best_params, outcome.best_number = (
+            best.value, dict(best.params), best.number)
+    if len(complete) >= 2:
+        try:
+            outcome.importances = dict(optuna.importance.get_param_importances(optuna_study))
+        except (RuntimeError, ValueError):
+            pass  # e.g. every complete trial sampled the same values: nothing to attribute
+    return outcome
+
+
+def write_best_study(study: Study, outcome: TuneOutcome, *, path: Path, n_seeds: int) -> Path:
+    """A study file comparing the best parameters with the base recipe over several seeds,
+    so that ``harness run`` + ``harness report --significance`` can test the gain."""
+    tuned = {"label": "tuned", **{k: _plain(v) for k, v in outcome.best_params.items()}}
+    data = {
+        "name": f"{study.name}_best",
+        "description": (
+            f"The best of {outcome.n_total} trials of `harness tune` on {study.name}"
+            f" ({study.tune.metric}={outcome.best_value:.4f}, trial {outcome.best_number})"
+            f" against the base recipe, over {n_seeds} seeds."
+        ),
+        "base": study.base.model_dump(mode="json", exclude_defaults=True),
+        "grid": {"recipe": [{"label": "base"}, tuned]},
+        "seeds": list(range(n_seeds)),
+        "report": {"metric": study.report.metric, "baseline": {"recipe": "base"}},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_yaml(data), encoding="utf-8")
+    return path
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
