@@ -99,10 +99,12 @@ class RichDisplay(Display):
 
     def trial_ended(self, outcome: TrialOutcome) -> None:
         self.progress.advance(self.trials)
-        if outcome.status != "FINISHED":
+        name = f"{outcome.spec.cell_label} seed={outcome.spec.seed}"
+        if outcome.status == "PRUNED":
+            self.progress.console.print(f"[dim]pruned at epoch {outcome.pruned_epoch}: {name}[/dim]")
+        elif outcome.status != "FINISHED":
             self.progress.console.print(
-                f"[red]FAILED[/red] {outcome.spec.cell_label} seed={outcome.spec.seed}:"
-                f" {outcome.error} (traceback.txt in its run)"
+                f"[red]FAILED[/red] {name}: {outcome.error} (traceback.txt in its run)"
             )
 
     def study_ended(self) -> None:

@@ -273,7 +273,8 @@ def run_tune(
     def objective(trial: optuna.Trial) -> float:
         config, chosen = sample(trial, study)
         spec = TrialSpec(study=study.name, config=config, seed=tune.seed,
-                         factors={k: str(v) for k, v in chosen.items()})
+                         factors={k: f"{v:.4g}" if isinstance(v, float) else str(v)
+                                  for k, v in chosen.items()})
         pruning = OptunaPruning(trial, tune.metric)
         callbacks = [pruning, *display.trial_started(spec, next(counter))]
         outcome = run_trial(
