@@ -124,6 +124,10 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig | None = None
     # Evaluation plots and their data files at the end of each trial (off for large sweeps).
     plots: bool = True
+    # auto: bf16 autocast on CUDA, fp32 elsewhere.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # torch.compile the model (CUDA; a first-epoch compile cost for faster later epochs).
+    compile: bool = False
 
 
 class AugmentConfig(Section):
