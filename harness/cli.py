@@ -113,6 +113,27 @@ def tune(
 
 
 @app.command()
+def viz(
+    run_id: Annotated[str, typer.Argument(help="A trial's MLflow run id.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: viz/<run id>).")] = None,
+    device: Annotated[str, typer.Option(help="Where to evaluate: cpu, cuda, …")] = "cpu",
+    data_root: Annotated[Optional[Path], typer.Option(help="Where datasets live (default: HARNESS_DATA, else ./data).")] = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Regenerate a trial's evaluation plots and data files from its best checkpoint."""
+    from harness.study.runner import default_data_root
+    from harness.viz import regenerate
+
+    out = out or Path("viz") / run_id
+    try:
+        files = regenerate(run_id, tracking_uri=tracking_uri, out_dir=out,
+                           data_root=data_root or default_data_root(), device=device)
+    except HarnessError as exc:
+        raise _fail(exc) from None
+    console.print(f"{len(files)} files in {out}")
+
+
+@app.command()
 def ui(
     tracking_uri: TrackingOption = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,

@@ -18,6 +18,7 @@ import re
 import subprocess
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,11 @@ class TrialRun(Callback):
     run_id: str | None = None
 
     @abstractmethod
-    def finish(self, result: FitResult, *, checkpoint: Path | None) -> None: ...
+    def finish(
+        self, result: FitResult, *, checkpoint: Path | None, evaluation: Path | None = None
+    ) -> None:
+        """Record the final metrics and artifacts; ``evaluation`` is a folder of plots and
+        their data files, logged as they lie (``plots/…``, ``evaluation/…``)."""
 
     @abstractmethod
     def fail(self, traceback_text: str, *, killed: bool = False) -> None: ...
@@ -97,7 +102,9 @@ class NullTrialRun(TrialRun):
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs.append({"epoch": epoch, **metrics})
 
-    def finish(self, result: FitResult, *, checkpoint: Path | None) -> None:
+    def finish(
+        self, result: FitResult, *, checkpoint: Path | None, evaluation: Path | None = None
+    ) -> None:
         self.result, self.status = result, "FINISHED"
 
     def fail(self, traceback_text: str, *, killed: bool = False) -> None:
@@ -377,7 +384,18 @@ class MlflowTrialRun(TrialRun):
     def __init__(self, tracker: MlflowTracker, run_id: str) -> None:
         self.tracker = tracker
         self.run_id = run_id
-        self.history: dict[str, list[float]] = {}
+        # Epoch metrics are written by one background thread, in order, so that training
+        # never waits on the store; every way a trial ends drains it first.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-tracking")
+        self._pending: list[Future] = []
+
+    def _drain(self) -> None:
+        pending, self._pending = self._pending, []
+        try:
+            for future in pending:
+                future.result()
+        finally:
+            self._writer.shutdown(wait=True)
 
     def on_fit_start(self, info: FitInfo) -> None:
         from mlflow.entities import RunTag
@@ -392,12 +410,16 @@ class MlflowTrialRun(TrialRun):
         )
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        # One batch per epoch, never one call per value.
-        self.tracker.client.log_batch(
-            self.run_id, metrics=[_metric(k, v, epoch) for k, v in metrics.items()]
+        # One batch per epoch, never one call per value, written off the training thread.
+        batch = [_metric(k, v, epoch) for k, v in metrics.items()]
+        self._pending.append(
+            self._writer.submit(self.tracker.client.log_batch, self.run_id, metrics=batch)
         )
 
-    def finish(self, result: FitResult, *, checkpoint: Path | None) -> None:
+    def finish(
+        self, result: FitResult, *, checkpoint: Path | None, evaluation: Path | None = None
+    ) -> None:
+        self._drain()
         client = self.tracker.client
         last_epoch = int(result.final.get("epochs_run", 0))
         finals = [_metric(k, v, last_epoch) for k, v in result.final.items()]
@@ -414,6 +436,8 @@ class MlflowTrialRun(TrialRun):
         )
         if checkpoint is not None and checkpoint.exists():
             client.log_artifact(self.run_id, str(checkpoint), "checkpoints")
+        if evaluation is not None and evaluation.is_dir():
+            client.log_artifacts(self.run_id, str(evaluation))
         client.set_terminated(self.run_id, status="FINISHED")
 
     def prune(self, epoch: int) -> None:
@@ -421,11 +445,16 @@ class MlflowTrialRun(TrialRun):
         # tells it apart from a crash (FAILED).
         from mlflow.entities import RunTag
 
+        self._drain()
         self.tracker.client.log_batch(self.run_id, tags=[
             RunTag("harness.state", "pruned"), RunTag("harness.pruned_epoch", str(epoch))])
         self.tracker.client.set_terminated(self.run_id, status="KILLED")
 
     def fail(self, traceback_text: str, *, killed: bool = False) -> None:
+        try:
+            self._drain()
+        except Exception as exc:  # noqa: BLE001 - the trial's own error matters more
+            traceback_text += f"\n(and an epoch's metrics were not recorded: {exc})\n"
         try:
             self.tracker._log_text(self.run_id, "traceback.txt", traceback_text)
         finally:

@@ -24,7 +24,8 @@ TINY = {
         "data": {"dataset": "digits", "val_size": 0.2},
         "model": {"arch": "resnet18", "stem": "cifar", "width": 0.125, "se_reduction": 2},
         "optim": {"name": "adamw", "lr": 3.0e-3},
-        "train": {"epochs": 1, "batch_size": 128},
+        # Plots cost a second or two per trial; the tests that look at them turn them on.
+        "train": {"epochs": 1, "batch_size": 128, "plots": False},
     },
     "grid": {"model.attention": ["se", "none"]},
     "seeds": [0],

@@ -203,3 +203,19 @@ def test_a_study_runs_against_a_real_tracking_server(tiny_study, write_study, ml
     assert json.loads(Path(history).read_text())["epochs"] == [1]
     again = invoke("run", str(write_study(tiny_study)), "--tracking-uri", mlflow_server)
     assert "all 2 trials already finished" in again.stdout
+
+
+def test_viz_regenerates_a_trials_plots_and_refuses_unknown_runs(tiny_study, write_study, tracking_uri, tmp_path):
+    tiny_study["grid"] = {"model.attention": ["se"]}
+    assert invoke("run", str(write_study(tiny_study)), "--tracking-uri", tracking_uri,
+                  "--device", "cpu").exit_code == 0
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("tiny")
+    (run,) = client.search_runs([exp.experiment_id], "tags.`harness.kind` = 'trial'")
+    out = tmp_path / "viz"
+    result = invoke("viz", run.info.run_id, "--out", str(out), "--tracking-uri", tracking_uri)
+    assert result.exit_code == 0, result.output
+    assert (out / "plots" / "gradcam.png").is_file()
+    assert (out / "evaluation" / "confusion_matrix.csv").is_file()
+    unknown = invoke("viz", "0" * 32, "--out", str(tmp_path / "nope"), "--tracking-uri", tracking_uri)
+    assert_one_line_error(unknown, "no such run")

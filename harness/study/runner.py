@@ -156,6 +156,22 @@ def run_study(
     return outcome
 
 
+def render_trial(
+    spec: TrialSpec, data: DataBundle, result, *, out_dir: Path, device: torch.device
+) -> Path:
+    """The evaluation plots and their data files, from the best checkpoint (as ``harness viz``
+    makes them later). A plotting error is written down beside them, never fails the trial."""
+    from harness.viz import model_from_checkpoint, render_evaluation
+
+    try:
+        model = model_from_checkpoint(result.best_checkpoint, spec.config, data.info)
+        render_evaluation(model, data, result.history, out_dir, device=device)
+    except Exception:  # noqa: BLE001 - the trained result stands without its pictures
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "plots_error.txt").write_text(traceback.format_exc())
+    return out_dir
+
+
 def run_trial(
     spec: TrialSpec,
     *,
@@ -169,9 +185,14 @@ def run_trial(
     trial_run = tracker.start_trial(spec, tags=tags)
     with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
         try:
-            result = fit(spec.config, load(spec.config.data), seed=spec.seed, device=device,
-                         callbacks=[trial_run, *callbacks], checkpoint_dir=Path(tmp))
-            trial_run.finish(result, checkpoint=result.best_checkpoint)
+            data = load(spec.config.data)
+            result = fit(spec.config, data, seed=spec.seed, device=device,
+                         callbacks=[trial_run, *callbacks], checkpoint_dir=Path(tmp) / "checkpoints")
+            evaluation = None
+            if spec.config.train.plots:
+                evaluation = render_trial(spec, data, result, out_dir=Path(tmp) / "evaluation",
+                                          device=device)
+            trial_run.finish(result, checkpoint=result.best_checkpoint, evaluation=evaluation)
         except PruneTrial as stop:
             trial_run.prune(stop.epoch)
             return TrialOutcome(spec, "PRUNED", error=str(stop), pruned_epoch=stop.epoch,

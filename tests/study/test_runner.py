@@ -128,3 +128,26 @@ def test_the_summary_ranks_cells_by_the_report_metric(tiny_study):
     assert means == sorted(means, reverse=True)
     assert sorted(c.factors["model.attention"] for c in outcome.cells) == ["none", "se"]
     assert all(c.n_seeds == 2 for c in outcome.cells)
+
+
+def test_each_trial_logs_its_evaluation_plots_and_their_data(tiny_study, tracking_uri):
+    tiny_study["base"]["train"]["plots"] = True
+    tiny_study["grid"] = {"model.attention": ["se"]}
+    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri), device="cpu")
+    client = MlflowClient(tracking_uri)
+    (run,) = trial_runs(client, "tiny")
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    data = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {f"plots/{name}.png" for name in ("curves", "confusion_matrix", "per_class_metrics",
+            "reliability", "topk", "gradcam", "predictions")} <= plots
+    assert {"evaluation/confusion_matrix.csv", "evaluation/per_class_metrics.csv",
+            "evaluation/calibration_bins.json"} <= data
+
+
+def test_plots_false_logs_no_plots(tiny_study, tracking_uri):
+    tiny_study["grid"] = {"model.attention": ["none"]}
+    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri), device="cpu")
+    client = MlflowClient(tracking_uri)
+    (run,) = trial_runs(client, "tiny")
+    paths = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "plots" not in paths and "evaluation" not in paths and "history.json" in paths

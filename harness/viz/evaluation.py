@@ -1,0 +1,149 @@
+"""A trained model's evaluation on the test split, as pictures and as the numbers behind them.
+
+``render_evaluation`` is the one entry point, used at the end of a trial and by ``harness viz``.
+It runs the model over the test split once, then writes, under ``out_dir``::
+
+    plots/curves.png              loss and accuracy (train, val) per epoch, learning rate
+    plots/confusion_matrix.png    counts and row-normalised, class names
+    plots/per_class_metrics.png   precision, recall, F1 per class
+    plots/reliability.png         reliability diagram, ECE (15 bins), confidence histogram
+    plots/topk.png                top-1/3/5 accuracy
+    plots/gradcam.png             Grad-CAM overlays for the first ``n_gradcam`` test images
+    plots/predictions.png         the first 64 test images, true→predicted, mistakes in red
+    evaluation/confusion_matrix.csv    rows true, columns predicted, headed by class names
+    evaluation/per_class_metrics.csv   class, precision, recall, f1, support
+    evaluation/calibration_bins.json   n_bins, n_samples, ece, bins [{lo, hi, count, confidence, accuracy}]
+    evaluation/topk.json               top1, top3, top5
+    evaluation/gradcam.json            the stage, and each shown image's index, true and explained class
+
+The images shown are always the first ones of the test split, whose order is fixed per
+dataset, so two runs' pictures can be set side by side.  ``curves.png`` is left out when the
+history is empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from harness.data import DataBundle, DeviceLoader, normalize
+from harness.engine.metrics import confusion_matrix
+from harness.viz import plots
+from harness.viz.gradcam import cam_stage, grad_cam
+from harness.viz.metrics import calibration_bins, per_class_metrics, topk_accuracies
+
+PLOTS_DIR = "plots"
+DATA_DIR = "evaluation"
+GRID_SIZE = 64  # 8×8, as seed 002's imshow_grid
+EVAL_BATCH_SIZE = 512
+
+
+@torch.inference_mode()
+def logits_on_test(model: nn.Module, data: DataBundle, *, device: torch.device) -> torch.Tensor:
+    """The model's logits for the whole test split, in the split's order, on the CPU."""
+    loader = DeviceLoader(data.test, batch_size=EVAL_BATCH_SIZE, device=device, transform=None,
+                          info=data.info, shuffle=False, seed=0)
+    return torch.cat([model(images).float().cpu() for images, _ in loader])
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _write_json(path: Path, payload: object) -> Path:
+    path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return path
+
+
+def render_evaluation(
+    model: nn.Module,
+    data: DataBundle,
+    history: Mapping[str, Sequence[float]],
+    out_dir: Path,
+    *,
+    device: torch.device,
+    n_gradcam: int = 8,
+) -> list[Path]:
+    """Evaluate ``model`` on ``data.test`` and write every plot and data file under
+    ``out_dir`` (layout in the module docstring); returns the files written.
+
+    The model is moved to ``device`` and evaluated in eval mode; its train/eval mode is
+    restored afterwards.  Grad-CAM explains the predicted class of the first ``n_gradcam``
+    test images."""
+    out_dir = Path(out_dir)
+    plot_dir, data_dir = out_dir / PLOTS_DIR, out_dir / DATA_DIR
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    info, test = data.info, data.test
+    names = list(info.class_names)
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        logits = logits_on_test(model, data, device=device)
+        labels = test.labels.cpu()
+        preds = logits.argmax(dim=1)
+        confusion = confusion_matrix(preds, labels, info.num_classes)
+        per_class = per_class_metrics(confusion, names)
+        calibration = calibration_bins(logits.softmax(dim=1), labels)
+        topk = topk_accuracies(logits, labels)
+
+        written = [
+            _write_csv(data_dir / "confusion_matrix.csv", ["true\\predicted", *names],
+                       [[name, *row] for name, row in zip(names, confusion.tolist())]),
+            _write_csv(data_dir / "per_class_metrics.csv",
+                       ["class", "precision", "recall", "f1", "support"],
+                       [[m.name, m.precision, m.recall, m.f1, m.support] for m in per_class]),
+            _write_json(data_dir / "calibration_bins.json", calibration.to_json()),
+            _write_json(data_dir / "topk.json", topk),
+        ]
+        if history.get("epochs") or history.get("train_loss"):
+            written.append(plots.training_curves(history, plot_dir / "curves.png"))
+        written += [
+            plots.confusion_matrix(confusion, names, plot_dir / "confusion_matrix.png"),
+            plots.per_class_bars(per_class, plot_dir / "per_class_metrics.png"),
+            plots.reliability_diagram(calibration, plot_dir / "reliability.png"),
+            plots.topk_bars(topk, plot_dir / "topk.png"),
+        ]
+
+        n_grid = min(GRID_SIZE, len(test))
+        written.append(plots.prediction_grid(
+            test.images[:n_grid],
+            true_names=[names[i] for i in labels[:n_grid].tolist()],
+            pred_names=[names[i] for i in preds[:n_grid].tolist()],
+            path=plot_dir / "predictions.png",
+        ))
+
+        n_cam = min(n_gradcam, len(test))
+        if n_cam > 0:
+            stage = cam_stage(model, tuple(test.images.shape[1:]))
+            images = test.images[:n_cam]
+            heatmaps, explained = grad_cam(model, normalize(images.to(device), info),
+                                           layer=stage.module)
+            h, w = stage.feature_size
+            written.append(plots.gradcam_overlays(
+                images, heatmaps.cpu(),
+                true_names=[names[i] for i in labels[:n_cam].tolist()],
+                pred_names=[names[i] for i in explained.cpu().tolist()],
+                stage=f"{stage.name} ({h}×{w})",
+                path=plot_dir / "gradcam.png",
+            ))
+            written.append(_write_json(data_dir / "gradcam.json", {
+                "stage": stage.name,
+                "feature_size": [h, w],
+                "target": "predicted class",
+                "images": [{"test_index": i, "true": names[t], "explained": names[p]}
+                           for i, (t, p) in enumerate(zip(labels[:n_cam].tolist(),
+                                                          explained.cpu().tolist()))],
+            }))
+    finally:
+        model.train(was_training)
+    return written
