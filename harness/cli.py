@@ -91,6 +91,8 @@ def tune(
     data_root: Annotated[Optional[Path], typer.Option(help="Where datasets live (default: HARNESS_DATA, else ./data).")] = None,
     tracking_uri: TrackingOption = None,
     best_out: Annotated[Optional[Path], typer.Option(help="Where to write the best config as a study file (default: tuned/<study>_best.yaml).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Trials at once, one per device slot (a GPU each, else a share of the CPU cores).")] = 1,
+    worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
 ) -> None:
     """Optuna search over the study's tune.space, pruning on the per-epoch validation metric."""
     from harness.config import load_study
@@ -105,11 +107,16 @@ def tune(
         outcome = run_tune(
             study, n_trials=trials, tracker=tracker,
             storage_url=storage or default_storage(tracker.uri), data_root=data_root,
-            device=device, display=RichDisplay(console), best_out=best_out,
+            device=device, display=None if worker else RichDisplay(console), best_out=best_out,
+            n_workers=workers, worker=worker,
         )
     except HarnessError as exc:
         raise _fail(exc) from None
+    if worker:
+        return
     tune_summary(console, study, outcome, storage_url=storage or default_storage(tracker.uri))
+    if outcome.failures:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -166,5 +173,5 @@ def main() -> None:  # pragma: no cover - console script entry
     app()
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":  # pragma: no cover - `python -m harness.cli`, used by workers
     app()

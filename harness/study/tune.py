@@ -11,6 +11,11 @@ store by default, PostgreSQL with ``--storage``), so running the command again r
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -179,9 +184,11 @@ def open_storage(url: str):
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
         # Heartbeats let a later run mark trials of a killed process FAILED instead of
-        # leaving them RUNNING forever.
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                          heartbeat_interval=30, grace_period=120)
+        # leaving them RUNNING forever (an "experimental" argument since Optuna 2.9).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                              heartbeat_interval=30, grace_period=120)
     except Exception as exc:  # noqa: BLE001 - driver errors come in many types
         reason = " ".join(str(exc).split())[:300]
         raise HarnessError(f"--storage {_redact(url)}: cannot open ({reason})") from None
@@ -242,7 +249,13 @@ def run_tune(
     display: Display | None = None,
     best_out: Path | None = None,
     n_seeds_best: int = 5,
+    n_workers: int = 1,
+    worker: bool = False,
 ) -> TuneOutcome:
+    """Add ``n_trials`` trials to the search. With ``n_workers > 1`` this process and
+    ``n_workers - 1`` worker processes share them, each on its own device slot, all pulling
+    from the same Optuna storage. A ``worker`` only runs its trials: the process that
+    started it summarises and closes the search."""
     import optuna
 
     display = display or Display()
@@ -261,7 +274,8 @@ def run_tune(
         study_name=study.name, storage=storage, load_if_exists=True,
         direction=tune.direction, sampler=make_sampler(study), pruner=make_pruner(study),
     )
-    display.study_started(study, n_todo=n_trials, n_skipped=0)
+    shares = [n_trials // n_workers + (i < n_trials % n_workers) for i in range(n_workers)]
+    display.study_started(study, n_todo=shares[0], n_skipped=0)
 
     @lru_cache(maxsize=2)
     def dataset(cfg: DataConfig) -> DataBundle:
@@ -293,13 +307,27 @@ def run_tune(
         best = max if tune.direction == "maximize" else min
         return best(pruning.values)
 
+    workers = []
     try:
-        optuna_study.optimize(objective, n_trials=n_trials, catch=(TrialFailed,))
+        if n_workers > 1:
+            workers = start_workers(study, shares[1:], storage_url=storage_url,
+                                    tracking_uri=getattr(tracker, "uri", None),
+                                    data_root=data_root, device=device)
+            limit_threads(n_workers)
+        optuna_study.optimize(objective, n_trials=shares[0], catch=(TrialFailed,))
+        for proc in workers:
+            if proc.wait() != 0:
+                failures.append(f"worker process {proc.pid} exited with {proc.returncode}")
     except BaseException:
-        tracker.close_study(failed=True)
+        for proc in workers:
+            proc.terminate()
+        if not worker:
+            tracker.close_study(failed=True)
         raise
     finally:
         display.study_ended()
+    if worker:
+        return TuneOutcome(n_new=shares[0], n_total=0, counts={}, failures=failures)
 
     outcome = summarise_search(optuna_study, n_new=n_trials)
     outcome.failures = failures
@@ -313,6 +341,45 @@ def run_tune(
                           "harness.best_trial": str(outcome.best_number)})
     tracker.close_study(failed=False)
     return outcome
+
+
+def start_workers(
+    study: Study, shares: list[int], *, storage_url: str, tracking_uri: str | None,
+    data_root: Path, device: str,
+) -> list[subprocess.Popen]:
+    """One ``harness tune --worker`` process per extra device slot, each with its share of
+    the trials: a GPU each (``CUDA_VISIBLE_DEVICES``) where there are several, else an equal
+    split of the CPU cores."""
+    import torch
+
+    folder = Path(tempfile.mkdtemp(prefix="harness-tune-"))
+    study_file = folder / "study.yaml"
+    study_file.write_text(dump_yaml(study.model_dump(mode="json", exclude_defaults=True,
+                                                     by_alias=True)))
+    n_gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+    n_slots = len(shares) + 1
+    procs = []
+    for slot, share in enumerate(shares, start=1):
+        if share == 0:
+            continue
+        env = dict(os.environ)
+        if n_gpus > 1:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpus)
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n_slots))
+        cmd = [sys.executable, "-m", "harness.cli", "tune", str(study_file), "--trials", str(share),
+               "--storage", storage_url, "--data-root", str(data_root), "--device", device,
+               "--worker"]
+        if tracking_uri:
+            cmd += ["--tracking-uri", tracking_uri]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
+    return procs
+
+
+def limit_threads(n_slots: int) -> None:
+    """This process's share of the CPU cores when it trains beside worker processes."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_slots))
 
 
 def summarise_search(optuna_study: Any, *, n_new: int) -> TuneOutcome:

@@ -187,3 +187,15 @@ def test_the_default_tuning_study_validates():
     study = load_study(Path("studies/tune.yaml"))
     assert study.tune is not None and "optim.lr" in study.tune.space
     assert study.tune.space["optim.momentum"].when == {"optim.name": "sgd"}
+
+
+def test_workers_share_the_trials_of_one_search(tune_study, write_study, tracking_uri, storage, tmp_path):
+    result = runner.invoke(app, ["tune", str(write_study(tune_study)), "--trials", "4", "--workers", "2",
+                                 "--storage", storage, "--tracking-uri", tracking_uri,
+                                 "--device", "cpu", "--best-out", str(tmp_path / "best.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "4 trials added, 4 in the search (4 complete)" in result.stdout
+    parents, trials = tune_runs(tracking_uri)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in trials) == [0, 1, 2, 3]
+    assert all(r.info.status == "FINISHED" for r in trials)

@@ -1,0 +1,405 @@
+"""Collect: a study's runs read back from MLflow into a pandas frame, one row per trial.
+
+This module owns the way back from the tracking store (layout in ``harness.tracking``): which
+studies a store holds, a study's stored definition (the ``study.yaml`` of its parent run), its
+trial runs as a frame, and per-epoch metric histories.
+
+Which run stands for a trial: a trial key may have several runs (a FAILED attempt, then a
+FINISHED one); the latest FINISHED, unpruned run counts.  Trials with no such run are excluded
+and counted by how their latest run ended: failed, killed, pruned, unfinished.  With the
+study's definition at hand, only the trials it defines count; finished runs of other configs
+(an old grid, other overrides) are counted as outside the study.
+
+Speed: ``MlflowClient.search_runs`` builds every param, tag and metric of every run as ORM
+objects, about 2 ms a run; on a SQL store the same three tables are read in three queries
+through MLflow's own table models instead (about 30x faster at 10,000 runs, and checked
+against ``search_runs`` in the tests).  Any other store goes through ``search_runs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from harness.config import Study, parse_yaml, study_from_mapping
+from harness.errors import HarnessError, TrackingError
+from harness.tracking import CELL_KEY, FACTOR_PREFIX, KIND, SEED, TRIAL_KEY
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# A trial stopped by a pruner ends KILLED with harness.state=pruned (MLflow has no such status).
+STATE_TAG, PRUNED = "harness.state", "pruned"
+MODE_TAG = "harness.mode"
+# Bounded by MLflow's own SEARCH_MAX_RESULTS_THRESHOLD.
+_PAGE = 50_000
+EXCLUDED_REASONS = ("failed", "killed", "pruned", "unfinished")
+
+
+@dataclass
+class StoredStudy:
+    """A study as the store knows it: its experiment, parent run and definition if stored."""
+
+    name: str
+    experiment_id: str
+    parent_run_id: str | None
+    study: Study | None  # from study.yaml of the parent run, or the file the user named
+
+
+@dataclass
+class StudyRuns:
+    """One study's trials read back: the frame and what was left out of it, and why."""
+
+    study: StoredStudy
+    trials: pd.DataFrame  # run_id, trial_key, cell_key, seed, one column per factor, metrics
+    factors: list[str]
+    metrics: list[str]  # every metric logged by at least one finished trial
+    excluded: dict[str, int] = field(default_factory=dict)  # reason → number of trials
+    n_outside: int = 0  # finished trials of configs the study no longer defines
+    n_missing: int = 0  # trials the study defines that have no run at all
+    n_retried: int = 0  # earlier runs of trials that later finished
+
+    @property
+    def n_excluded(self) -> int:
+        return sum(self.excluded.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Studies in a store
+
+
+def list_studies(client: MlflowClient) -> list[tuple[str, str, Any]]:
+    """``(study name, experiment id, parent run)`` for every grid study in the store.
+
+    Optuna searches (``harness.mode=tune``, in an experiment of their own) are left out: they
+    have no grid to compare.
+    """
+    experiments = _all_experiments(client)
+    if not experiments:
+        return []
+    by_id = {e.experiment_id: e.name for e in experiments}
+    parents = _search(client, list(by_id), f"tags.`{KIND}` = 'study'")
+    return [(by_id[run.info.experiment_id], run.info.experiment_id, run) for run in parents
+            if run.data.tags.get(MODE_TAG, "run") == "run"]
+
+
+def _all_experiments(client: MlflowClient) -> list[Any]:
+    experiments, token = [], None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        experiments.extend(page)
+        token = page.token
+        if not token:
+            return experiments
+
+
+def latest_study(client: MlflowClient, *, uri: str) -> StoredStudy:
+    """The study whose parent run started or ended last."""
+    studies = list_studies(client)
+    if not studies:
+        raise HarnessError(
+            f"no studies in the tracking store {uri}; run one first"
+            " (harness run studies/quickstart.yaml) or pass --tracking-uri"
+        )
+    name, experiment_id, parent = max(
+        studies, key=lambda s: max(s[2].info.start_time or 0, s[2].info.end_time or 0)
+    )
+    return StoredStudy(name, experiment_id, parent.info.run_id,
+                       stored_definition(client, parent.info.run_id))
+
+
+def find_study(client: MlflowClient, name: str, *, uri: str, study: Study | None = None) -> StoredStudy:
+    """The study called ``name``; ``study`` (a file's definition) replaces the stored one."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None or experiment.lifecycle_stage != "active":
+        known = sorted({s[0] for s in list_studies(client)})
+        hint = f"; studies there: {', '.join(known)}" if known else "; the store holds no studies"
+        raise HarnessError(f"unknown study {name!r} in the tracking store {uri}{hint}")
+    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KIND}` = 'study'",
+                                 order_by=["attributes.start_time DESC"], max_results=1)
+    parent_id = parents[0].info.run_id if parents else None
+    if study is None and parent_id is not None:
+        study = stored_definition(client, parent_id)
+    return StoredStudy(name, experiment.experiment_id, parent_id, study)
+
+
+def stored_definition(client: MlflowClient, parent_run_id: str) -> Study | None:
+    """The ``study.yaml`` the runner logged to the parent run (overrides applied), if any."""
+    with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp, _no_progress_bar():
+        try:
+            path = Path(client.download_artifacts(parent_run_id, "study.yaml", tmp))
+            text = path.read_text(encoding="utf-8")
+        except Exception:  # noqa: BLE001 - a study logged by hand may lack it; factors come from tags
+            return None
+    source = f"study.yaml of run {parent_run_id}"
+    return study_from_mapping(parse_yaml(text, source=source), source=source)
+
+
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow draws a download bar on stderr unless this variable, read on every call, says no."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+# ---------------------------------------------------------------------------------------------
+# Trial runs
+
+
+def read_trial_runs(client: MlflowClient, experiment_id: str, *,
+                    metrics: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Every active trial run of an experiment, one row each, and every metric name logged.
+
+    Columns: ``run_id``, ``status``, ``start_time``, ``tags.<key>`` for the harness tags and
+    ``metrics.<key>`` for the latest value of each metric in ``metrics`` (all when None).
+    """
+    found = _read_sql(client, experiment_id, metrics)
+    if found is None:
+        found = _read_search(client, experiment_id, metrics)
+    return found
+
+
+def _read_search(client: MlflowClient, experiment_id: str,
+                 metrics: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    rows, names = [], set()
+    for run in _search(client, [experiment_id], f"tags.`{KIND}` = 'trial'"):
+        row: dict[str, Any] = {"run_id": run.info.run_id, "status": run.info.status,
+                               "start_time": run.info.start_time}
+        row.update({f"tags.{k}": v for k, v in run.data.tags.items() if _wanted_tag(k)})
+        names.update(run.data.metrics)
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()
+                    if metrics is None or k in metrics})
+        rows.append(row)
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["run_id", "status", "start_time"])
+    return frame, sorted(names)
+
+
+def _wanted_tag(key: str) -> bool:
+    return key in (TRIAL_KEY, CELL_KEY, SEED, STATE_TAG) or key.startswith(FACTOR_PREFIX)
+
+
+def _search(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string,
+                                  max_results=_PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _sql_store(client: MlflowClient) -> Any | None:
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = client._tracking_client.store
+    except (ImportError, AttributeError):
+        return None
+    return store if isinstance(store, SqlAlchemyStore) else None
+
+
+def _read_sql(client: MlflowClient, experiment_id: str,
+              metrics: list[str] | None) -> tuple[pd.DataFrame, list[str]] | None:
+    store = _sql_store(client)
+    if store is None:
+        return None
+    import sqlalchemy as sa
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlRun, SqlTag
+
+    trial_runs = (
+        sa.select(SqlRun.run_uuid)
+        .join(SqlTag, SqlTag.run_uuid == SqlRun.run_uuid)
+        .where(SqlRun.experiment_id == int(experiment_id), SqlRun.lifecycle_stage == "active",
+               SqlTag.key == KIND, SqlTag.value == "trial")
+    )
+    latest = sa.select(SqlLatestMetric.run_uuid, SqlLatestMetric.key, SqlLatestMetric.value,
+                       SqlLatestMetric.is_nan).where(SqlLatestMetric.run_uuid.in_(trial_runs))
+    if metrics is not None:
+        latest = latest.where(SqlLatestMetric.key.in_(metrics))
+    with store.ManagedSessionMaker() as session:
+        runs = session.execute(
+            sa.select(SqlRun.run_uuid, SqlRun.status, SqlRun.start_time)
+            .where(SqlRun.run_uuid.in_(trial_runs))
+        ).all()
+        tags = session.execute(
+            sa.select(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
+            .where(SqlTag.run_uuid.in_(trial_runs),
+                   sa.or_(SqlTag.key.in_([TRIAL_KEY, CELL_KEY, SEED, STATE_TAG]),
+                          SqlTag.key.startswith(FACTOR_PREFIX, autoescape=True)))
+        ).all()
+        names = session.execute(
+            sa.select(SqlLatestMetric.key).distinct()
+            .where(SqlLatestMetric.run_uuid.in_(trial_runs))
+        ).scalars().all()
+        values = session.execute(latest).all()
+    frame = pd.DataFrame(runs, columns=["run_id", "status", "start_time"])
+    frame = frame.join(_wide(frame["run_id"], tags, prefix="tags.", numeric=False))
+    frame = frame.join(_wide(frame["run_id"], values, prefix="metrics.", numeric=True))
+    return frame, sorted(names)
+
+
+def _wide(run_ids: pd.Series, rows: list[Any], *, prefix: str, numeric: bool) -> pd.DataFrame:
+    """``(run_id, key, value[, is_nan])`` rows as one column per key, aligned with ``run_ids``.
+
+    By position through ``factorize``: pandas' pivot on string keys takes seconds at 10^5 rows.
+    """
+    if not rows:
+        return pd.DataFrame(index=run_ids.index)
+    columns = list(zip(*rows))
+    row_of = pd.Index(run_ids).get_indexer(pd.Index(columns[0]))
+    key_codes, keys = pd.factorize(pd.Index(columns[1]))
+    keep = row_of >= 0
+    if numeric:
+        values = np.asarray(columns[2], dtype=float)
+        values[np.asarray(columns[3], dtype=bool)] = np.nan  # MLflow stores NaN as a flag
+        table = np.full((len(run_ids), len(keys)), np.nan)
+    else:
+        values = np.asarray(columns[2], dtype=object)
+        table = np.full((len(run_ids), len(keys)), None, dtype=object)
+    table[row_of[keep], key_codes[keep]] = values[keep]
+    return pd.DataFrame(table, index=run_ids.index, columns=[prefix + k for k in keys])
+
+
+def collect(client: MlflowClient, stored: StoredStudy, *,
+            metrics: list[str] | None = None) -> StudyRuns:
+    """The study's trials as a frame: the latest finished, unpruned run of each trial key.
+
+    ``metrics`` limits the metric columns read (all when None); ``StudyRuns.metrics`` still
+    names every metric the study's trials logged.
+    """
+    runs, metric_names = read_trial_runs(client, stored.experiment_id, metrics=metrics)
+    tag = "tags." + TRIAL_KEY
+    if runs.empty or tag not in runs:
+        runs = pd.DataFrame(columns=["run_id", "status", "start_time", tag])
+    runs = runs[runs[tag].notna()].sort_values("start_time", kind="stable")
+    state = runs["tags." + STATE_TAG] if "tags." + STATE_TAG in runs else \
+        pd.Series(None, index=runs.index, dtype=object)
+    is_pruned = state.eq(PRUNED)
+    ok = runs["status"].eq("FINISHED") & ~is_pruned
+    finished = runs[ok].drop_duplicates(tag, keep="last")
+    n_retried = int(runs[tag].isin(finished[tag]).sum()) - len(finished)
+
+    expected = _expected_trial_keys(stored.study)
+    unfinished = runs[~runs[tag].isin(finished[tag])].drop_duplicates(tag, keep="last")
+    n_outside = n_missing = 0
+    if expected is not None:
+        n_outside = int((~finished[tag].isin(expected)).sum())
+        finished = finished[finished[tag].isin(expected)]
+        unfinished = unfinished[unfinished[tag].isin(expected)]
+        n_missing = len(expected - set(runs[tag]))
+    reason = pd.Series("unfinished", index=unfinished.index)
+    reason[unfinished["status"].eq("FAILED")] = "failed"
+    reason[unfinished["status"].eq("KILLED")] = "killed"
+    reason[is_pruned.reindex(unfinished.index, fill_value=False)] = "pruned"
+    excluded = {r: int((reason == r).sum()) for r in EXCLUDED_REASONS}
+
+    factors = _factor_names(stored.study, runs.columns)
+    metric_columns = [c for c in finished.columns if c.startswith("metrics.")]
+    trials = pd.DataFrame({
+        "run_id": finished["run_id"].to_numpy(),
+        "trial_key": finished[tag].to_numpy(),
+        "cell_key": _column(finished, "tags." + CELL_KEY),
+        "seed": pd.to_numeric(pd.Series(_column(finished, "tags." + SEED)),
+                              errors="coerce").to_numpy(),
+    })
+    for factor in factors:
+        trials[factor] = _column(finished, "tags." + FACTOR_PREFIX + factor)
+    for column in metric_columns:
+        trials[column.removeprefix("metrics.")] = finished[column].to_numpy(float)
+    trials = trials.sort_values([*factors, "seed"], kind="stable").reset_index(drop=True)
+    logged = [m for m in metric_names if f"metrics.{m}" not in finished
+              or finished[f"metrics.{m}"].notna().any()]
+    return StudyRuns(
+        study=stored, trials=trials, factors=factors, metrics=logged,
+        excluded=excluded, n_outside=n_outside, n_missing=n_missing, n_retried=n_retried,
+    )
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return frame[name].to_numpy() if name in frame else np.full(len(frame), None, dtype=object)
+
+
+def _expected_trial_keys(study: Study | None) -> set[str] | None:
+    if study is None:
+        return None
+    from harness.study.design import expand
+
+    return {spec.trial_key for spec in expand(study)}
+
+
+def _factor_names(study: Study | None, columns: Iterable[str]) -> list[str]:
+    """Grid axes in the study's order, else every factor tag seen, in order of appearance."""
+    if study is not None:
+        return list(study.grid or {})
+    prefix = "tags." + FACTOR_PREFIX
+    return [c.removeprefix(prefix) for c in columns if c.startswith(prefix)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-epoch histories
+
+
+def read_history(client: MlflowClient, run_ids: list[str], key: str) -> pd.DataFrame:
+    """A per-epoch metric of many runs, long: ``run_id``, ``epoch``, ``value``.
+
+    If a step was logged twice (a resumed trial), the later value counts.
+    """
+    frame = _history_sql(client, run_ids, key)
+    if frame is None:
+        def one(run_id: str) -> list[tuple[str, int, float, int]]:
+            return [(run_id, m.step, m.value, m.timestamp)
+                    for m in client.get_metric_history(run_id, key)]
+
+        rows = []
+        try:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                for part in pool.map(one, run_ids):
+                    rows.extend(part)
+        except Exception as exc:  # noqa: BLE001 - a store failing mid-read is one line
+            raise TrackingError(f"reading the {key} history: {exc}") from None
+        frame = pd.DataFrame(rows, columns=["run_id", "epoch", "value", "timestamp"])
+    frame = frame.sort_values(["run_id", "epoch", "timestamp"], kind="stable")
+    frame = frame.drop_duplicates(["run_id", "epoch"], keep="last")
+    return frame.drop(columns="timestamp").reset_index(drop=True)
+
+
+def _history_sql(client: MlflowClient, run_ids: list[str], key: str) -> pd.DataFrame | None:
+    """One query per 500 runs instead of one call per run (10^4 runs: 0.5 s instead of 10 s)."""
+    store = _sql_store(client)
+    if store is None:
+        return None
+    import sqlalchemy as sa
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+
+    parts = []
+    with store.ManagedSessionMaker() as session:
+        for i in range(0, len(run_ids), 500):
+            found = session.execute(
+                sa.select(SqlMetric.run_uuid, SqlMetric.step, SqlMetric.value, SqlMetric.is_nan,
+                          SqlMetric.timestamp)
+                .where(SqlMetric.key == key, SqlMetric.run_uuid.in_(run_ids[i : i + 500]))
+            ).all()
+            parts.append(pd.DataFrame(found, columns=["run_id", "epoch", "value", "is_nan",
+                                                      "timestamp"]))
+    frame = pd.concat(parts, ignore_index=True) if parts else \
+        pd.DataFrame(columns=["run_id", "epoch", "value", "is_nan", "timestamp"])
+    frame["value"] = frame["value"].astype(float).where(~frame["is_nan"].astype(bool))
+    return frame.drop(columns="is_nan")

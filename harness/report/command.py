@@ -1,0 +1,341 @@
+"""`harness report`: from a study's name, file or nothing at all to the tables, files and the
+HTML artifact on the study's parent run.
+
+This is the report's edge: every bad input (an unknown study, a metric no trial logged, a
+baseline that is not a level, a factor with one level, fewer than two seeds) is found here and
+raised as a ``HarnessError`` with one line naming the value and what would be valid.  Past
+this point ``stats`` and ``render`` only see frames they can use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from harness.config import Study, load_study, parse_value
+from harness.errors import HarnessError, TrackingError
+from harness.report import render, stats
+from harness.report.collect import (
+    StoredStudy,
+    StudyRuns,
+    collect,
+    find_study,
+    latest_study,
+    read_history,
+)
+from harness.tracking import MlflowTracker, _local_paths
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# What the engine logs at every epoch (harness.tracking's layout); the rest is logged once.
+PER_EPOCH = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s",
+             "train_images_per_s")
+ARTIFACT_DIR = "report"
+# Learning curves per cell only while a legend stays readable; per level always.
+_MAX_CELL_CURVES = 12
+
+
+@dataclass
+class ReportOutcome:
+    content: render.ReportContent
+    files: dict[str, Path] = field(default_factory=dict)  # format → main file written
+    artifact: str | None = None  # "report/report.html" on the parent run, when logged
+
+
+def report_command(
+    study: str | None,
+    *,
+    significance: bool = True,
+    metric: str | None = None,
+    baseline: list[str] | None = None,
+    alpha: float = 0.05,
+    fmt: str = "html",
+    out: Path | None = None,
+    best_epoch: bool = False,
+    tracking_uri: str | None = None,
+    console: Console,
+) -> ReportOutcome:
+    """Report on ``study`` (a name, a study file, or None for the most recent study)."""
+    formats = parse_formats(fmt)
+    if not 0 < alpha < 1:
+        raise HarnessError(f"--alpha {alpha}: must be between 0 and 1, e.g. 0.05")
+    tracker = MlflowTracker(tracking_uri)
+    local = _local_paths(tracker.uri)
+    if local is not None and not local[0].exists():
+        raise HarnessError(
+            f"no tracking store at {local[0]}; run a study first"
+            " (harness run studies/quickstart.yaml) or pass --tracking-uri"
+        )
+    tracker.check()
+    client = tracker.client
+
+    try:
+        stored = resolve_study(client, study, uri=tracker.uri)
+        metric_name = metric or (stored.study.report.metric if stored.study else "test_acc")
+        runs = collect(client, stored, metrics=[metric_name, "best_epoch"])
+    except HarnessError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a store failing mid-read is one line
+        raise TrackingError(f"tracking store {tracker.uri}: {exc}") from None
+    trials, notes = metric_values(runs, metric=metric_name, best_epoch=best_epoch, client=client)
+    design = build_design(runs, trials, metric=metric_name, baseline=baseline or [],
+                          significance=significance)
+
+    if significance:
+        result = stats.significance_report(trials, design=design, alpha=alpha)
+    else:
+        result = stats.summary_report(trials, design=design, alpha=alpha)
+    content = render.ReportContent(
+        study=stored.name, metric=metric_name,
+        value_kind="value at the best epoch" if best_epoch else "final value",
+        tracking_uri=tracker.uri, parent_run_id=stored.parent_run_id, result=result,
+        trials=trials[["run_id", "trial_key", *design.factors, "seed", metric_name]],
+        significance=significance, excluded=runs.excluded, n_outside=runs.n_outside,
+        n_missing=runs.n_missing, n_retried=runs.n_retried, notes=notes,
+    )
+    if "html" in formats:
+        content.curve_metric = metric_name if metric_name in PER_EPOCH else "val_acc"
+        content.curves = learning_curves(client, trials, design=design,
+                                         key=content.curve_metric)
+
+    render.to_terminal(content, console)
+    outcome = ReportOutcome(content)
+    if formats:
+        folder = out if out is not None else Path("reports") / stored.name
+        try:
+            outcome.files = render.write(content, folder, formats)
+        except OSError as exc:
+            raise HarnessError(f"--out {folder}: cannot write the report: {exc}") from None
+        for path in outcome.files.values():
+            console.print(f"wrote {path}", markup=False, highlight=False)
+    if "html" in outcome.files:
+        outcome.artifact = log_to_parent(client, stored, outcome.files["html"])
+        if outcome.artifact is not None:
+            console.print(f"logged {outcome.artifact} to run {stored.parent_run_id}"
+                          f" (the parent of study {stored.name})", markup=False, highlight=False)
+    return outcome
+
+
+def parse_formats(fmt: str) -> list[str]:
+    """``--format html,md``: the file formats to write; an empty string writes none."""
+    formats = [f.strip().lower() for f in fmt.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in render.FORMATS]
+    if unknown:
+        raise HarnessError(
+            f"--format {unknown[0]}: unknown; choose from {', '.join(render.FORMATS)}"
+            " (several separated by commas)"
+        )
+    return list(dict.fromkeys(formats))
+
+
+def resolve_study(client, study: str | None, *, uri: str) -> StoredStudy:
+    """None: the most recent study; a path to a YAML file: that study; else a study name."""
+    if study is None:
+        return latest_study(client, uri=uri)
+    path = Path(study)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        definition = load_study(path)
+        return find_study(client, definition.name, uri=uri, study=definition)
+    return find_study(client, study, uri=uri)
+
+
+# ---------------------------------------------------------------------------------------------
+# Which value of which metric
+
+
+def metric_values(runs: StudyRuns, *, metric: str, best_epoch: bool,
+                  client) -> tuple[pd.DataFrame, list[str]]:
+    """The trials frame with ``metric`` holding the value to compare, and notes about it."""
+    name = runs.study.name
+    if runs.trials.empty:
+        raise HarnessError(_no_trials_message(runs))
+    if metric not in runs.metrics:
+        raise HarnessError(
+            f"metric {metric!r} is not logged by the finished trials of study {name};"
+            f" logged: {_metric_list(runs.metrics)}"
+        )
+    trials = runs.trials.copy()
+    notes: list[str] = []
+    if best_epoch:
+        trials, note = _best_epoch_values(trials, metric=metric, study=name, client=client)
+        notes += [note] if note else []
+    missing = trials[metric].isna()
+    if missing.any():
+        notes.append(f"{int(missing.sum())} finished trials have no {metric} value and are left out")
+        trials = trials[~missing].reset_index(drop=True)
+    return trials, notes
+
+
+def _best_epoch_values(trials: pd.DataFrame, *, metric: str, study: str,
+                       client) -> tuple[pd.DataFrame, str]:
+    if metric not in PER_EPOCH:
+        # Test metrics are measured once, on the weights of the best epoch.
+        return trials, (f"{metric} is measured once per trial, on the best epoch's weights;"
+                        " --best-epoch leaves it as logged")
+    if "best_epoch" not in trials:
+        raise HarnessError(
+            f"--best-epoch: the trials of study {study} did not log best_epoch; report the"
+            " final value instead (leave out --best-epoch)"
+        )
+    history = read_history(client, trials["run_id"].tolist(), metric)
+    best = trials[["run_id", "best_epoch"]].rename(columns={"best_epoch": "epoch"})
+    best["epoch"] = best["epoch"].round().astype("Int64")
+    history["epoch"] = history["epoch"].astype("Int64")
+    at_best = best.merge(history, on=["run_id", "epoch"], how="left")
+    trials = trials.copy()
+    trials[metric] = at_best["value"].to_numpy(float)
+    return trials, f"{metric} at each trial's best epoch (the checkpoint kept), not the last"
+
+
+def _metric_list(metrics: list[str]) -> str:
+    plain = sorted(m for m in metrics if not m.startswith("test_class_acc."))
+    if len(plain) < len(metrics):
+        plain.append("test_class_acc.<class>")
+    return ", ".join(plain)
+
+
+def _no_trials_message(runs: StudyRuns) -> str:
+    name = runs.study.name
+    excluded = ", ".join(f"{v} {k}" for k, v in runs.excluded.items() if v)
+    if runs.n_outside:
+        return (f"none of the {runs.n_outside} finished trials of study {name} matches"
+                f" {runs.study.study.source if runs.study.study else 'its definition'} as it is"
+                f" now (they ran with other settings, e.g. --set); report it by name"
+                f" (harness report {name}) to use the settings they ran with")
+    return (f"study {name} has no finished trials"
+            + (f" ({excluded})" if excluded else "")
+            + f"; run it first: harness run <{name}.yaml>")
+
+
+# ---------------------------------------------------------------------------------------------
+# Factors, levels and baselines
+
+
+def build_design(runs: StudyRuns, trials: pd.DataFrame, *, metric: str, baseline: list[str],
+                 significance: bool) -> stats.Design:
+    name = runs.study.name
+    study = runs.study.study
+    factors = runs.factors
+    if not factors:
+        raise HarnessError(f"study {name} has no grid factors: nothing to compare"
+                           " (give it a grid, e.g. model.attention: [se, none])")
+    levels = {f: _levels(study, f, trials) for f in factors}
+    if significance:
+        for factor, labels in levels.items():
+            if len(labels) < 2:
+                raise HarnessError(
+                    f"factor {factor} of study {name} has one level ({', '.join(labels) or 'none'});"
+                    " a comparison needs at least two (add a level to grid."
+                    f"{factor}, or report without --significance)"
+                )
+        seeds = sorted(trials["seed"].dropna().unique())
+        if len(seeds) < 2:
+            raise HarnessError(
+                f"study {name} has {len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+                f" ({', '.join(f'{s:g}' for s in seeds) or 'none'}) among its finished trials;"
+                " significance needs at least 2 (seeds: [0, 1, 2]), then run the study again"
+            )
+    chosen = _baselines(study, factors, levels, baseline, study_name=name)
+    lower_better = metric.endswith(("loss", "ece", "time_s")) or metric == "n_params"
+    return stats.Design(factors=factors, levels=levels, baseline=chosen, metric=metric,
+                        higher_is_better=not lower_better)
+
+
+def _levels(study: Study | None, factor: str, trials: pd.DataFrame) -> list[str]:
+    """The grid's levels in the study's order, then any other label the trials carry."""
+    seen = [str(v) for v in trials[factor].dropna().unique()]
+    grid = list((study.grid or {}).get(factor, [])) if study is not None else []
+    if grid:
+        from harness.study.design import parse_levels
+
+        ordered = [lv.label for lv in parse_levels(factor, grid, source=study.source)]
+        return ordered + [s for s in seen if s not in ordered]
+    try:
+        return sorted(seen, key=float)
+    except ValueError:
+        return sorted(seen)
+
+
+def _baselines(study: Study | None, factors: list[str], levels: dict[str, list[str]],
+               overrides: list[str], *, study_name: str) -> dict[str, str]:
+    """``--baseline`` over the study's ``report.baseline``, else the first level."""
+    wanted: dict[str, tuple[object, str]] = {}
+    if study is not None:
+        for key, value in study.report.baseline.items():
+            wanted[key] = (value, f"{study.source}: report.baseline.{key}")
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise HarnessError(f"--baseline {item!r}: expected factor=level, e.g."
+                               f" {factors[0]}={levels[factors[0]][0]}")
+        wanted[key.strip()] = (parse_value(text.strip()), f"--baseline {key.strip()}")
+    chosen = {}
+    for factor in factors:
+        default = "base" if "base" in levels[factor] and study is not None else levels[factor][0]
+        chosen[factor] = default
+    for key, (value, where) in wanted.items():
+        if key not in factors:
+            raise HarnessError(f"{where}: {key} is not a factor of study {study_name};"
+                               f" factors: {', '.join(factors)}")
+        label = _match_level(value, levels[key])
+        if label is None:
+            raise HarnessError(f"{where}: {value!r} is not a level of {key};"
+                               f" levels: {', '.join(levels[key])}")
+        chosen[key] = label
+    return chosen
+
+
+def _match_level(value: object, labels: list[str]) -> str | None:
+    """A YAML value as its level label (``0.0`` → "0.0"), or a number equal to one (0 → "0.0")."""
+    from harness.study.design import level_label
+
+    label = level_label(value)
+    if label in labels:
+        return label
+    try:
+        number = float(label)
+    except ValueError:
+        return None
+    for candidate in labels:
+        try:
+            if math.isclose(float(candidate), number, rel_tol=0, abs_tol=1e-12):
+                return candidate
+        except ValueError:
+            continue
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning curves and the artifact
+
+
+def learning_curves(client, trials: pd.DataFrame, *, design: stats.Design,
+                    key: str) -> dict[str, pd.DataFrame]:
+    """Mean ± CI of a per-epoch metric over seeds, per level of each factor and per cell."""
+    history = read_history(client, trials["run_id"].tolist(), key)
+    if history.empty:
+        return {}
+    out = {f"per level of {factor}": stats.curves(history, trials, by=[factor])
+           for factor in design.factors}
+    if len(design.factors) > 1 and len(design.levels) and \
+            math.prod(len(v) for v in design.levels.values()) <= _MAX_CELL_CURVES:
+        out["per cell"] = stats.curves(history, trials, by=design.factors)
+    return out
+
+
+def log_to_parent(client, stored: StoredStudy, html_file: Path) -> str | None:
+    """Log the HTML report to the study's parent run as ``report/report.html``."""
+    if stored.parent_run_id is None:
+        return None
+    try:
+        client.log_artifact(stored.parent_run_id, str(html_file), ARTIFACT_DIR)
+    except Exception as exc:  # noqa: BLE001 - any artifact store failure is one line
+        raise TrackingError(
+            f"wrote {html_file} but could not log it to run {stored.parent_run_id}: {exc}"
+        ) from None
+    return f"{ARTIFACT_DIR}/{html_file.name}"
