@@ -55,6 +55,10 @@ def run(
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")] = "auto",
     data_root: Annotated[Optional[Path], typer.Option(help="Where datasets live (default: HARNESS_DATA, else ./data).")] = None,
     tracking_uri: TrackingOption = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Trials at once, one per device slot (a GPU each, else a share of the CPU cores).")] = 1,
+    storage: Annotated[Optional[str], typer.Option(help="Join a shared study: a work queue in this Optuna storage (postgresql://… for several machines).")] = None,
+    heartbeat: Annotated[float, typer.Option(help="Seconds between a worker's heartbeats; a trial silent for 3 is retried elsewhere.", min=0.5)] = 30.0,
+    worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
 ) -> None:
     """Expand the study and run every trial that has not FINISHED yet."""
     from harness.config import load_study
@@ -72,12 +76,18 @@ def run(
         tracker = MlflowTracker(tracking_uri)
         tracker.check()
         outcome = run_study(study, tracker=tracker, data_root=data_root, device=device,
-                            display=RichDisplay(console))
+                            display=None if worker else RichDisplay(console),
+                            n_workers=workers, storage_url=storage, heartbeat_s=heartbeat,
+                            worker=worker)
     except HarnessError as exc:
         raise _fail(exc) from None
+    if worker:
+        raise typer.Exit(1 if outcome.failed else 0)
+    for line in outcome.worker_errors:
+        err_console.print(f"error: {line}")
     console.print(summary_table(study, outcome))
     console.print(f"tracking store: {tracker.uri}  (open it with: harness ui)")
-    if outcome.failed:
+    if outcome.failed or outcome.worker_errors:
         raise typer.Exit(1)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import tempfile
 import time
@@ -85,6 +86,10 @@ class Tracker(ABC):
 
     @abstractmethod
     def close_study(self, *, failed: bool) -> None: ...
+
+    def end_stale_runs(self, trial_key: str) -> int:
+        """End runs of ``trial_key`` left RUNNING by a process that died; how many."""
+        return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,23 +271,21 @@ class MlflowTracker(Tracker):
                         " (mlflow experiments restore) or rename the study"
                     )
                 self.experiment_id = experiment.experiment_id
-            parents = client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{KIND}` = 'study'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-            if parents:
-                self.parent_run_id = parents[0].info.run_id
-                client.update_run(self.parent_run_id, status="RUNNING")
-            else:
-                run = client.create_run(
+            parents = self._parent_runs()
+            if not parents:
+                client.create_run(
                     self.experiment_id,
                     run_name=name,
                     tags={KIND: "study", STUDY_TAG: study.name, "harness.mode": mode,
                           "mlflow.note.content": study.description},
                 )
-                self.parent_run_id = run.info.run_id
+                # Workers starting together may each have created one: all of them keep the
+                # oldest and the others are deleted, so the study has a single parent.
+                parents = self._parent_runs()
+                for extra in parents[1:]:
+                    client.delete_run(extra.info.run_id)
+            self.parent_run_id = parents[0].info.run_id
+            client.update_run(self.parent_run_id, status="RUNNING")
             client.set_tag(self.parent_run_id, "harness.code_version", self._code_version)
             self.log_text("study.yaml", dump_yaml(study.model_dump(mode="json", exclude_none=True,
                                                                    by_alias=True)))
@@ -290,6 +293,10 @@ class MlflowTracker(Tracker):
             raise
         except Exception as exc:  # noqa: BLE001
             raise TrackingError(f"tracking store {self.uri}: {exc}") from None
+
+    def _parent_runs(self) -> list:
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{KIND}` = 'study'")
+        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
     def log_text(self, name: str, text: str, *, artifact_path: str | None = None) -> None:
         """An artifact of the study's parent run."""
@@ -329,6 +336,15 @@ class MlflowTracker(Tracker):
             if not token:
                 return runs
 
+    def end_stale_runs(self, trial_key: str) -> int:
+        from mlflow.entities import RunTag
+
+        stale = self._search(f"tags.`{TRIAL_KEY}` = '{trial_key}' and attributes.status = 'RUNNING'")
+        for run in stale:
+            self.client.log_batch(run.info.run_id, tags=[RunTag("harness.state", "abandoned")])
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+        return len(stale)
+
     def close_study(self, *, failed: bool) -> None:
         if self.parent_run_id is not None:
             self.client.set_terminated(self.parent_run_id, status="FAILED" if failed else "FINISHED")
@@ -348,6 +364,7 @@ class MlflowTracker(Tracker):
             CELL_KEY: spec.cell_key,
             SEED: str(spec.seed),
             "harness.code_version": self._code_version,
+            "harness.host": f"{socket.gethostname()}:{os.getpid()}",
             **{FACTOR_PREFIX + axis: label for axis, label in spec.factors.items()},
             **(tags or {}),
         }

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -100,3 +102,41 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
            "--artifacts-destination", str(root / "artifacts")]
     with serving(cmd, port=port):
         yield f"http://127.0.0.1:{port}"
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> Iterator[str]:
+    """A real PostgreSQL 15 server on 127.0.0.1 (Debian's packages; .ci/run installs them),
+    trusting local connections. Yields ``postgresql://postgres@127.0.0.1:PORT``; create
+    databases with ``create_database``."""
+    # pytest's temp dirs are private to root; the postgres user needs its own.
+    root = Path(tempfile.mkdtemp(prefix="harness-pg-"))
+    root.chmod(0o777)
+    data = root / "data"
+    port = free_port()
+
+    def as_postgres(*args: str) -> None:
+        cmd = [str(PG_BIN / args[0]), *args[1:]]
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+    as_postgres("initdb", "-D", str(data), "-A", "trust", "-U", "postgres")
+    as_postgres("pg_ctl", "-D", str(data), "-l", str(root / "log"),
+                "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "-w", "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        as_postgres("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def create_database(server_url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{server_url}/{name}"

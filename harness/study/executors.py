@@ -1,8 +1,10 @@
 """Executors decide where trials run; they share one contract.
 
 An executor receives the trials still to run and a function that runs one trial end to end
-(tracking included) and yields the outcomes as they complete.  This one runs them in the
-calling process, one after another.
+(tracking included) and yields the outcomes of the trials it ran.  ``InProcessExecutor`` runs
+them one after another here; ``QueueExecutor`` makes this process one worker of a shared work
+queue (``harness.study.queue``), so any number of processes, on any number of machines, split
+the study between them.
 """
 
 from __future__ import annotations
@@ -24,16 +26,72 @@ class TrialOutcome:
     run_id: str | None = None  # the tracker's id of the trial's run, where it has one
 
 
+RunOne = Callable[[TrialSpec], TrialOutcome]
+
+
 class Executor(ABC):
     @abstractmethod
     def map(
-        self, specs: list[TrialSpec], run_one: Callable[[TrialSpec], TrialOutcome]
-    ) -> Iterator[TrialOutcome]: ...
+        self, todo: list[TrialSpec], run_one: RunOne, *, study_name: str, all_keys: list[str]
+    ) -> Iterator[TrialOutcome]:
+        """Run (some of) ``todo``; ``all_keys`` are every trial key of the study."""
 
 
 class InProcessExecutor(Executor):
     def map(
-        self, specs: list[TrialSpec], run_one: Callable[[TrialSpec], TrialOutcome]
+        self, todo: list[TrialSpec], run_one: RunOne, *, study_name: str, all_keys: list[str]
     ) -> Iterator[TrialOutcome]:
-        for spec in specs:
+        for spec in todo:
             yield run_one(spec)
+
+
+class QueueExecutor(Executor):
+    """One worker of a queue shared through an Optuna RDB storage.
+
+    It claims waiting trials until none is left, then stays while other workers still run
+    trials, so that a trial whose worker died is retried here once its heartbeat goes stale.
+    """
+
+    def __init__(self, storage_url: str, *, heartbeat_s: float = 30.0, metric: str = "test_acc",
+                 poll_s: float | None = None) -> None:
+        from harness.study.queue import open_queue_storage
+
+        self.storage = open_queue_storage(storage_url, heartbeat_s=heartbeat_s)
+        self.heartbeat_s = heartbeat_s
+        self.metric = metric
+        self.poll_s = poll_s if poll_s is not None else max(0.5, heartbeat_s / 2)
+        self.queue = None
+
+    def join(self, todo: list[TrialSpec], *, study_name: str, all_keys: list[str]):
+        from harness.study.queue import WorkQueue
+
+        if self.queue is None:
+            self.queue = WorkQueue.join(self.storage, study_name=study_name, all_keys=all_keys,
+                                        pending_keys=[s.trial_key for s in todo],
+                                        heartbeat_s=self.heartbeat_s)
+        return self.queue
+
+    def map(
+        self, todo: list[TrialSpec], run_one: RunOne, *, study_name: str, all_keys: list[str]
+    ) -> Iterator[TrialOutcome]:
+        queue = self.join(todo, study_name=study_name, all_keys=all_keys)
+        by_key = {spec.trial_key: spec for spec in todo}
+        while True:
+            claim = queue.claim()
+            if claim is None:
+                if queue.wait_for_stragglers(self.poll_s):
+                    continue
+                return
+            spec = by_key.get(claim.trial_key)
+            if spec is None:
+                # Queued by a worker whose view of the study differs (another study file
+                # version): not ours to run; leave it failed for its owner to see.
+                queue.finish(claim, status="FAILED", value=None)
+                continue
+            stop = queue.heartbeat(claim)
+            try:
+                outcome = run_one(spec)
+            finally:
+                stop.set()
+            queue.finish(claim, status=outcome.status, value=outcome.final.get(self.metric))
+            yield outcome

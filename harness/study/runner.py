@@ -23,8 +23,12 @@ from harness.config import DataConfig, Study
 from harness.data import DataBundle, check_dataset, load_dataset
 from harness.engine import Callback, PruneTrial, fit, resolve_device
 from harness.study.design import expand
-from harness.study.executors import Executor, InProcessExecutor, TrialOutcome
+from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
 from harness.study.spec import TrialSpec
+from harness.study.workers import limit_threads
+from harness.study.workers import spawn as spawn_workers
+from harness.study.workers import stop as stop_workers
+from harness.study.workers import wait as wait_workers
 from harness.tracking import FinishedTrial, Tracker
 
 
@@ -63,6 +67,7 @@ class StudyOutcome:
     outcomes: list[TrialOutcome] = field(default_factory=list)
     cells: list[CellSummary] = field(default_factory=list)
     metric: str = "test_acc"
+    worker_errors: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> list[TrialOutcome]:
@@ -114,12 +119,29 @@ def run_study(
     device: str = "auto",
     executor: Executor | None = None,
     display: Display | None = None,
+    n_workers: int = 1,
+    storage_url: str | None = None,
+    heartbeat_s: float = 30.0,
+    worker: bool = False,
 ) -> StudyOutcome:
+    """Run every trial of ``study`` that has not FINISHED.
+
+    With ``storage_url`` this process is one worker of a queue shared through that storage
+    (other processes or machines may join it); ``n_workers > 1`` also starts ``n_workers - 1``
+    local worker processes on it (an SQLite queue beside the local store by default).  A
+    ``worker`` leaves the parent run's status to the process that started the study.
+    """
     display = display or Display()
-    executor = executor or InProcessExecutor()
     data_root = data_root or default_data_root()
     specs = expand(study)
     resolved_device = preflight(specs, data_root=data_root, device=device)
+    if n_workers > 1 and storage_url is None:
+        from harness.study.tune import default_storage
+
+        storage_url = default_storage(getattr(tracker, "uri", "")).replace("optuna.db", "queue.db")
+    if executor is None:
+        executor = (QueueExecutor(storage_url, heartbeat_s=heartbeat_s, metric=study.report.metric)
+                    if storage_url else InProcessExecutor())
 
     tracker.open_study(study)
     done = {trial.trial_key for trial in tracker.finished()}
@@ -141,17 +163,34 @@ def run_study(
         display.trial_ended(result)
         return result
 
+    all_keys = [s.trial_key for s in specs]
     failed = False
+    workers: list = []
     try:
-        for trial_outcome in executor.map(todo, run_one):
+        if n_workers > 1:
+            # Create the queue before the workers look for it.
+            executor.join(todo, study_name=study.name, all_keys=all_keys)
+            args = ["--storage", storage_url, "--data-root", str(data_root),
+                    "--heartbeat", str(heartbeat_s)]
+            if getattr(tracker, "uri", None):
+                args += ["--tracking-uri", tracker.uri]
+            workers = spawn_workers("run", study, [args] * (n_workers - 1), device=device,
+                                    n_slots=n_workers)
+            limit_threads(n_workers)
+        for trial_outcome in executor.map(todo, run_one, study_name=study.name,
+                                          all_keys=all_keys):
             outcome.outcomes.append(trial_outcome)
             failed |= trial_outcome.status == "FAILED"
+        outcome.worker_errors = wait_workers(workers)
     except BaseException:
-        tracker.close_study(failed=True)
+        stop_workers(workers)
+        if not worker:
+            tracker.close_study(failed=True)
         raise
     finally:
         display.study_ended()
-    tracker.close_study(failed=failed)
+    if not worker:
+        tracker.close_study(failed=failed or bool(outcome.worker_errors))
     outcome.cells = summarise(study, specs, tracker.finished())
     return outcome
 
@@ -182,6 +221,8 @@ def run_trial(
     tags: dict[str, str] | None = None,
 ) -> TrialOutcome:
     """Run one trial and record it; an exception marks it FAILED with its traceback."""
+    # A run of this trial still marked RUNNING belongs to a process that died: end it.
+    tracker.end_stale_runs(spec.trial_key)
     trial_run = tracker.start_trial(spec, tags=tags)
     with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
         try:

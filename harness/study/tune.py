@@ -11,10 +11,6 @@ store by default, PostgreSQL with ``--storage``), so running the command again r
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,6 +34,10 @@ from harness.errors import ConfigError, HarnessError
 from harness.study.design import check_key, set_key
 from harness.study.runner import Display, default_data_root, preflight, run_trial
 from harness.study.spec import TrialSpec
+from harness.study.workers import limit_threads
+from harness.study.workers import spawn as spawn_workers
+from harness.study.workers import stop as stop_workers
+from harness.study.workers import wait as wait_workers
 from harness.tracking import _local_paths, Tracker
 
 SUPPORTED_STORAGES = ("sqlite:///PATH", "postgresql://USER:PASSWORD@HOST:PORT/DB")
@@ -167,28 +167,38 @@ def default_storage(tracking_uri: str) -> str:
     return f"sqlite:///{folder / 'optuna.db'}"
 
 
-def open_storage(url: str):
-    """An Optuna RDB storage, or one line saying why not (before anything is written)."""
+def open_storage(url: str, *, heartbeat_s: float = 30, retry_stale: bool = False):
+    """An Optuna RDB storage, or one line saying why not (before anything is written).
+
+    Workers beat every ``heartbeat_s``; a trial silent for three beats is failed by the next
+    worker that looks, and with ``retry_stale`` a copy of it goes back to the queue.
+    """
     import optuna
 
     scheme = url.split(":", 1)[0]
-    if scheme not in ("sqlite", "postgresql", "postgresql+psycopg2"):
+    if scheme not in ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
         raise HarnessError(
             f"--storage {url}: unsupported kind {scheme!r}; valid: {', '.join(SUPPORTED_STORAGES)}"
         )
-    engine_kwargs: dict[str, Any] = {}
     if scheme.startswith("postgresql"):
-        engine_kwargs = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
+        engine_kwargs: dict[str, Any] = {"connect_args": {"connect_timeout": 5},
+                                         "pool_pre_ping": True}
     else:
-        path = Path(url.removeprefix("sqlite:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # Several local worker processes share the file: wait for a lock rather than fail.
+        engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
-        # Heartbeats let a later run mark trials of a killed process FAILED instead of
-        # leaving them RUNNING forever (an "experimental" argument since Optuna 2.9).
         with warnings.catch_warnings():
+            # Heartbeats are an "experimental" argument since Optuna 2.9.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                              heartbeat_interval=30, grace_period=120)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs,
+                heartbeat_interval=max(1, round(heartbeat_s)),
+                grace_period=max(2, round(3 * heartbeat_s)),
+                heartbeat_stale_trial_callback=(
+                    optuna.storages.RetryFailedTrialCallback(max_retry=3) if retry_stale else None
+                ),
+            )
     except Exception as exc:  # noqa: BLE001 - driver errors come in many types
         reason = " ".join(str(exc).split())[:300]
         raise HarnessError(f"--storage {_redact(url)}: cannot open ({reason})") from None
@@ -310,17 +320,17 @@ def run_tune(
     workers = []
     try:
         if n_workers > 1:
-            workers = start_workers(study, shares[1:], storage_url=storage_url,
-                                    tracking_uri=getattr(tracker, "uri", None),
-                                    data_root=data_root, device=device)
+            common = ["--storage", storage_url, "--data-root", str(data_root)]
+            if getattr(tracker, "uri", None):
+                common += ["--tracking-uri", tracker.uri]
+            workers = spawn_workers("tune", study, [["--trials", str(n), *common]
+                                                    for n in shares[1:] if n > 0],
+                                    device=device, n_slots=n_workers)
             limit_threads(n_workers)
         optuna_study.optimize(objective, n_trials=shares[0], catch=(TrialFailed,))
-        for proc in workers:
-            if proc.wait() != 0:
-                failures.append(f"worker process {proc.pid} exited with {proc.returncode}")
+        failures.extend(wait_workers(workers))
     except BaseException:
-        for proc in workers:
-            proc.terminate()
+        stop_workers(workers)
         if not worker:
             tracker.close_study(failed=True)
         raise
@@ -341,45 +351,6 @@ def run_tune(
                           "harness.best_trial": str(outcome.best_number)})
     tracker.close_study(failed=False)
     return outcome
-
-
-def start_workers(
-    study: Study, shares: list[int], *, storage_url: str, tracking_uri: str | None,
-    data_root: Path, device: str,
-) -> list[subprocess.Popen]:
-    """One ``harness tune --worker`` process per extra device slot, each with its share of
-    the trials: a GPU each (``CUDA_VISIBLE_DEVICES``) where there are several, else an equal
-    split of the CPU cores."""
-    import torch
-
-    folder = Path(tempfile.mkdtemp(prefix="harness-tune-"))
-    study_file = folder / "study.yaml"
-    study_file.write_text(dump_yaml(study.model_dump(mode="json", exclude_defaults=True,
-                                                     by_alias=True)))
-    n_gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
-    n_slots = len(shares) + 1
-    procs = []
-    for slot, share in enumerate(shares, start=1):
-        if share == 0:
-            continue
-        env = dict(os.environ)
-        if n_gpus > 1:
-            env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpus)
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n_slots))
-        cmd = [sys.executable, "-m", "harness.cli", "tune", str(study_file), "--trials", str(share),
-               "--storage", storage_url, "--data-root", str(data_root), "--device", device,
-               "--worker"]
-        if tracking_uri:
-            cmd += ["--tracking-uri", tracking_uri]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
-    return procs
-
-
-def limit_threads(n_slots: int) -> None:
-    """This process's share of the CPU cores when it trains beside worker processes."""
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_slots))
 
 
 def summarise_search(optuna_study: Any, *, n_new: int) -> TuneOutcome:

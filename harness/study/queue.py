@@ -1,0 +1,193 @@
+"""The study's trials as a work queue in an Optuna RDB storage, for workers in several
+processes or on several machines.
+
+Optuna already solves the hard parts of a shared queue: a WAITING trial becomes RUNNING for
+exactly one worker (``Study.ask`` pops it under a row lock), workers record heartbeats, and
+``fail_stale_trials`` turns a silent worker's trial FAIL and, through
+``RetryFailedTrialCallback``, puts a copy back in the queue.  This module only maps trial keys
+onto that: each queued Optuna trial carries its ``trial_key`` as a user attribute.
+
+Queues come in generations named ``<study>:<grid digest>:<n>``.  The first worker to create a
+generation (creation is atomic: study names are unique) enqueues every trial key that is not
+FINISHED in the tracking store; later workers join it while it still has waiting or running
+trials, and start the next generation once it is spent (after failures, or when seeds were
+added), so re-running a study re-runs exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import HarnessError
+
+ENQUEUED = "harness.enqueued"
+HOST = "harness.host"
+BEAT = "harness.heartbeat_at"
+
+
+def queue_prefix(study_name: str, trial_keys: list[str]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(trial_keys)).encode()).hexdigest()[:12]
+    return f"{study_name}:{digest}"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Claim:
+    trial: Any  # optuna.Trial
+    trial_key: str
+
+
+class WorkQueue:
+    def __init__(self, study: Any, storage: Any, *, heartbeat_s: float) -> None:
+        self.study, self.storage, self.heartbeat_s = study, storage, heartbeat_s
+
+    # -- joining ------------------------------------------------------------------------------
+
+    @classmethod
+    def join(
+        cls,
+        storage: Any,
+        *,
+        study_name: str,
+        all_keys: list[str],
+        pending_keys: list[str],
+        heartbeat_s: float,
+        wait_s: float = 60.0,
+    ) -> WorkQueue:
+        """The current generation if it still has work, else a new one holding ``pending_keys``."""
+        import optuna
+
+        prefix = queue_prefix(study_name, all_keys)
+        generations = sorted(
+            (int(s.study_name.rsplit(":", 1)[1]), s.study_name)
+            for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)
+            if s.study_name.startswith(prefix + ":")
+        )
+        if generations:
+            latest = optuna.load_study(study_name=generations[-1][1], storage=storage,
+                                       sampler=optuna.samplers.RandomSampler())
+            queue = cls(latest, storage, heartbeat_s=heartbeat_s)
+            queue._wait_until_enqueued(wait_s)
+            if queue.has_work() or not pending_keys:
+                return queue
+        number = generations[-1][0] + 1 if generations else 0
+        name = f"{prefix}:{number}"
+        try:
+            created = optuna.create_study(study_name=name, storage=storage,
+                                          sampler=optuna.samplers.RandomSampler())
+        except optuna.exceptions.DuplicatedStudyError:
+            # Another worker created this generation a moment ago: join it.
+            joined = cls(optuna.load_study(study_name=name, storage=storage,
+                                           sampler=optuna.samplers.RandomSampler()),
+                         storage, heartbeat_s=heartbeat_s)
+            joined._wait_until_enqueued(wait_s)
+            return joined
+        for key in pending_keys:
+            created.enqueue_trial({}, user_attrs={"trial_key": key})
+        created.set_user_attr(ENQUEUED, len(pending_keys))
+        return cls(created, storage, heartbeat_s=heartbeat_s)
+
+    def _wait_until_enqueued(self, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        while ENQUEUED not in self.study.user_attrs:
+            if time.monotonic() > deadline:
+                raise HarnessError(
+                    f"work queue {self.study.study_name}: its creator never finished enqueueing;"
+                    " delete that Optuna study (optuna delete-study) and start again"
+                )
+            time.sleep(0.5)
+
+    # -- working ------------------------------------------------------------------------------
+
+    def _trials(self, *states):
+        return self.study.get_trials(deepcopy=False, states=states)
+
+    def has_work(self) -> bool:
+        from optuna.trial import TrialState
+
+        return bool(self._trials(TrialState.WAITING, TrialState.RUNNING))
+
+    def claim(self) -> Claim | None:
+        """The next waiting trial for this worker, or None when none is waiting."""
+        import optuna
+        from optuna.trial import TrialState
+
+        optuna.storages.fail_stale_trials(self.study)
+        while self._trials(TrialState.WAITING):
+            trial = self.study.ask()
+            key = trial.user_attrs.get("trial_key")
+            if key is None:
+                # Another worker took the last waiting trial between our look and our ask,
+                # so ask() made a fresh one: give it back as failed and look again.
+                self.study.tell(trial, state=TrialState.FAIL)
+                continue
+            trial.set_user_attr(HOST, worker_name())
+            trial.set_user_attr(BEAT, time.time())
+            return Claim(trial, key)
+        return None
+
+    def wait_for_stragglers(self, poll_s: float) -> bool:
+        """Whether any trial is still running elsewhere (sleeping one poll if so): a worker
+        that dies leaves its trial to be retried by whoever is still here."""
+        from optuna.trial import TrialState
+
+        if self._trials(TrialState.RUNNING):
+            time.sleep(poll_s)
+            return True
+        return False
+
+    def heartbeat(self, claim: Claim) -> threading.Event:
+        """Beat for ``claim`` in the background until the returned event is set."""
+        stop = threading.Event()
+        trial_id = claim.trial._trial_id
+
+        def beat() -> None:
+            while not stop.wait(self.heartbeat_s):
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                    self.storage.set_trial_user_attr(trial_id, BEAT, time.time())
+                except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+                    pass
+
+        self.storage.record_heartbeat(trial_id)
+        threading.Thread(target=beat, name="harness-heartbeat", daemon=True).start()
+        return stop
+
+    def finish(self, claim: Claim, *, status: str, value: float | None) -> None:
+        from optuna.trial import TrialState
+
+        if status == "FINISHED":
+            self.study.tell(claim.trial, value if value is not None else 0.0)
+        else:
+            self.study.tell(claim.trial, state=TrialState.FAIL)
+
+    # -- looking ------------------------------------------------------------------------------
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One row per queued trial: key, state, worker and heartbeat age."""
+        now = time.time()
+        rows = []
+        for t in self.study.get_trials(deepcopy=False):
+            key = t.user_attrs.get("trial_key")
+            if key is None:
+                continue
+            beat = t.user_attrs.get(BEAT)
+            rows.append({"trial_key": key, "state": t.state.name, "host": t.user_attrs.get(HOST),
+                         "heartbeat_age_s": None if beat is None else now - beat})
+        return rows
+
+
+def open_queue_storage(url: str, *, heartbeat_s: float):
+    """The queue's storage: stale trials are failed and put back for another worker."""
+    from harness.study.tune import open_storage
+
+    return open_storage(url, heartbeat_s=heartbeat_s, retry_stale=True)
