@@ -130,6 +130,39 @@ def tune(
 
 
 @app.command()
+def status(
+    study_file: Annotated[Path, typer.Argument(help="The study file.")],
+    overrides: SetOption = None,
+    storage: Annotated[Optional[str], typer.Option(help="The shared study store the workers use (default: the local queue beside ./mlruns, if any).")] = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Trials pending, running (worker and heartbeat age), finished and failed."""
+    from harness.config import load_study
+    from harness.console import status_table
+    from harness.study.design import expand
+    from harness.study.queue import WorkQueue
+    from harness.study.status import study_status
+    from harness.study.tune import default_storage, open_storage
+    from harness.tracking import MlflowTracker, _local_paths
+
+    try:
+        study = load_study(study_file, overrides=overrides or [])
+        tracker = MlflowTracker(tracking_uri)
+        local = _local_paths(tracker.uri)
+        if local is not None and not local[0].exists():
+            raise HarnessError(f"no tracking store at {local[0]}; nothing has run yet")
+        queue = None
+        url = storage or default_storage(tracker.uri).replace("optuna.db", "queue.db")
+        if storage or (url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists()):
+            queue = WorkQueue.find(open_storage(url), study_name=study.name,
+                                   all_keys=[s.trial_key for s in expand(study)])
+        result = study_status(study, tracker=tracker, queue=queue)
+    except HarnessError as exc:
+        raise _fail(exc) from None
+    console.print(status_table(result))
+
+
+@app.command()
 def viz(
     run_id: Annotated[str, typer.Argument(help="A trial's MLflow run id.")],
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: viz/<run id>).")] = None,

@@ -137,3 +137,20 @@ def tune_summary(console: Console, study: Study, outcome, *, storage_url: str) -
             f" {outcome.best_study_path})"
         )
     console.print(f"optuna storage: {storage_url}  (optuna-dashboard {storage_url})")
+
+
+def status_table(status) -> Table:
+    counts = status.counts()
+    order = ("PENDING", "RUNNING", "FINISHED", "FAILED", "PRUNED", "KILLED")
+    summary = ", ".join(f"{counts[s]} {s.lower()}" for s in order if s in counts)
+    table = Table(title=f"{status.study}: {len(status.trials)} trials ({summary})",
+                  title_justify="left")
+    for column in ("trial_key", "levels", "seed", "state", "worker", "heartbeat"):
+        table.add_column(column, justify="right" if column in ("seed", "heartbeat") else "left")
+    colours = {"FINISHED": "green", "RUNNING": "cyan", "FAILED": "red", "KILLED": "red"}
+    for t in status.trials:
+        age = "" if t.heartbeat_age_s is None else f"{t.heartbeat_age_s:.0f} s ago"
+        colour = colours.get(t.state)
+        state = f"[{colour}]{t.state}[/{colour}]" if colour else t.state
+        table.add_row(t.trial_key, t.cell, str(t.seed), state, t.host or "", age)
+    return table

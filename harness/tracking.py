@@ -294,6 +294,19 @@ class MlflowTracker(Tracker):
         except Exception as exc:  # noqa: BLE001
             raise TrackingError(f"tracking store {self.uri}: {exc}") from None
 
+    def find_study(self, study: Study, *, mode: str = "run") -> bool:
+        """Look the study's experiment up without creating anything; whether it exists."""
+        self.check()
+        experiment = self.client.get_experiment_by_name(experiment_name(study.name, mode=mode))
+        if experiment is None:
+            return False
+        self.experiment_id = experiment.experiment_id
+        return True
+
+    def trial_runs(self) -> list:
+        """Every trial run of the study found or opened, whatever its status."""
+        return self._search(f"tags.`{KIND}` = 'trial'")
+
     def _parent_runs(self) -> list:
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{KIND}` = 'study'")
         return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))

@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,22 @@ class WorkQueue:
                 )
             time.sleep(0.5)
 
+    @classmethod
+    def find(cls, storage: Any, *, study_name: str, all_keys: list[str]) -> WorkQueue | None:
+        """The latest generation of this study's queue, without creating one."""
+        import optuna
+
+        prefix = queue_prefix(study_name, all_keys)
+        names = sorted(
+            (int(s.study_name.rsplit(":", 1)[1]), s.study_name)
+            for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)
+            if s.study_name.startswith(prefix + ":")
+        )
+        if not names:
+            return None
+        return cls(optuna.load_study(study_name=names[-1][1], storage=storage), storage,
+                   heartbeat_s=storage.heartbeat_interval or 30)
+
     # -- working ------------------------------------------------------------------------------
 
     def _trials(self, *states):
@@ -121,9 +138,15 @@ class WorkQueue:
         import optuna
         from optuna.trial import TrialState
 
-        optuna.storages.fail_stale_trials(self.study)
+        with warnings.catch_warnings():
+            # Optuna calls fail_stale_trials "experimental" and expects heartbeats only from
+            # Study.optimize; this queue beats for its trials itself (see heartbeat()).
+            warnings.simplefilter("ignore")
+            optuna.storages.fail_stale_trials(self.study)
         while self._trials(TrialState.WAITING):
-            trial = self.study.ask()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                trial = self.study.ask()
             key = trial.user_attrs.get("trial_key")
             if key is None:
                 # Another worker took the last waiting trial between our look and our ask,
