@@ -175,7 +175,8 @@ def _local_paths(uri: str) -> tuple[Path, Path] | None:
 
 
 def code_version() -> str:
-    """The git commit of the working tree (``+dirty`` when it has changes), else the version."""
+    """The git commit of the working tree (``+dirty`` when it has changes); in an image
+    without ``.git``, ``HARNESS_CODE_VERSION`` (set at build time); else the version."""
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -191,7 +192,7 @@ def code_version() -> str:
         pass
     from harness import __version__
 
-    return __version__
+    return os.environ.get("HARNESS_CODE_VERSION") or __version__
 
 
 class MlflowTracker(Tracker):

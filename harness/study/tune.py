@@ -11,6 +11,7 @@ store by default, PostgreSQL with ``--storage``), so running the command again r
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -187,21 +188,29 @@ def open_storage(url: str, *, heartbeat_s: float = 30, retry_stale: bool = False
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # Several local worker processes share the file: wait for a lock rather than fail.
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    try:
-        with warnings.catch_warnings():
-            # Heartbeats are an "experimental" argument since Optuna 2.9.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs,
-                heartbeat_interval=max(1, round(heartbeat_s)),
-                grace_period=max(2, round(3 * heartbeat_s)),
-                heartbeat_stale_trial_callback=(
-                    optuna.storages.RetryFailedTrialCallback(max_retry=3) if retry_stale else None
-                ),
-            )
-    except Exception as exc:  # noqa: BLE001 - driver errors come in many types
-        reason = " ".join(str(exc).split())[:300]
-        raise HarnessError(f"--storage {_redact(url)}: cannot open ({reason})") from None
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                # Heartbeats are an "experimental" argument since Optuna 2.9.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs,
+                    heartbeat_interval=max(1, round(heartbeat_s)),
+                    grace_period=max(2, round(3 * heartbeat_s)),
+                    heartbeat_stale_trial_callback=(
+                        optuna.storages.RetryFailedTrialCallback(max_retry=3)
+                        if retry_stale else None
+                    ),
+                )
+        except Exception as exc:  # noqa: BLE001 - driver errors come in many types
+            reason = " ".join(str(exc).split())[:300]
+            # Workers that start together on an empty database race to create its tables;
+            # the losers see a duplicate key and only need to look again.
+            if "duplicate key" in reason or "already exists" in reason:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise HarnessError(f"--storage {_redact(url)}: cannot open ({reason})") from None
+    raise HarnessError(f"--storage {_redact(url)}: cannot open (tables kept changing under it)")
 
 
 def _redact(url: str) -> str:
