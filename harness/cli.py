@@ -130,6 +130,29 @@ def tune(
 
 
 @app.command()
+def report(
+    study: Annotated[Optional[str], typer.Argument(help="A study name or study file (default: the most recent study in the store).")] = None,
+    significance: Annotated[bool, typer.Option("--significance", help="Test each level against its baseline (paired t on same-seed twins, else Welch), Holm, Hedges' g, seeds for 80% power, interactions.")] = False,
+    metric: Annotated[Optional[str], typer.Option(help="Metric to compare (default: the study's report.metric, else test_acc).")] = None,
+    baseline: Annotated[Optional[list[str]], typer.Option("--baseline", help="factor=level, repeatable (default: report.baseline, else the first level).")] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level of the verdicts.")] = 0.05,
+    fmt: Annotated[str, typer.Option("--format", help="Files to write: md, html, csv, json, comma-separated; '' for none. HTML is also logged to the parent run.")] = "html",
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the files (default: reports/<study>).")] = None,
+    best_epoch: Annotated[bool, typer.Option("--best-epoch", help="Use each trial's value at its best epoch instead of the final one.")] = False,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Means, intervals and significance of a study's factors, from its MLflow runs."""
+    from harness.report.command import report_command
+
+    try:
+        report_command(study, significance=significance, metric=metric, baseline=baseline or [],
+                       alpha=alpha, fmt=fmt, out=out, best_epoch=best_epoch,
+                       tracking_uri=tracking_uri, console=console)
+    except HarnessError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
 def status(
     study_file: Annotated[Path, typer.Argument(help="The study file.")],
     overrides: SetOption = None,

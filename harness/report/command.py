@@ -9,7 +9,9 @@ this point ``stats`` and ``render`` only see frames they can use.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,14 +76,10 @@ def report_command(
     tracker.check()
     client = tracker.client
 
-    try:
+    with store_errors(tracker.uri):
         stored = resolve_study(client, study, uri=tracker.uri)
         metric_name = metric or (stored.study.report.metric if stored.study else "test_acc")
         runs = collect(client, stored, metrics=[metric_name, "best_epoch"])
-    except HarnessError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a store failing mid-read is one line
-        raise TrackingError(f"tracking store {tracker.uri}: {exc}") from None
     trials, notes = metric_values(runs, metric=metric_name, best_epoch=best_epoch, client=client)
     design = build_design(runs, trials, metric=metric_name, baseline=baseline or [],
                           significance=significance)
@@ -100,8 +98,9 @@ def report_command(
     )
     if "html" in formats:
         content.curve_metric = metric_name if metric_name in PER_EPOCH else "val_acc"
-        content.curves = learning_curves(client, trials, design=design,
-                                         key=content.curve_metric)
+        with store_errors(tracker.uri):
+            content.curves = learning_curves(client, stored.experiment_id, trials,
+                                             design=design, key=content.curve_metric)
 
     render.to_terminal(content, console)
     outcome = ReportOutcome(content)
@@ -119,6 +118,19 @@ def report_command(
             console.print(f"logged {outcome.artifact} to run {stored.parent_run_id}"
                           f" (the parent of study {stored.name})", markup=False, highlight=False)
     return outcome
+
+
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """A store that fails mid-read (a server going away, a locked database) is one line."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (MlflowException, SQLAlchemyError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrackingError(f"tracking store {uri}: {first_line}") from None
 
 
 def parse_formats(fmt: str) -> list[str]:
@@ -162,16 +174,17 @@ def metric_values(runs: StudyRuns, *, metric: str, best_epoch: bool,
     trials = runs.trials.copy()
     notes: list[str] = []
     if best_epoch:
-        trials, note = _best_epoch_values(trials, metric=metric, study=name, client=client)
+        trials, note = _best_epoch_values(trials, metric=metric, runs=runs, client=client)
         notes += [note] if note else []
     missing = trials[metric].isna()
     if missing.any():
-        notes.append(f"{int(missing.sum())} finished trials have no {metric} value and are left out")
+        notes.append(f"{int(missing.sum())} finished trials have no {metric} value and are"
+                     " left out")
         trials = trials[~missing].reset_index(drop=True)
     return trials, notes
 
 
-def _best_epoch_values(trials: pd.DataFrame, *, metric: str, study: str,
+def _best_epoch_values(trials: pd.DataFrame, *, metric: str, runs: StudyRuns,
                        client) -> tuple[pd.DataFrame, str]:
     if metric not in PER_EPOCH:
         # Test metrics are measured once, on the weights of the best epoch.
@@ -179,10 +192,10 @@ def _best_epoch_values(trials: pd.DataFrame, *, metric: str, study: str,
                         " --best-epoch leaves it as logged")
     if "best_epoch" not in trials:
         raise HarnessError(
-            f"--best-epoch: the trials of study {study} did not log best_epoch; report the"
-            " final value instead (leave out --best-epoch)"
+            f"--best-epoch: the trials of study {runs.study.name} did not log best_epoch;"
+            " report the final value instead (leave out --best-epoch)"
         )
-    history = read_history(client, trials["run_id"].tolist(), metric)
+    history = read_history(client, runs.study.experiment_id, trials["run_id"].tolist(), metric)
     best = trials[["run_id", "best_epoch"]].rename(columns={"best_epoch": "epoch"})
     best["epoch"] = best["epoch"].round().astype("Int64")
     history["epoch"] = history["epoch"].astype("Int64")
@@ -229,7 +242,8 @@ def build_design(runs: StudyRuns, trials: pd.DataFrame, *, metric: str, baseline
         for factor, labels in levels.items():
             if len(labels) < 2:
                 raise HarnessError(
-                    f"factor {factor} of study {name} has one level ({', '.join(labels) or 'none'});"
+                    f"factor {factor} of study {name} has one level"
+                    f" ({', '.join(labels) or 'none'});"
                     " a comparison needs at least two (add a level to grid."
                     f"{factor}, or report without --significance)"
                 )
@@ -291,7 +305,7 @@ def _baselines(study: Study | None, factors: list[str], levels: dict[str, list[s
 
 
 def _match_level(value: object, labels: list[str]) -> str | None:
-    """A YAML value as its level label (``0.0`` → "0.0"), or a number equal to one (0 → "0.0")."""
+    """A YAML value as its level label (``0.0`` → "0.0"), or a number equal to one (0 → 0.0)."""
     from harness.study.design import level_label
 
     label = level_label(value)
@@ -314,10 +328,10 @@ def _match_level(value: object, labels: list[str]) -> str | None:
 # Learning curves and the artifact
 
 
-def learning_curves(client, trials: pd.DataFrame, *, design: stats.Design,
+def learning_curves(client, experiment_id: str, trials: pd.DataFrame, *, design: stats.Design,
                     key: str) -> dict[str, pd.DataFrame]:
     """Mean ± CI of a per-epoch metric over seeds, per level of each factor and per cell."""
-    history = read_history(client, trials["run_id"].tolist(), key)
+    history = read_history(client, experiment_id, trials["run_id"].tolist(), key)
     if history.empty:
         return {}
     out = {f"per level of {factor}": stats.curves(history, trials, by=[factor])
@@ -332,9 +346,11 @@ def log_to_parent(client, stored: StoredStudy, html_file: Path) -> str | None:
     """Log the HTML report to the study's parent run as ``report/report.html``."""
     if stored.parent_run_id is None:
         return None
+    from mlflow.exceptions import MlflowException
+
     try:
         client.log_artifact(stored.parent_run_id, str(html_file), ARTIFACT_DIR)
-    except Exception as exc:  # noqa: BLE001 - any artifact store failure is one line
+    except (MlflowException, OSError) as exc:
         raise TrackingError(
             f"wrote {html_file} but could not log it to run {stored.parent_run_id}: {exc}"
         ) from None

@@ -49,7 +49,8 @@ class ReportContent:
     # Title → long frame of a per-epoch metric: group columns, epoch, n, mean, ci_low, ci_high.
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
     curve_metric: str = "val_acc"
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,20 +94,24 @@ class Units:
 
 
 def p_text(p: float) -> str:
-    return "n/a" if not math.isfinite(p) else f"{p:.2g}"
+    """Two significant digits, and below 0.001 only that (the files keep the exact value)."""
+    if not math.isfinite(p):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.2g}"
 
 
 def verdict(p_holm: float, significant: bool) -> str:
     if not math.isfinite(p_holm):
         return "n/a"
-    return f"{'real' if significant else 'seed noise'} (p_holm={p_text(p_holm)})"
+    p = p_text(p_holm)
+    return f"{'real' if significant else 'seed noise'} (p_holm{'' if p[0] == '<' else '='}{p})"
 
 
 def _count(x: float) -> str:
     if math.isnan(x):
         return "n/a"
     if math.isinf(x):
-        return "∞ (no effect)"
+        return "∞"
     return f"{int(x)}"
 
 
@@ -132,64 +137,77 @@ class Table:
 
 
 def header_lines(content: ReportContent) -> list[str]:
+    """What was compared, from how many trials, and what was left out."""
     r = content.result
-    n = len(content.trials)
-    excluded = ", ".join(f"{v} {k}" for k, v in content.excluded.items())
+    excluded = ", ".join(f"{v} {k}" for k, v in content.excluded.items() if v)
+    extra = [f"{content.n_retried} earlier attempts superseded by a finished run"] \
+        if content.n_retried else []
+    if content.n_outside:
+        extra.append(f"{content.n_outside} finished runs of other settings not in this study")
+    if content.n_missing:
+        extra.append(f"{content.n_missing} trials not run yet")
     lines = [
-        f"study {content.study}: {content.metric} ({content.value_kind}), {n} finished trials"
-        f" over {content.trials['seed'].nunique()} seeds",
-        f"excluded trials: {excluded or 'none'}"
-        + (f"; {content.n_retried} earlier failed attempts superseded" if content.n_retried else "")
-        + (f"; {content.n_outside} finished runs of other configs (not in this study file)"
-           if content.n_outside else "")
-        + (f"; {content.n_missing} trials not run yet" if content.n_missing else ""),
+        f"study {content.study}: {content.metric} ({content.value_kind}),"
+        f" {len(content.trials)} finished trials over {content.trials['seed'].nunique()} seeds",
+        f"excluded trials: {excluded or 'none'}" + "".join(f"; {e}" for e in extra),
     ]
     if content.significance:
         lines.append(
-            f"alpha={r.alpha}; Holm over {len(r.comparisons)} level-vs-baseline comparisons"
-            f" and, separately, {len(r.interactions)} interaction tests; paired t-test on twins"
-            " (same seed, same other factors), else Welch; g_z = Hedges' g of paired"
-            " differences, g_s = Hedges' g with the pooled SD; seeds for 80% power at the"
-            " observed effect; MDE = smallest difference detectable with 80% power now;"
-            " an interaction's difference of differences (paired 2×2) is the second factor's"
-            " effect at the first factor's other level minus at its baseline"
+            f"alpha {r.alpha}; Holm over the {len(r.comparisons)} level-vs-baseline comparisons"
+            f" and over the {len(r.interactions)} interaction tests; paired t-test on twins"
+            " (same seed, same other factors), else Welch"
         )
     return lines + content.notes
 
 
+def legend_lines(content: ReportContent) -> list[str]:
+    """How to read the columns."""
+    if not content.significance:
+        return []
+    return [
+        "Δ: level minus baseline, with its 95% CI. g: Hedges' g, g_z of the differences when"
+        " paired, g_s with the pooled SD for Welch. seeds@80%: seeds for 80% power at the"
+        " observed effect and variance. MDE: the smallest difference detectable with 80% power"
+        " at the current n.",
+        "Interactions (paired 2×2): the second factor's effect at the first factor's other"
+        " level minus its effect at the first factor's baseline.",
+    ]
+
+
 def factor_tables(content: ReportContent, units: Units) -> list[Table]:
+    """Per factor: each level's trials, then (with tests) each level against the baseline."""
     tables = []
     for factor in content.result.factors:
-        by_level = {c.level: c for c in factor.comparisons}
-        columns = ["level", "n", f"mean ± sd{units.value_unit}", "95% CI"]
-        if content.significance:
-            columns += [f"Δ vs {factor.baseline}{units.diff_unit}", "Δ 95% CI", "test", "p",
-                        "Hedges' g", "seeds for 80% power", f"MDE{units.diff_unit}", "verdict"]
+        rows = [[lv.level + (" (baseline)" if lv.is_baseline else ""), str(lv.summary.n),
+                 _pm(lv.summary.mean, lv.summary.std, units),
+                 units.interval(lv.summary.ci_low, lv.summary.ci_high)]
+                for lv in factor.levels]
+        tables.append(Table(f"{factor.factor}: each level over its trials",
+                            ["level", "n", f"mean ± sd{units.value_unit}", "95% CI"], rows,
+                            right={1, 2, 3}, kind="levels", key=factor.factor))
+        if not content.significance:
+            continue
         rows, notes = [], []
-        for level in factor.levels:
-            s = level.summary
-            row = [level.level + (" (baseline)" if level.is_baseline else ""), str(s.n),
-                   _pm(s.mean, s.std, units), units.interval(s.ci_low, s.ci_high)]
-            c = by_level.get(level.level)
-            if content.significance:
-                row += _comparison_cells(c, units) if c is not None else [""] * 7 + ["baseline"]
-            rows.append(row)
-            if c is not None:
-                notes += _comparison_notes(c)
-        tables.append(Table(f"{factor.factor}: each level against {factor.baseline}", columns,
-                            rows, right={1, 2, 3, 4, 5, 7, 8, 9, 10}, notes=notes, kind="factor",
-                            key=factor.factor))
+        for c in factor.comparisons:
+            rows.append([c.level, *_comparison_cells(c, units)])
+            notes += _comparison_notes(c)
+        tables.append(Table(
+            f"{factor.factor}: each level against {factor.baseline}",
+            ["level", f"Δ{units.diff_unit} [95% CI]", "test", "p", "g", "seeds@80%",
+             f"MDE{units.diff_unit}", "verdict"],
+            rows, right={1, 3, 4, 5, 6}, notes=notes, kind="comparisons", key=factor.factor))
     return tables
 
 
 def _comparison_cells(c: Comparison, units: Units) -> list[str]:
     if c.test == "none":
-        return [units.diff(c.diff), "n/a", "none", "n/a", "n/a", "n/a", "n/a", f"n/a: {c.note}"]
-    test = f"paired, {c.n_level} pairs" if c.test == "paired" else \
-        f"Welch, {c.n_level} vs {c.n_baseline}"
-    g = "n/a" if not math.isfinite(c.effect_size) else f"{c.effect_size:.2f} ({c.effect_size_kind})"
-    return [units.diff(c.diff), units.interval(c.diff_ci_low, c.diff_ci_high), test, p_text(c.p),
-            g, _count(c.seeds_needed), units.value(c.mde), verdict(c.p_holm, c.significant)]
+        return [units.diff(c.diff), "none", "n/a", "n/a", "n/a", "n/a", f"n/a: {c.note}"]
+    test = f"paired ×{c.n_level}" if c.test == "paired" else f"Welch {c.n_level}/{c.n_baseline}"
+    # The kind follows from the test (paired: g_z, Welch: g_s); the legend says so.
+    g = "n/a" if not math.isfinite(c.effect_size) else f"{c.effect_size:.2f}"
+    diff = f"{units.diff(c.diff)} {units.interval(c.diff_ci_low, c.diff_ci_high)}"
+    return [diff, test, p_text(c.p), g, _count(c.seeds_needed), units.value(c.mde),
+            verdict(c.p_holm, c.significant)]
 
 
 def _comparison_notes(c: Comparison) -> list[str]:
@@ -214,9 +232,9 @@ def interaction_tables(content: ReportContent, units: Units) -> list[Table]:
     rows, notes = [], []
     for it in interactions:
         a, b = it.factors
+        judged = f"n/a: {it.note}" if it.test == "none" else verdict(it.p_holm, it.significant)
         rows.append([f"{a} × {b}", _interaction_test(it), _interaction_estimate(it, units),
-                     _interaction_statistic(it), p_text(it.p),
-                     verdict(it.p_holm, it.significant) if it.test != "none" else f"n/a: {it.note}"])
+                     _interaction_statistic(it), p_text(it.p), judged])
         if it.n_left_out:
             notes.append(f"{a} × {b}: {it.n_left_out} trials outside complete blocks (a seed"
                          " with every cell of the pair) are left out of the paired test")
@@ -303,6 +321,8 @@ def to_terminal(content: ReportContent, console: Console) -> None:
         console.print(rich)
         for note in table.notes:
             console.print(f"  note: {note}", markup=False, highlight=False)
+    for line in legend_lines(content):
+        console.print(line, markup=False, highlight=False, style="dim")
 
 
 def _color(cell: str) -> str:
@@ -324,6 +344,7 @@ def to_markdown(content: ReportContent) -> str:
                 _md_row(["---:" if i in table.right else "---" for i in range(len(table.columns))])]
         out += [_md_row(row) for row in table.rows]
         out += [""] + [f"> {note}" for note in table.notes] + ([""] if table.notes else [])
+    out += [f"_{line}_" for line in legend_lines(content)]
     return "\n".join(out) + "\n"
 
 
@@ -444,17 +465,19 @@ def to_html(content: ReportContent) -> str:
                   for i, c in enumerate(table.columns)]
         parts.append("</tr>")
         for row in table.rows:
-            parts.append("<tr>" + "".join(_html_cell(c, i in table.right) for i, c in enumerate(row))
-                         + "</tr>")
+            cells = "".join(_html_cell(c, i in table.right) for i, c in enumerate(row))
+            parts.append(f"<tr>{cells}</tr>")
         parts.append("</table></div>")
         parts += [f"<p class=note>{e(note)}</p>" for note in table.notes]
-        if table.key in plots:
+        last_of_factor = table.kind == ("comparisons" if content.significance else "levels")
+        if last_of_factor and table.key in plots:
             parts.append(_img(plots[table.key], f"{content.metric} per level of {table.key}"))
+    parts += [f"<p class=note>{e(line)}</p>" for line in legend_lines(content)]
     curves = plot_curves(content)
-    if curves:
+    if curves is not None:
         parts.append(f"<h2>learning curves: {e(content.curve_metric)} per epoch,"
                      " mean ± 95% CI over seeds</h2>")
-        parts += [_img(png, title) for title, png in curves]
+        parts.append(_img(curves, f"learning curves of {content.curve_metric}"))
     parts.append("</body></html>\n")
     return "".join(parts)
 
@@ -510,7 +533,8 @@ def plot_levels(content: ReportContent) -> dict[str, bytes]:
             if s.n:
                 err = None
                 if math.isfinite(s.ci_low):
-                    err = [[(s.mean - s.ci_low) * units.scale], [(s.ci_high - s.mean) * units.scale]]
+                    err = [[(s.mean - s.ci_low) * units.scale],
+                           [(s.ci_high - s.mean) * units.scale]]
                 ax.errorbar([i + 0.25], [s.mean * units.scale], yerr=err, fmt="o",
                             color="#c0392b" if level.is_baseline else "#1f5fa8", capsize=4,
                             zorder=2)
@@ -524,18 +548,21 @@ def plot_levels(content: ReportContent) -> dict[str, bytes]:
     return out
 
 
-def plot_curves(content: ReportContent) -> list[tuple[str, bytes]]:
-    """One panel per grouping (each factor, and the cells when few): mean ± CI per arm."""
+def plot_curves(content: ReportContent) -> bytes | None:
+    """One figure, a panel per grouping (each factor, the cells when few): mean ± CI per arm."""
+    panels = [(title, frame) for title, frame in content.curves.items() if not frame.empty]
+    if not panels:
+        return None
     plt = _figure()
     from matplotlib.ticker import MaxNLocator
 
-    out = []
-    for title, frame in content.curves.items():
-        if frame.empty:
-            continue
+    # One figure for every panel: each savefig costs a fixed tenth of a second or so.
+    n_cols = min(2, len(panels))
+    n_rows = math.ceil(len(panels) / n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(6.4 * n_cols, 3.6 * n_rows), squeeze=False)
+    for ax, (title, frame) in zip(axes.flat, panels):
         groups = [c for c in frame.columns
                   if c not in ("epoch", "n", "mean", "std", "ci_low", "ci_high")]
-        fig, ax = plt.subplots(figsize=(6.4, 3.6))
         for key, arm in frame.groupby(groups, sort=False, observed=True):
             key = key if isinstance(key, tuple) else (key,)
             label = ", ".join(f"{g}={k}" for g, k in zip(groups, key))
@@ -548,10 +575,12 @@ def plot_curves(content: ReportContent) -> list[tuple[str, bytes]]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(content.curve_metric)
         ax.grid(alpha=0.3)
-        ax.set_title(f"{content.curve_metric} {title}: mean ± 95% CI over seeds", fontsize=9)
+        ax.set_title(f"{content.curve_metric} {title}", fontsize=9)
         ax.legend(fontsize=7, loc="best")
-        out.append((title, _png(fig)))
-    return out
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _png(fig)
 
 
 def write(content: ReportContent, out: Path, formats: list[str]) -> dict[str, Path]:

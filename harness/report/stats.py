@@ -275,7 +275,7 @@ class Twins:
 
 def twins(trials: pd.DataFrame, *, factor: str, level: str, baseline: str,
           design: Design) -> Twins:
-    """Pair each trial of ``level`` with the ``baseline`` trial of the same seed and other levels."""
+    """Pair each trial of ``level`` with the baseline trial of its seed and other levels."""
     others = _others(design, factor)
     keys = [SEED, *others]
     a = trials[trials[factor] == level]
@@ -584,7 +584,8 @@ def significance_report(trials: pd.DataFrame, *, design: Design, alpha: float = 
                               rank_cells(trials, design=design))
 
 
-def summary_report(trials: pd.DataFrame, *, design: Design, alpha: float = 0.05) -> SignificanceReport:
+def summary_report(trials: pd.DataFrame, *, design: Design,
+                   alpha: float = 0.05) -> SignificanceReport:
     """Levels and cells only, without tests (the report without ``--significance``)."""
     factors = [FactorReport(f, design.baseline[f], level_summaries(trials, factor=f, design=design),
                             []) for f in design.factors]

@@ -51,7 +51,10 @@ def log_synthetic_study(
     specs: list[TrialSpec] | None = None,
     fast: bool = False,
 ) -> str:
-    """Record ``study``'s trials (or ``specs``) with metrics from ``trial``; return the parent run id."""
+    """Record ``study``'s trials (or ``specs``) with metrics from ``trial``.
+
+    Returns the parent run's id.
+    """
     tracker = MlflowTracker(tracking_uri)
     tracker.open_study(study)
     specs = expand(study) if specs is None else specs
@@ -83,7 +86,7 @@ def _log_through_tracker(tracker: MlflowTracker, spec: TrialSpec, synthetic: Syn
 
 def _log_fast(tracker: MlflowTracker, spec: TrialSpec, synthetic: SyntheticTrial,
               version: str) -> None:
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     client = tracker.client
     # The same tags as MlflowTracker.start_trial; tests compare the two paths' frames.

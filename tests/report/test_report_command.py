@@ -1,0 +1,229 @@
+"""`harness report` end to end: studies in real temp MLflow stores, files, the parent artifact."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from report_helpers import planted, synthetic_study
+from mlflow import MlflowClient
+from rich.console import Console
+
+from harness.config import study_from_mapping
+from harness.errors import HarnessError
+from harness.report.command import report_command
+from harness.study.design import expand
+from harness.study.runner import run_study
+from harness.tracking import MlflowTracker
+
+
+def report(tracking_uri: str, study: str | None = None, *, out: Path, **options):
+    console = Console(file=io.StringIO(), width=250)
+    settings = dict(significance=True, metric=None, baseline=[], alpha=0.05, fmt="html",
+                    out=out, best_epoch=False, tracking_uri=tracking_uri, console=console)
+    outcome = report_command(study, **{**settings, **options})
+    return outcome, console.file.getvalue()
+
+
+def comparison(outcome, factor: str):
+    (found,) = [f for f in outcome.content.result.factors if f.factor == factor]
+    return found.comparisons
+
+
+def test_a_logged_two_point_gain_is_judged_real_and_dropout_noise_is_not(log_study, tracking_uri,
+                                                                          tmp_path):
+    log_study(synthetic_study(seeds=5), planted(se_gain=0.02, noise=0.003))
+    outcome, text = report(tracking_uri, out=tmp_path / "out")
+    (se,) = comparison(outcome, "model.attention")
+    (dropout,) = comparison(outcome, "model.dropout")
+    assert se.test == "paired" and se.n_level == 10 and se.significant
+    assert se.diff == pytest.approx(0.02, abs=0.004)
+    assert dropout.test == "paired" and not dropout.significant
+    assert "real (p_holm<0.001)" in text and "seed noise (p_holm=" in text
+    assert "model.attention × model.dropout" in text and "paired difference of differences" in text
+
+
+def test_the_html_report_is_written_and_logged_to_the_parent_run(log_study, tracking_uri, tmp_path):
+    parent = log_study(synthetic_study(seeds=3))
+    outcome, text = report(tracking_uri, out=tmp_path / "out")
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert outcome.files == {"html": tmp_path / "out" / "report.html"}
+    assert html.count("data:image/png;base64,") == 3  # a plot per factor, then the curves
+    assert "learning curves" in html and "<script" not in html and "http" not in html.split(
+        "</style>")[0]
+    assert outcome.artifact == "report/report.html"
+    assert f"logged report/report.html to run {parent}" in text
+    client = MlflowClient(tracking_uri)
+    logged = Path(client.download_artifacts(parent, "report/report.html", str(tmp_path)))
+    assert logged.read_text() == html
+
+
+def test_every_format_is_written_and_json_has_no_nan(log_study, tracking_uri, tmp_path):
+    log_study(synthetic_study(seeds=3))
+    outcome, _ = report(tracking_uri, out=tmp_path / "out", fmt="md,csv,json")
+    out = tmp_path / "out"
+    assert set(outcome.files) == {"md", "csv", "json"} and outcome.artifact is None
+    assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "factors.csv",
+                                               "interactions.csv", "cells.csv", "trials.csv"}
+    assert "| level | n | mean ± sd (%)" in (out / "report.md").read_text()
+
+    def no_constants(token):
+        raise AssertionError(f"{token} in report.json")
+
+    data = json.loads((out / "report.json").read_text(), parse_constant=no_constants)
+    assert data["study"] == "synthetic" and data["n_trials"] == 12
+    (se,) = data["factors"][0]["comparisons"]
+    assert se["test"] == "paired" and se["verdict"].startswith("real")
+    assert len(data["cells"]) == 4 and len(data["trials"]) == 12
+
+
+def test_bare_report_is_about_the_most_recent_study(log_study, tracking_uri, tmp_path):
+    log_study(synthetic_study("first", seeds=2))
+    log_study(synthetic_study("second", seeds=2))
+    outcome, text = report(tracking_uri, out=tmp_path / "out")
+    assert outcome.content.study == "second" and text.startswith("study second:")
+
+
+def test_a_study_is_named_by_its_file_or_its_name(log_study, tracking_uri, tmp_path, write_study):
+    study = synthetic_study(seeds=2)
+    log_study(study)
+    path = write_study(study.model_dump(mode="json", exclude_none=True))
+    by_file, _ = report(tracking_uri, str(path), out=tmp_path / "a")
+    by_name, _ = report(tracking_uri, "synthetic", out=tmp_path / "b")
+    assert len(by_file.content.trials) == len(by_name.content.trials) == 8
+
+
+def test_a_study_file_its_runs_no_longer_match_says_to_report_by_name(log_study, tracking_uri,
+                                                                       tmp_path, write_study):
+    log_study(synthetic_study(seeds=2))
+    changed = synthetic_study(seeds=2, base={"train": {"epochs": 9}})
+    path = write_study(changed.model_dump(mode="json", exclude_none=True))
+    with pytest.raises(HarnessError,
+                       match=r"none of the 8 finished trials .*\(harness report synthetic\)"):
+        report(tracking_uri, str(path), out=tmp_path / "out")
+
+
+def test_the_baseline_comes_from_the_flag_then_the_study_then_the_first_level(
+        log_study, tracking_uri, tmp_path):
+    log_study(synthetic_study(seeds=2))
+    outcome, _ = report(tracking_uri, out=tmp_path / "a")
+    assert outcome.content.result.design.baseline == {"model.attention": "none",
+                                                      "model.dropout": "0.0"}
+    outcome, _ = report(tracking_uri, out=tmp_path / "b",
+                        baseline=["model.attention=se", "model.dropout=0.3"])
+    assert outcome.content.result.design.baseline == {"model.attention": "se",
+                                                      "model.dropout": "0.3"}
+    (c,) = comparison(outcome, "model.attention")
+    assert (c.level, c.baseline) == ("none", "se") and c.diff < 0
+    outcome, _ = report(tracking_uri, out=tmp_path / "c", baseline=["model.dropout=0"])
+    assert outcome.content.result.design.baseline["model.dropout"] == "0.0"
+
+
+def test_trials_without_a_twin_are_reported_in_the_table_notes(log_study, tracking_uri, tmp_path):
+    study = synthetic_study(seeds=3)
+    lost = expand(study)[0]  # se, 0.0, seed 0 fails: its none twin has no partner
+    log_study(study, planted(status=lambda spec: "FAILED" if spec == lost else "FINISHED"))
+    outcome, text = report(tracking_uri, out=tmp_path / "out")
+    (se,) = comparison(outcome, "model.attention")
+    assert se.test == "paired" and se.n_level == 5
+    assert se.unpaired == [{"model.attention": "none", "model.dropout": "0.0", "seed": "0"}]
+    assert "1 trials without a twin, left out of the paired test" in text
+    assert "1 failed" in text
+
+
+def test_best_epoch_values_are_read_at_each_trials_best_epoch(log_study, tracking_uri, tmp_path):
+    log_study(synthetic_study(seeds=2))
+    final, _ = report(tracking_uri, out=tmp_path / "a", metric="val_acc", fmt="")
+    best, _ = report(tracking_uri, out=tmp_path / "b", metric="val_acc", best_epoch=True, fmt="")
+    # The planted curves peak at epoch 2, 0.01 above the last epoch.
+    gap = best.content.trials["val_acc"].to_numpy() - final.content.trials["val_acc"].to_numpy()
+    assert gap == pytest.approx([0.01] * 8)
+    assert best.content.value_kind == "value at the best epoch"
+    test_acc, text = report(tracking_uri, out=tmp_path / "c", best_epoch=True, fmt="")
+    assert "measured once per trial" in text
+
+
+def test_without_significance_the_report_ranks_cells_without_tests(log_study, tracking_uri,
+                                                                   tmp_path):
+    log_study(synthetic_study(seeds=1))  # one seed: fine without tests
+    outcome, text = report(tracking_uri, out=tmp_path / "out", significance=False, fmt="md")
+    assert outcome.content.result.comparisons == [] and outcome.content.result.interactions == []
+    assert len(outcome.content.result.cells) == 4 and "verdict" not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one clear line
+
+
+@pytest.mark.parametrize(
+    ("case", "options", "message"),
+    [
+        ("unknown study", dict(study="nope"), r"unknown study 'nope' .*studies there: synthetic"),
+        ("metric not logged", dict(metric="test_accc"),
+         r"metric 'test_accc' is not logged .*logged: .*test_acc"),
+        ("baseline factor", dict(baseline=["model.width=1"]),
+         r"--baseline model.width: model.width is not a factor .*"
+         r"factors: model.attention, model.dropout"),
+        ("baseline level", dict(baseline=["model.attention=cbam"]),
+         r"--baseline model.attention: 'cbam' is not a level of model.attention; levels: se, none"),
+        ("baseline syntax", dict(baseline=["model.attention"]), r"expected factor=level"),
+        ("format", dict(fmt="pdf"), r"--format pdf: unknown; choose from md, html, csv, json"),
+        ("alpha", dict(alpha=1.5), r"--alpha 1.5: must be between 0 and 1"),
+    ],
+)
+def test_bad_options_are_one_clear_line(log_study, tracking_uri, tmp_path, case, options, message):
+    log_study(synthetic_study(seeds=2))
+    study = options.pop("study", None)
+    with pytest.raises(HarnessError, match=message) as caught:
+        report(tracking_uri, study, out=tmp_path / "out", **options)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_factor_with_one_level_is_bad_input(log_study, tracking_uri, tmp_path):
+    log_study(synthetic_study(seeds=2, grid={"model.attention": ["se", "none"],
+                                             "model.dropout": [0.3]}))
+    with pytest.raises(HarnessError,
+                       match=r"factor model.dropout of study synthetic has one level \(0.3\)"):
+        report(tracking_uri, out=tmp_path / "out")
+
+
+def test_fewer_than_two_seeds_is_bad_input(log_study, tracking_uri, tmp_path):
+    log_study(synthetic_study(seeds=1))
+    with pytest.raises(HarnessError, match=r"study synthetic has 1 seed \(0\) .*at least 2"):
+        report(tracking_uri, out=tmp_path / "out")
+
+
+def test_a_missing_store_is_bad_input(tmp_path):
+    with pytest.raises(HarnessError, match=r"no tracking store at .*mlflow.db; run a study first"):
+        report(f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}", out=tmp_path / "out")
+    assert not (tmp_path / "none").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# A real, trained study
+
+
+def test_a_trained_2x2_study_reports_attention_and_dropout_with_paired_tests(tiny_study,
+                                                                          tracking_uri, tmp_path):
+    raw = tiny_study
+    raw["grid"] = {"model.attention": ["se", "none"], "model.dropout": [0.0, 0.3]}
+    raw["seeds"] = [0, 1]
+    raw["base"]["train"]["plots"] = False
+    raw["report"] = {"baseline": {"model.attention": "none", "model.dropout": 0.0}}
+    outcome = run_study(study_from_mapping(raw), tracker=MlflowTracker(tracking_uri), device="cpu")
+    assert len(outcome.finished) == 8
+
+    result, text = report(tracking_uri, out=tmp_path / "out")
+    assert [f.factor for f in result.content.result.factors] == ["model.attention", "model.dropout"]
+    for factor in ("model.attention", "model.dropout"):
+        (c,) = comparison(result, factor)
+        assert c.test == "paired" and c.n_level == 4 and c.unpaired == []
+    assert "model.attention: each level against none" in text
+    assert "model.dropout: each level against 0.0" in text
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "learning curves: val_acc" in html
+    client = MlflowClient(tracking_uri)
+    parent = result.content.parent_run_id
+    assert "report/report.html" in [a.path for a in client.list_artifacts(parent, "report")]
