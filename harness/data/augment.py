@@ -6,12 +6,20 @@ batch with tensor ops only (no PIL, no per-sample Python), draws every random nu
 ``torch.Generator`` it is given (so a seed fixes the augmentation), and keeps images either as
 uint8 (0..255) or as float in [0, 1]; ``normalize`` turns either into the model's float input.
 
-Crop and flip index uint8 directly; it is cheaper to move and gather uint8 than float, so only
-rotation and colour jitter pay for the conversion.
+Each operation does what its torchvision namesake does to one image, to every image at once:
+``RandomCrop(padding=p)`` then ``RandomHorizontalFlip`` then ``RandomRotation`` (nearest, the
+torchvision default) move pixels without changing them, so ``random_crop_flip_rotate`` does all
+three as one gather on uint8: it is cheaper to move and gather uint8 than float, and one gather
+costs what one of the three would.  Only colour jitter pays for the conversion to float.
+
+Constants are made on the device once (``_constants``, ``BatchTransform``'s statistics):
+building a small tensor on an accelerator copies it from the host, and that copy waits for
+every kernel already queued.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -26,8 +34,8 @@ from harness.registry import Registry
 
 BatchOp = Callable[..., Tensor]  # op(images, *, generator) -> images
 
-# ITU-R 601 luma, as torchvision's rgb_to_grayscale.
-_LUMA = (0.299, 0.587, 0.114)
+# Luma weights as torchvision's rgb_to_grayscale (ITU-R 601, with its 0.2989 for red).
+_LUMA = (0.2989, 0.587, 0.114)
 # Hue rotates the chroma plane (I, Q) of YIQ about the luma axis: a linear stand-in for
 # torchvision's HSV hue shift that needs no per-pixel branching.
 _RGB_TO_YIQ = torch.tensor(
@@ -36,23 +44,54 @@ _RGB_TO_YIQ = torch.tensor(
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 
+@functools.lru_cache(maxsize=None)
+def _constants(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Luma weights, RGB→YIQ and YIQ→RGB on ``device``, made once per device and dtype."""
+    return (torch.tensor(_LUMA, dtype=dtype, device=device), _RGB_TO_YIQ.to(device, dtype),
+            _YIQ_TO_RGB.to(device, dtype))
+
+
 def _uniform(n: int, low: float, high: float, *, generator: torch.Generator,
              device: torch.device) -> Tensor:
-    # Drawn where the generator lives (often the CPU), then moved to the batch.
+    # Drawn where the generator lives (the loader keeps it on the training device), then
+    # moved to the batch if that is elsewhere.
     draw = torch.rand(n, generator=generator, device=generator.device)
     return (low + (high - low) * draw).to(device)
+
+
+def _randint(n: int, high: int, *, generator: torch.Generator, device: torch.device) -> Tensor:
+    return torch.randint(high, (n,), generator=generator, device=generator.device).to(device)
 
 
 def _unit_float(images: Tensor) -> Tensor:
     return images.float().div(255) if images.dtype == torch.uint8 else images.float()
 
 
+def _unit_float_copy(images: Tensor) -> Tensor:
+    """Like ``_unit_float``, but always a new tensor, so in-place ops spare the caller's."""
+    if images.dtype == torch.uint8:
+        return images.float().mul_(1 / 255)
+    return images.to(torch.float32, copy=True)
+
+
+def _normalize(images: Tensor, stats: tuple[Tensor, Tensor]) -> Tensor:
+    # In place on one float buffer: a fresh large buffer per step costs page faults on the CPU.
+    mean, std = stats
+    if images.dtype == torch.uint8:
+        return images.float().div_(255).sub_(mean).div_(std)
+    return images.float().sub(mean).div_(std)
+
+
+def _stats(info: DatasetInfo, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std, shaped 1×C×1×1, on ``device``."""
+    mean = torch.tensor(info.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(info.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return mean, std
+
+
 def normalize(images: Tensor, info: DatasetInfo) -> Tensor:
     """float32 ``(x - mean) / std`` per channel; uint8 input is 0..255, float input 0..1."""
-    x = _unit_float(images)
-    mean = torch.tensor(info.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(info.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - mean) / std
+    return _normalize(images, _stats(info, images.device))
 
 
 def crop_padding(info: DatasetInfo) -> int:
@@ -60,19 +99,76 @@ def crop_padding(info: DatasetInfo) -> int:
     return max(1, info.image_size[0] // 8)
 
 
+def crop_flip_rotate(images: Tensor, *, padding: int, top: Tensor, left: Tensor,
+                     flip: Tensor | None = None, degrees: Tensor | None = None) -> Tensor:
+    """Per image: crop, then mirror, then turn, with the given parameters (one per image).
+
+    As torchvision's ``crop(pad(x, padding), top, left, H, W)``, then ``hflip`` where ``flip``,
+    then ``rotate(degrees, NEAREST)`` (counter-clockwise, about the centre, zero fill).  All
+    three only move pixels, so each output pixel's source is computed (the turn undone, then
+    the mirror, then the crop offset) and the batch is gathered once, in its own dtype.
+    Sources outside the turned frame point at a padding pixel, which is always zero.
+    """
+    n, c, h, w = images.shape
+    dev = images.device
+    # One pixel of border at least, for the zero that turned-out sources point at.
+    border = max(padding, 1) if degrees is not None else padding
+    # Coordinates are float32 until the end (exact for integers below 2^24): on the CPU,
+    # int64 arithmetic on N×H×W maps costs several times float32's.
+    shift = float(border - padding)
+    dy = (top.float() + shift).view(n, 1, 1)
+    dx = (left.float() + shift).view(n, 1, 1)
+    rows = torch.arange(h, device=dev, dtype=torch.float32).view(1, h, 1)
+    cols = torch.arange(w, device=dev, dtype=torch.float32).view(1, 1, w)
+    outside = None
+    if degrees is not None:
+        angle = degrees.float() * (math.pi / 180)
+        cos, sin = angle.cos().view(n, 1, 1), angle.sin().view(n, 1, 1)
+        # Pixel centres about the image centre (y down), turned back by the angle; the source
+        # is the pixel whose cell holds the point.
+        u, v = cols + (0.5 - w / 2), rows + (0.5 - h / 2)
+        cols = (cos * u + w / 2).sub(sin * v).floor_()  # N×H×W
+        rows = (sin * u + h / 2).add(cos * v).floor_()
+        outside = (cols < 0) | (cols >= w) | (rows < 0) | (rows >= h)
+    if flip is not None:
+        # x -> w - 1 - x where flipped, as one multiply-add: x·(1 - 2f) + f·(w - 1).
+        f = flip.view(n, 1, 1).float()
+        cols = torch.addcmul(f * (w - 1) + dx, cols, 1 - 2 * f)
+    else:
+        cols = cols + dx
+    index = (rows + dy) * (w + 2 * border) + cols  # into the padded image, N×H×W
+    if outside is not None:
+        index.masked_fill_(outside, 0)  # (0, 0) of the padded image is padding
+    padded = F.pad(images, (border, border, border, border)) if border else images
+    flat = padded.reshape(n, c, -1)
+    index = index.long().view(n, 1, h * w).expand(n, c, h * w)
+    return flat.gather(2, index).view(n, c, h, w)
+
+
+def random_crop_flip_rotate(images: Tensor, *, padding: int, flip_rate: float, degrees: float,
+                            generator: torch.Generator) -> Tensor:
+    """``RandomCrop(padding)``, ``RandomHorizontalFlip(flip_rate)``, ``RandomRotation(degrees)``.
+
+    Per image: a crop offset uniform over the ``2·padding + 1`` positions in each direction
+    (zero padding), a mirror with probability ``flip_rate``, and a turn by a uniform angle in
+    ±``degrees`` with nearest-neighbour sampling, all done by one ``crop_flip_rotate``.
+    """
+    n, dev = len(images), images.device
+    top = _randint(n, 2 * padding + 1, generator=generator, device=dev)
+    left = _randint(n, 2 * padding + 1, generator=generator, device=dev)
+    flip = angle = None
+    if flip_rate > 0:
+        flip = _uniform(n, 0.0, 1.0, generator=generator, device=dev) < flip_rate
+    if degrees > 0:
+        angle = _uniform(n, -degrees, degrees, generator=generator, device=dev)
+    return crop_flip_rotate(images, padding=padding, top=top, left=left, flip=flip,
+                            degrees=angle)
+
+
 def random_crop(images: Tensor, *, padding: int, generator: torch.Generator) -> Tensor:
     """Zero-pad by ``padding`` and crop back, each image at its own uniform offset."""
-    n, _, h, w = images.shape
-    span = 2 * padding + 1
-    dev = images.device
-    dy = torch.randint(span, (n,), generator=generator, device=generator.device).to(dev)
-    dx = torch.randint(span, (n,), generator=generator, device=generator.device).to(dev)
-    padded = F.pad(images, (padding, padding, padding, padding))
-    rows = (dy[:, None] + torch.arange(h, device=dev))[:, :, None]  # N×H×1
-    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, :]  # N×1×W
-    batch = torch.arange(n, device=dev)[:, None, None]
-    # Advanced indices around a slice put the indexed dims first: N×H×W×C.
-    return padded[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous()
+    return random_crop_flip_rotate(images, padding=padding, flip_rate=0.0, degrees=0.0,
+                                   generator=generator)
 
 
 def random_hflip(images: Tensor, *, generator: torch.Generator, rate: float = 0.5) -> Tensor:
@@ -82,7 +178,11 @@ def random_hflip(images: Tensor, *, generator: torch.Generator, rate: float = 0.
 
 
 def random_rotation(images: Tensor, *, degrees: float, generator: torch.Generator) -> Tensor:
-    """Rotate each image about its centre by a uniform angle in ±``degrees``, zero fill."""
+    """Rotate each image about its centre by a uniform angle in ±``degrees``, zero fill.
+
+    Bilinear, so the result is float; the presets turn with ``random_crop_flip_rotate``,
+    nearest-neighbour as torchvision's ``RandomRotation`` default.
+    """
     x = _unit_float(images)
     angle = _uniform(len(x), -degrees, degrees, generator=generator, device=x.device)
     cos, sin = torch.cos(angle * math.pi / 180), torch.sin(angle * math.pi / 180)
@@ -93,11 +193,44 @@ def random_rotation(images: Tensor, *, degrees: float, generator: torch.Generato
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def cutout(images: Tensor, *, size: int, generator: torch.Generator,
+           fill: float | Sequence[float] = 0.0) -> Tensor:
+    """Cutout (DeVries & Taylor, 2017): blank one ``size``×``size`` square per image.
+
+    The square's centre is uniform over the pixels and the square is clipped at the border,
+    as in the paper's code, so on average less than ``size``² pixels go.  ``fill`` is in
+    [0, 1] units, one value or one per channel; ``fill=info.mean`` blanks to zero after
+    normalisation, which is what the paper did (it cut normalised images).  The dtype is kept.
+    """
+    n, c, h, w = images.shape
+    dev = images.device
+    cy = _randint(n, h, generator=generator, device=dev).view(n, 1, 1, 1)
+    cx = _randint(n, w, generator=generator, device=dev).view(n, 1, 1, 1)
+    top, left = cy - size // 2, cx - size // 2
+    rows = torch.arange(h, device=dev).view(1, 1, h, 1)
+    cols = torch.arange(w, device=dev).view(1, 1, 1, w)
+    square = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    values = [float(fill)] * c if isinstance(fill, (int, float)) else [float(f) for f in fill]
+    if len(values) != c:
+        raise ValueError(f"cutout fill has {len(values)} values for {c} channels")
+    if images.dtype == torch.uint8:
+        values = [round(255 * v) for v in values]
+    if len(set(values)) == 1:
+        return images.masked_fill(square, values[0])
+    # Channel by channel with Python scalars: a fill tensor would be a host-to-device copy.
+    out = images.clone()
+    for channel, value in enumerate(values):
+        out[:, channel : channel + 1].masked_fill_(square, value)
+    return out
+
+
 def _gray(x: Tensor) -> Tensor:
+    """N×1×H×W luma of float RGB (a matrix product: the fastest weighted channel sum)."""
     if x.shape[1] == 1:
         return x
-    luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device)
-    return torch.einsum("c,nchw->nhw", luma, x).unsqueeze(1)
+    luma = _constants(x.device, x.dtype)[0]
+    n, _, h, w = x.shape
+    return torch.matmul(luma, x.reshape(n, 3, h * w)).view(n, 1, h, w)
 
 
 def _rotate_hue(x: Tensor, angle: Tensor) -> Tensor:
@@ -108,9 +241,34 @@ def _rotate_hue(x: Tensor, angle: Tensor) -> Tensor:
         torch.stack([zero, cos, -sin], 1),
         torch.stack([zero, sin, cos], 1),
     ], 1)
-    to_yiq = _RGB_TO_YIQ.to(device=x.device, dtype=x.dtype)
-    from_yiq = _YIQ_TO_RGB.to(device=x.device, dtype=x.dtype)
-    return torch.einsum("nij,njhw->nihw", from_yiq @ rotation @ to_yiq, x)
+    _, to_yiq, from_yiq = _constants(x.device, x.dtype)
+    n, c, h, w = x.shape
+    return torch.bmm(from_yiq @ rotation @ to_yiq, x.reshape(n, c, h * w)).view(n, c, h, w)
+
+
+def adjust_colors(images: Tensor, *, brightness: Tensor, contrast: Tensor,
+                  saturation: Tensor | None = None, hue: Tensor | None = None) -> Tensor:
+    """Per image, torchvision's ``adjust_brightness``, ``_contrast``, ``_saturation``, ``_hue``.
+
+    Factors are one per image; ``hue`` is a fraction of a full turn.  Saturation and hue need
+    RGB and are skipped for one channel.  Clamped to [0, 1] after each step, as torchvision
+    does.  The steps work in place on one float copy: each is a pass over the batch, and a
+    fresh tensor for every intermediate costs as much again in allocation.
+    """
+    x = _unit_float_copy(images)
+    n = len(x)
+    x.mul_(brightness.view(n, 1, 1, 1)).clamp_(0, 1)
+    # blend(x, m, f) = f·x + (1 - f)·m, as torchvision's _blend.
+    f = contrast.view(n, 1, 1, 1)
+    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)  # before x changes in place
+    x.mul_(f).add_((1 - f) * mean).clamp_(0, 1)
+    if x.shape[1] == 3 and saturation is not None:
+        f = saturation.view(n, 1, 1, 1)
+        gray = _gray(x)  # before x changes in place
+        x.mul_(f).add_((1 - f) * gray).clamp_(0, 1)
+    if x.shape[1] == 3 and hue is not None:
+        x = _rotate_hue(x, hue * 2 * math.pi).clamp_(0, 1)
+    return x
 
 
 def color_jitter(images: Tensor, *, brightness: float, contrast: float, saturation: float,
@@ -118,24 +276,20 @@ def color_jitter(images: Tensor, *, brightness: float, contrast: float, saturati
     """torchvision's ColorJitter per image, in a fixed order; saturation and hue need RGB.
 
     Factors are uniform in ``1 ± brightness`` etc.; the hue shift is uniform in ``± hue`` of a
-    full turn.  Results are clamped to [0, 1] after each step, as torchvision does.
+    full turn.  torchvision draws a random order of the four per image; this keeps
+    brightness, contrast, saturation, hue.
     """
-    x = _unit_float(images)
-    n = len(x)
+    n, dev = len(images), images.device
 
     def factor(spread: float) -> Tensor:
-        return _uniform(n, 1 - spread, 1 + spread, generator=generator,
-                        device=x.device).view(n, 1, 1, 1)
+        return _uniform(n, 1 - spread, 1 + spread, generator=generator, device=dev)
 
-    x = (x * factor(brightness)).clamp(0, 1)
-    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
-    x = (mean + (x - mean) * factor(contrast)).clamp(0, 1)
-    if x.shape[1] == 3:
-        gray = _gray(x)
-        x = (gray + (x - gray) * factor(saturation)).clamp(0, 1)
-        turn = _uniform(n, -hue, hue, generator=generator, device=x.device)
-        x = _rotate_hue(x, turn * 2 * math.pi).clamp(0, 1)
-    return x
+    b, c = factor(brightness), factor(contrast)
+    s = turn = None
+    if images.shape[1] == 3:
+        s = factor(saturation)
+        turn = _uniform(n, -hue, hue, generator=generator, device=dev)
+    return adjust_colors(images, brightness=b, contrast=c, saturation=s, hue=turn)
 
 
 class BatchTransform:
@@ -144,11 +298,14 @@ class BatchTransform:
     def __init__(self, ops: Sequence[BatchOp], info: DatasetInfo) -> None:
         self.ops = list(ops)
         self.info = info
+        self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def __call__(self, images: Tensor, *, generator: torch.Generator) -> Tensor:
         for op in self.ops:
             images = op(images, generator=generator)
-        return normalize(images, self.info)
+        if images.device not in self._stats:
+            self._stats[images.device] = _stats(self.info, images.device)
+        return _normalize(images, self._stats[images.device])
 
 
 PRESETS: Registry[Callable[[DatasetInfo], list[BatchOp]]] = Registry("augmentation preset")
@@ -159,19 +316,23 @@ def _none(info: DatasetInfo) -> list[BatchOp]:
     return []
 
 
+def _geometry(info: DatasetInfo, *, degrees: float) -> BatchOp:
+    # A mirrored digit is another symbol (or none), so flips only where the label survives them.
+    return partial(random_crop_flip_rotate, padding=crop_padding(info),
+                   flip_rate=0.5 if info.hflip else 0.0, degrees=degrees)
+
+
 @PRESETS.register("standard")
 def _standard(info: DatasetInfo) -> list[BatchOp]:
-    # A mirrored digit is another symbol (or none), so flips only where the label survives them.
-    flip = [random_hflip] if info.hflip else []
-    return [partial(random_crop, padding=crop_padding(info)), *flip]
+    # Seed 002's RandomCrop(32, padding=4) + RandomHorizontalFlip().
+    return [_geometry(info, degrees=0.0)]
 
 
 @PRESETS.register("strong")
 def _strong(info: DatasetInfo) -> list[BatchOp]:
     # Seed 002's RandomRotation(10) + ColorJitter(0.2, 0.2, 0.2, 0.2) on top of standard.
     return [
-        *_standard(info),
-        partial(random_rotation, degrees=10.0),
+        _geometry(info, degrees=10.0),
         partial(color_jitter, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2),
     ]
 

@@ -3,6 +3,10 @@
 Owns ``DeviceLoader``: the split moves to the device once, as uint8, and every batch is an
 index into it followed by the batched transform, as in airbench.  No workers, no PIL, no
 per-sample Python: at these image sizes the per-sample pipeline, not the model, is the limit.
+
+Nothing in an epoch copies from the host: the shuffle and the augmentation's random numbers are
+drawn by a generator on the device (on CUDA; elsewhere the CPU's), because a host-to-device copy
+of even a few bytes waits for the kernels already queued and so stalls the step that follows.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from harness.data.augment import BatchTransform, normalize
+from harness.data.augment import BatchTransform
 from harness.data.datasets import DatasetInfo, TensorSplit
 
 
 class DeviceLoader:
     """Yields ``(normalised float images, int64 labels)`` batches on ``device``.
 
-    The shuffle and the augmentation draw from one CPU generator seeded with ``seed``, so
-    the n-th epoch of two loaders built alike is the same, batch for batch.
+    The shuffle and the augmentation draw from one generator seeded with ``seed``, so the n-th
+    epoch of two loaders built alike on the same kind of device is the same, batch for batch.
+    ``memory_format`` is the layout of the yielded images (``torch.channels_last`` for
+    convolutions on CUDA, where it lets cuDNN skip its own transposes).
     """
 
     def __init__(
@@ -34,6 +40,7 @@ class DeviceLoader:
         shuffle: bool,
         seed: int,
         drop_last: bool = False,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
@@ -42,11 +49,14 @@ class DeviceLoader:
         self.images = split.images.to(self.device)
         self.labels = split.labels.to(self.device)
         self.batch_size = batch_size
-        self.transform = transform
+        # Without a transform a batch is still normalised (a preset with no operations).
+        self.transform = transform if transform is not None else BatchTransform([], info)
         self.info = info
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.generator = torch.Generator().manual_seed(seed)
+        self.memory_format = memory_format
+        on_device = self.device.type == "cuda"
+        self.generator = torch.Generator(self.device if on_device else "cpu").manual_seed(seed)
 
     @property
     def num_samples(self) -> int:
@@ -60,13 +70,11 @@ class DeviceLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = self.num_samples
         if self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.device)
+            order = torch.randperm(n, generator=self.generator, device=self.generator.device)
+            order = order.to(self.device)
         else:
             order = torch.arange(n, device=self.device)
         for i in range(len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
-            images, labels = self.images[index], self.labels[index]
-            if self.transform is None:
-                yield normalize(images, self.info), labels
-            else:
-                yield self.transform(images, generator=self.generator), labels
+            images = self.transform(self.images[index], generator=self.generator)
+            yield images.contiguous(memory_format=self.memory_format), self.labels[index]

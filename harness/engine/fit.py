@@ -7,6 +7,11 @@ and knows nothing of MLflow or Optuna.
 
 Per-step work stays on the device: losses and hit counts accumulate as tensors and are read
 once per epoch, because a ``.item()`` per step stalls an accelerator's queue.
+
+On CUDA the model and its batches are channels-last and the forward pass runs under bf16
+autocast (``train.precision: auto``), because cuDNN's fastest convolutions want both;
+``train.compile`` hands the model to ``torch.compile``.  On the CPU the defaults keep fp32 and
+the eager model, so CPU results stay bit-for-bit repeatable.
 """
 
 from __future__ import annotations
@@ -61,6 +66,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.precision`` on ``device``; ``None`` means plain fp32.
+
+    ``auto`` is bf16 on CUDA devices that have it (Ampere and later) and fp32 elsewhere: bf16
+    keeps fp32's exponent range, so it needs no loss scaling, and CPU autocast is slower than
+    fp32 on most CPUs.
+    """
+    if precision == "fp32":
+        return None
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "auto":
+        return torch.bfloat16 if cuda_bf16 else None
+    if device.type == "cuda" and not cuda_bf16:
+        raise HarnessError(
+            f"train.precision=bf16: {torch.cuda.get_device_name(device)} has no bf16;"
+            " valid here: auto, fp32"
+        )
+    return torch.bfloat16
+
+
 def _better(metric: str, value: float, best: float | None, min_delta: float = 0.0) -> bool:
     if best is None:
         return True
@@ -76,6 +101,7 @@ def train_one_epoch(
     schedule: torch.optim.lr_scheduler.LRScheduler,
     *,
     label_smoothing: float,
+    autocast: torch.dtype | None = None,
 ) -> dict[str, float]:
     model.train()
     device = next(model.parameters()).device
@@ -83,8 +109,9 @@ def train_one_epoch(
     hits = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     for images, labels in loader:
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -96,11 +123,15 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: DeviceLoader, *, label_smoothing: float = 0.0) -> dict:
+def evaluate(model: nn.Module, loader: DeviceLoader, *, label_smoothing: float = 0.0,
+             autocast: torch.dtype | None = None) -> dict:
     model.eval()
+    device = next(model.parameters()).device
     logits, labels = [], []
     for images, target in loader:
-        logits.append(model(images))
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            # Metrics (softmax, calibration) in fp32 whatever the forward pass ran in.
+            logits.append(model(images).float())
         labels.append(target)
     return classification_metrics(
         torch.cat(logits), torch.cat(labels), label_smoothing=label_smoothing
@@ -125,9 +156,19 @@ def fit(
     device = resolve_device(device) if isinstance(device, str) else device
     seed_everything(seed)
     info = data.info
-    model = build_model(cfg.model, in_channels=info.in_channels, num_classes=info.num_classes)
-    model.to(device)
     train = cfg.train
+    autocast = autocast_dtype(train.precision, device)
+    cuda = device.type == "cuda"
+    if cuda:
+        # Let cuDNN time its algorithms once per shape; every step after has the same shape.
+        torch.backends.cudnn.benchmark = True
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    model = build_model(cfg.model, in_channels=info.in_channels, num_classes=info.num_classes)
+    model.to(device, memory_format=memory_format)
+    # ``model`` keeps the weights and the state-dict keys; ``step_model`` runs the batches
+    # (compiled, it is a wrapper whose state-dict keys gain an ``_orig_mod.`` prefix).
+    # Static shapes: the training batches all have one shape, and evaluation adds two at most.
+    step_model = torch.compile(model, dynamic=False) if train.compile else model
     train_loader = DeviceLoader(
         data.train,
         batch_size=train.batch_size,
@@ -138,9 +179,10 @@ def fit(
         seed=seed,
         # A last batch of one image would break batch norm; small datasets keep every batch.
         drop_last=len(data.train.labels) > train.batch_size,
+        memory_format=memory_format,
     )
     eval_args = dict(batch_size=train.eval_batch_size, device=device, transform=None, info=info,
-                     shuffle=False, seed=seed)
+                     shuffle=False, seed=seed, memory_format=memory_format)
     val_loader = DeviceLoader(data.val, **eval_args)
     test_loader = DeviceLoader(data.test, **eval_args)
 
@@ -179,12 +221,12 @@ def fit(
         lr = optimizer.param_groups[0]["lr"]
         _sync(device)
         t0 = time.perf_counter()
-        trained = train_one_epoch(
-            model, train_loader, optimizer, schedule, label_smoothing=train.label_smoothing
-        )
+        trained = train_one_epoch(step_model, train_loader, optimizer, schedule,
+                                  label_smoothing=train.label_smoothing, autocast=autocast)
         _sync(device)
         train_time = time.perf_counter() - t0
-        val = evaluate(model, val_loader, label_smoothing=train.label_smoothing)
+        val = evaluate(step_model, val_loader, label_smoothing=train.label_smoothing,
+                       autocast=autocast)
         metrics = {
             "train_loss": trained["loss"],
             "train_acc": trained["acc"],
@@ -224,7 +266,7 @@ def fit(
 
     # The test split is touched once, with the weights chosen on validation.
     model.load_state_dict(best_state)
-    test = evaluate(model, test_loader)
+    test = evaluate(step_model, test_loader, autocast=autocast)
     final = {
         "test_acc": test["acc"],
         "test_top5": test["top5"],
