@@ -377,7 +377,10 @@ def summarise_search(optuna_study: Any, *, n_new: int) -> TuneOutcome:
             best.value, dict(best.params), best.number)
     if len(complete) >= 2:
         try:
-            outcome.importances = dict(optuna.importance.get_param_importances(optuna_study))
+            with warnings.catch_warnings():
+                # Conditional keys (momentum only for sgd) are rarer; the estimate says so.
+                warnings.simplefilter("ignore", UserWarning)
+                outcome.importances = dict(optuna.importance.get_param_importances(optuna_study))
         except (RuntimeError, ValueError):
             pass  # e.g. every complete trial sampled the same values: nothing to attribute
     return outcome
