@@ -26,14 +26,10 @@ from harness.tracking import MlflowTracker, NullTracker
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=12)
-    args = parser.parse_args()
-
+def measure(*, repeats: int = 3, epochs: int = 12) -> tuple[float, float]:
+    """Median wall seconds of one quick-start trial with the null tracker and with MLflow."""
     study = load_study(ROOT / "studies" / "quickstart.yaml",
-                       overrides=[f"train.epochs={args.epochs}", "train.plots=false"])
+                       overrides=[f"train.epochs={epochs}", "train.plots=false"])
     spec = expand(study)[0]
     data = load_dataset(spec.config.data, root=Path("data"))
     device = torch.device("cpu")
@@ -43,13 +39,21 @@ def main() -> None:
         mlflow_tracker.open_study(study)  # the store's one-off creation is not per-trial cost
         null_tracker = NullTracker()
         run_trial(spec, tracker=null_tracker, load=lambda _: data, device=device)  # warm-up
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for name, tracker in (("null", null_tracker), ("mlflow", mlflow_tracker)):
                 start = time.perf_counter()
                 outcome = run_trial(spec, tracker=tracker, load=lambda _: data, device=device)
                 times[name].append(time.perf_counter() - start)
                 assert outcome.status == "FINISHED", outcome.error
-    null, tracked = statistics.median(times["null"]), statistics.median(times["mlflow"])
+    return statistics.median(times["null"]), statistics.median(times["mlflow"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=12)
+    args = parser.parse_args()
+    null, tracked = measure(repeats=args.repeats, epochs=args.epochs)
     print(f"quick-start trial, {args.epochs} epochs, median of {args.repeats} (interleaved):")
     print(f"  {'null tracker':<16}{null:8.2f} s")
     print(f"  {'MLflow (SQLite)':<16}{tracked:8.2f} s")

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from harness_testing import PG_BIN, free_port, serving
 
 TINY = {
     "name": "tiny",
@@ -61,36 +57,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "data"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serving(cmd: list[str], *, port: int, timeout_s: float = 90) -> Iterator[subprocess.Popen]:
-    """Start a real HTTP server process group, wait until /health answers, stop it after."""
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(proc.stdout.read().decode()) from None
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{cmd[:2]} did not answer within {timeout_s} s") from None
-                time.sleep(0.5)
-        yield proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1 with an SQLite backend and served artifacts."""
@@ -102,9 +68,6 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
            "--artifacts-destination", str(root / "artifacts")]
     with serving(cmd, port=port):
         yield f"http://127.0.0.1:{port}"
-
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 @pytest.fixture(scope="session")
@@ -132,11 +95,3 @@ def postgres(tmp_path_factory) -> Iterator[str]:
     finally:
         as_postgres("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)
-
-
-def create_database(server_url: str, name: str) -> str:
-    import psycopg
-
-    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{server_url}/{name}"

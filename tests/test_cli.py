@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 import sys
 import urllib.request
 from pathlib import Path
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.config import study_from_mapping
 from harness.tracking import MlflowTracker
-from conftest import free_port, serving
+from harness_testing import free_port, serving
 
 runner = CliRunner()
 
@@ -190,12 +191,12 @@ def test_ui_serves_the_mlflow_ui_on_localhost(tiny_study, tracking_uri):
 
 
 def test_a_study_runs_against_a_real_tracking_server(tiny_study, write_study, mlflow_server, tmp_path):
-    tiny_study["name"] = "served"
+    tiny_study["name"] = name = f"served_{uuid.uuid4().hex[:8]}"  # the server outlives this test
     result = invoke("run", str(write_study(tiny_study)), "--tracking-uri", mlflow_server,
                     "--device", "cpu")
     assert result.exit_code == 0, result.output
     client = MlflowClient(mlflow_server)
-    exp = client.get_experiment_by_name("served")
+    exp = client.get_experiment_by_name(name)
     runs = client.search_runs([exp.experiment_id], "tags.`harness.kind` = 'trial'")
     assert sorted(r.data.params["model.attention"] for r in runs) == ["none", "se"]
     assert all(r.info.status == "FINISHED" for r in runs)

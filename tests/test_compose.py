@@ -578,7 +578,7 @@ def test_postgres_init_script_creates_the_study_database_once(postgres):
 @needs_postgres
 def test_entrypoint_prepares_the_study_store_for_replicas_starting_together(postgres):
     import psycopg
-    from conftest import create_database
+    from harness_testing import create_database
 
     # Optuna's CREATE TABLEs race when several replicas start on an empty database.
     url = create_database(postgres, "compose_race")

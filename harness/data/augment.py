@@ -248,10 +248,11 @@ def _rotate_hue(x: Tensor, angle: Tensor) -> Tensor:
 
 def adjust_colors(images: Tensor, *, brightness: Tensor, contrast: Tensor,
                   saturation: Tensor | None = None, hue: Tensor | None = None) -> Tensor:
-    """Per image, torchvision's ``adjust_brightness``, ``_contrast``, ``_saturation``, ``_hue``.
+    """Per image, torchvision's ``adjust_brightness``, ``_contrast`` and ``_saturation``, then hue.
 
-    Factors are one per image; ``hue`` is a fraction of a full turn.  Saturation and hue need
-    RGB and are skipped for one channel.  Clamped to [0, 1] after each step, as torchvision
+    Factors are one per image; ``hue`` is a fraction of a full turn of the YIQ chroma plane
+    (torchvision shifts HSV hue instead).  Saturation and hue need RGB and are skipped for one
+    channel.  Clamped to [0, 1] after each step, as torchvision
     does.  The steps work in place on one float copy: each is a pass over the batch, and a
     fresh tensor for every intermediate costs as much again in allocation.
     """

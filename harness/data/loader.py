@@ -76,5 +76,8 @@ class DeviceLoader:
             order = torch.arange(n, device=self.device)
         for i in range(len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
-            images = self.transform(self.images[index], generator=self.generator)
-            yield images.contiguous(memory_format=self.memory_format), self.labels[index]
+            # index_select copies whole rows; ``images[index]`` goes element by element and is
+            # an order of magnitude slower on the CPU.
+            images = self.transform(self.images.index_select(0, index), generator=self.generator)
+            yield (images.contiguous(memory_format=self.memory_format),
+                   self.labels.index_select(0, index))

@@ -75,7 +75,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """
     if precision == "fp32":
         return None
-    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    # Native bf16 only (compute capability 8.0 on): emulated bf16 is slower than fp32.
+    cuda_bf16 = device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
     if precision == "auto":
         return torch.bfloat16 if cuda_bf16 else None
     if device.type == "cuda" and not cuda_bf16:

@@ -20,33 +20,41 @@ OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer
 SCHEDULES: Registry[Callable[..., LRScheduler]] = Registry("schedule")
 
 
-def _foreach() -> dict[str, bool]:
+def _multi_tensor(params: list[torch.nn.Parameter]) -> dict[str, bool]:
+    """One fused kernel per step on CUDA; the multi-tensor (foreach) path elsewhere."""
+    if params and all(p.is_cuda for p in params):
+        return {"fused": True}
     return {"foreach": True}
 
 
 @OPTIMIZERS.register("sgd")
 def _sgd(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    params = list(params)
     return torch.optim.SGD(
         params,
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov and cfg.momentum > 0,
         weight_decay=cfg.weight_decay,
-        **_foreach(),
+        **_multi_tensor(params),
     )
 
 
 @OPTIMIZERS.register("adam")
 def _adam(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    params = list(params)
     return torch.optim.Adam(
-        params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **_foreach()
+        params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+        **_multi_tensor(params),
     )
 
 
 @OPTIMIZERS.register("adamw")
 def _adamw(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    params = list(params)
     return torch.optim.AdamW(
-        params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **_foreach()
+        params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+        **_multi_tensor(params),
     )
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from conftest import create_database, free_port, serving
+from harness_testing import create_database, free_port, serving
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
@@ -53,10 +53,8 @@ def test_two_local_workers_give_the_same_trials_and_metrics_as_one(tiny_study, w
         assert run_b.info.status == "FINISHED"
         for metric in ("test_acc", "test_loss", "best_val_acc"):
             assert run_a.data.metrics[metric] == run_b.data.metrics[metric]
-    # Both processes trained: the work was shared.
-    client = MlflowClient(two)
-    hosts = {r.data.tags.get("harness.host") for runs in b.values() for r in runs}
-    assert len(hosts) == 2, hosts
+    # (Which process ran which trial depends on timing: sharing between workers is shown by
+    # the distributed test below, where a worker must have claimed a trial to be killed.)
 
 
 @pytest.fixture
