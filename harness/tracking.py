@@ -52,6 +52,7 @@ class TrialRun(Callback):
     """One trial's record: an engine callback plus the ways a trial ends."""
 
     run_id: str | None = None
+    resumed: bool = False  # continues a run whose process died, after its last epoch
 
     @abstractmethod
     def finish(
@@ -90,6 +91,10 @@ class Tracker(ABC):
     def end_stale_runs(self, trial_key: str) -> int:
         """End runs of ``trial_key`` left RUNNING by a process that died; how many."""
         return 0
+
+    def resume_trial(self, spec: TrialSpec) -> TrialRun | None:
+        """The unfinished run of an interrupted trial, reopened, or None if there is none."""
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,6 +355,21 @@ class MlflowTracker(Tracker):
             if not token:
                 return runs
 
+    def resume_trial(self, spec: TrialSpec) -> TrialRun | None:
+        unfinished = self._search(
+            f"tags.`{TRIAL_KEY}` = '{spec.trial_key}' and attributes.status != 'FINISHED'"
+        )
+        unfinished = [r for r in unfinished if r.info.status in ("RUNNING", "KILLED")
+                      and r.data.tags.get("harness.state") != "pruned"]
+        if not unfinished:
+            return None
+        run = max(unfinished, key=lambda r: r.info.start_time)
+        self.client.update_run(run.info.run_id, status="RUNNING")
+        self.client.set_tag(run.info.run_id, "harness.resumed", "true")
+        trial_run = MlflowTrialRun(self, run.info.run_id)
+        trial_run.resumed = True
+        return trial_run
+
     def end_stale_runs(self, trial_key: str) -> int:
         from mlflow.entities import RunTag
 
@@ -431,6 +451,9 @@ class MlflowTrialRun(TrialRun):
     def on_fit_start(self, info: FitInfo) -> None:
         from mlflow.entities import RunTag
 
+        if info.history is not None:
+            self._backfill(info.history)
+
         self.tracker.client.log_batch(
             self.run_id,
             metrics=[_metric("n_params", info.n_params, 0)],
@@ -439,6 +462,19 @@ class MlflowTrialRun(TrialRun):
                   RunTag("harness.n_val", str(info.n_val)),
                   RunTag("harness.n_test", str(info.n_test))],
         )
+
+    def _backfill(self, history: dict[str, list[float]]) -> None:
+        """A resumed trial's earlier epochs that never reached the store (the process died
+        with them queued): log those, and only those, so no epoch is logged twice."""
+        logged = {m.step for m in self.tracker.client.get_metric_history(self.run_id, "val_acc")}
+        names = {"learning_rates": "lr"}
+        batch = []
+        for i, epoch in enumerate(history["epochs"]):
+            if epoch not in logged:
+                batch += [_metric(names.get(k, k), values[i], epoch)
+                          for k, values in history.items() if k != "epochs"]
+        for i in range(0, len(batch), 1000):
+            self.tracker.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         # One batch per epoch, never one call per value, written off the training thread.

@@ -55,6 +55,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     # No test may fall back on a developer's own store or data.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HARNESS_WORK", str(tmp_path / "work"))
 
 
 @pytest.fixture(scope="session")

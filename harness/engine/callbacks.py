@@ -24,6 +24,9 @@ class FitInfo:
     n_test: int
     device: str
     class_names: list[str]
+    # A resumed trial starts after the epochs it already has; their history comes along.
+    first_epoch: int = 1
+    history: dict[str, list[float]] | None = None
 
 
 @dataclass

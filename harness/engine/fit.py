@@ -17,6 +17,7 @@ the eager model, so CPU results stay bit-for-bit repeatable.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import time
 from collections.abc import Sequence
@@ -152,8 +153,14 @@ def fit(
     device: torch.device | str = "auto",
     callbacks: Sequence[Callback] = (),
     checkpoint_dir: Path | None = None,
+    resume: bool = False,
 ) -> FitResult:
-    """Train one trial and return its history and final test metrics."""
+    """Train one trial and return its history and final test metrics.
+
+    With ``resume`` and a ``last.pt`` in ``checkpoint_dir`` (a trial whose process died), the
+    trial continues after that epoch with its weights, optimizer, schedule, history and random
+    state restored, so it ends as the uninterrupted trial would have.
+    """
     device = resolve_device(device) if isinstance(device, str) else device
     seed_everything(seed)
     info = data.info
@@ -202,9 +209,6 @@ def fit(
         device=str(device),
         class_names=list(info.class_names),
     )
-    for cb in callbacks:
-        cb.on_fit_start(fit_info)
-
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
@@ -216,9 +220,27 @@ def fit(
     stop_best: float | None = None
     stale_epochs = 0
     stopped_early = False
+    first_epoch = 1
+    last_path = checkpoint_dir / "last.pt" if checkpoint_dir is not None else None
+    if resume and last_path is not None and last_path.is_file():
+        last = torch.load(last_path, map_location=device, weights_only=True)
+        model.load_state_dict(last["model"])
+        optimizer.load_state_dict(last["optimizer"])
+        schedule.load_state_dict(last["schedule"])
+        torch.set_rng_state(last["rng"].cpu())
+        train_loader.generator.set_state(last["loader_rng"].cpu())
+        history = last["history"]
+        best_value, best_epoch = last["best_value"], last["best_epoch"]
+        stop_best, stale_epochs = last["stop_best"], last["stale_epochs"]
+        best = torch.load(checkpoint_dir / "best.pt", map_location=device, weights_only=True)
+        best_state = best["model"]
+        first_epoch = last["epoch"] + 1
+        fit_info = dataclasses.replace(fit_info, first_epoch=first_epoch, history=history)
+    for cb in callbacks:
+        cb.on_fit_start(fit_info)
     started = time.perf_counter()
 
-    for epoch in range(1, train.epochs + 1):
+    for epoch in range(first_epoch, train.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         _sync(device)
         t0 = time.perf_counter()
@@ -247,12 +269,6 @@ def fit(
             if checkpoint_dir is not None:
                 torch.save({"model": best_state, "epoch": epoch, monitor: best_value},
                            checkpoint_dir / "best.pt")
-        if checkpoint_dir is not None:
-            torch.save(
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "schedule": schedule.state_dict(), "epoch": epoch, "history": history},
-                checkpoint_dir / "last.pt",
-            )
         for cb in callbacks:
             cb.on_epoch_end(epoch, metrics)
 
@@ -261,9 +277,19 @@ def fit(
                 stop_best, stale_epochs = metrics[stop.metric], 0
             else:
                 stale_epochs += 1
-                if stale_epochs >= stop.patience:
-                    stopped_early = True
-                    break
+        if last_path is not None:
+            # Everything a resumed trial needs to go on exactly as this one would have.
+            torch.save(
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "schedule": schedule.state_dict(), "epoch": epoch, "history": history,
+                 "rng": torch.get_rng_state(), "loader_rng": train_loader.generator.get_state(),
+                 "best_value": best_value, "best_epoch": best_epoch,
+                 "stop_best": stop_best, "stale_epochs": stale_epochs},
+                last_path,
+            )
+        if stop is not None and stale_epochs >= stop.patience:
+            stopped_early = True
+            break
 
     # The test split is touched once, with the weights chosen on validation.
     model.load_state_dict(best_state)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import statistics
 import tempfile
 import traceback
@@ -211,6 +212,11 @@ def render_trial(
     return out_dir
 
 
+def default_work_root() -> Path:
+    """Where running trials keep their checkpoints until they end (``HARNESS_WORK``)."""
+    return Path(os.environ.get("HARNESS_WORK", "mlruns/work"))
+
+
 def run_trial(
     spec: TrialSpec,
     *,
@@ -219,30 +225,46 @@ def run_trial(
     device: torch.device,
     callbacks: Sequence[Callback] = (),
     tags: dict[str, str] | None = None,
+    work_root: Path | None = None,
 ) -> TrialOutcome:
-    """Run one trial and record it; an exception marks it FAILED with its traceback."""
-    # A run of this trial still marked RUNNING belongs to a process that died: end it.
-    tracker.end_stale_runs(spec.trial_key)
-    trial_run = tracker.start_trial(spec, tags=tags)
-    with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
-        try:
-            data = load(spec.config.data)
-            result = fit(spec.config, data, seed=spec.seed, device=device,
-                         callbacks=[trial_run, *callbacks], checkpoint_dir=Path(tmp) / "checkpoints")
+    """Run one trial and record it; an exception marks it FAILED with its traceback.
+
+    The trial checkpoints into ``work_root/<study>/<trial key>`` every epoch.  If a process
+    died there mid-trial, this run picks the trial up after its last epoch, in the same
+    tracking run, which then gets only the epochs it does not have yet.
+    """
+    work = (work_root or default_work_root()) / spec.study / spec.trial_key
+    resumable = (work / "last.pt").is_file()
+    trial_run = tracker.resume_trial(spec) if resumable else None
+    if trial_run is None:
+        shutil.rmtree(work, ignore_errors=True)
+        # A run of this trial still marked RUNNING belongs to a process that died: end it.
+        tracker.end_stale_runs(spec.trial_key)
+        trial_run = tracker.start_trial(spec, tags=tags)
+    try:
+        data = load(spec.config.data)
+        result = fit(spec.config, data, seed=spec.seed, device=device,
+                     callbacks=[trial_run, *callbacks], checkpoint_dir=work,
+                     resume=trial_run.resumed)
+        with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
             evaluation = None
             if spec.config.train.plots:
                 evaluation = render_trial(spec, data, result, out_dir=Path(tmp) / "evaluation",
                                           device=device)
             trial_run.finish(result, checkpoint=result.best_checkpoint, evaluation=evaluation)
-        except PruneTrial as stop:
-            trial_run.prune(stop.epoch)
-            return TrialOutcome(spec, "PRUNED", error=str(stop), pruned_epoch=stop.epoch,
-                                run_id=trial_run.run_id)
-        except KeyboardInterrupt:
-            trial_run.fail(traceback.format_exc(), killed=True)
-            raise
-        except Exception as exc:  # noqa: BLE001 - a failing trial must not stop the study
-            trial_run.fail(traceback.format_exc())
-            return TrialOutcome(spec, "FAILED", error=f"{type(exc).__name__}: {exc}",
-                                run_id=trial_run.run_id)
+    except PruneTrial as stop:
+        trial_run.prune(stop.epoch)
+        shutil.rmtree(work, ignore_errors=True)
+        return TrialOutcome(spec, "PRUNED", error=str(stop), pruned_epoch=stop.epoch,
+                            run_id=trial_run.run_id)
+    except KeyboardInterrupt:
+        # Interrupted, not broken: the checkpoints stay, so the next run resumes here.
+        trial_run.fail(traceback.format_exc(), killed=True)
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failing trial must not stop the study
+        trial_run.fail(traceback.format_exc())
+        shutil.rmtree(work, ignore_errors=True)
+        return TrialOutcome(spec, "FAILED", error=f"{type(exc).__name__}: {exc}",
+                            run_id=trial_run.run_id)
+    shutil.rmtree(work, ignore_errors=True)
     return TrialOutcome(spec, "FINISHED", final=dict(result.final), run_id=trial_run.run_id)
