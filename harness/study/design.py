@@ -9,6 +9,7 @@ so an error names ``grid.<axis>[i]``.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -130,7 +131,7 @@ def _overlapping(levels: dict[str, list[Level]]) -> tuple[str, str] | None:
 def _apply(
     base: dict[str, Any], levels: dict[str, Level], *, source: str, where: str
 ) -> TrialConfig:
-    raw = _deep_copy(base)
+    raw = copy.deepcopy(base)
     for level in levels.values():
         for key, value in level.patch.items():
             set_key(raw, key, value)
@@ -139,10 +140,6 @@ def _apply(
     except ValidationError as exc:
         loc, msg = describe_validation_error(exc, model=TrialConfig)
         raise ConfigError(f"{source}: {where}: {dotted(loc)}: {msg}") from None
-
-
-def _deep_copy(tree: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in tree.items()}
 
 
 def expand(study: Study) -> list[TrialSpec]:

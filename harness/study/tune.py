@@ -10,6 +10,7 @@ store by default, PostgreSQL with ``--storage``), so running the command again r
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -69,7 +70,7 @@ def check_space(study: Study) -> None:
         for cond in param.when:
             check_key(cond, where=f"{where}.when")
         for value in _extremes(param):
-            raw = _deep_copy(base)
+            raw = copy.deepcopy(base)
             set_key(raw, key, value)
             try:
                 TrialConfig.model_validate(raw)
@@ -84,10 +85,6 @@ def _extremes(param: SearchParam) -> list[Any]:
     if param.choice is not None:
         return list(param.choice)
     return list(param.float_ or param.int_)
-
-
-def _deep_copy(tree: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in tree.items()}
 
 
 def _grid_space(study: Study) -> dict[str, list[Any]]:
