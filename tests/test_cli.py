@@ -220,3 +220,17 @@ def test_viz_regenerates_a_trials_plots_and_refuses_unknown_runs(tiny_study, wri
     assert (out / "evaluation" / "confusion_matrix.csv").is_file()
     unknown = invoke("viz", "0" * 32, "--out", str(tmp_path / "nope"), "--tracking-uri", tracking_uri)
     assert_one_line_error(unknown, "no such run")
+
+
+@pytest.mark.parametrize(("url", "fragment"), [
+    ("postgresql://harness:secret@127.0.0.1:9/studies", "--storage postgresql://harness:***@127.0.0.1:9/studies: cannot open"),
+    ("mongodb://127.0.0.1/studies", "unsupported kind 'mongodb'; valid: sqlite:///PATH, postgresql://"),
+])
+def test_run_with_an_unreachable_or_unsupported_storage_exits_2_and_records_nothing(
+    url, fragment, tiny_study, write_study, tmp_path
+):
+    result = invoke("run", str(write_study(tiny_study)), "--storage", url,
+                    "--tracking-uri", f"sqlite:///{tmp_path}/store/mlflow.db")
+    line = assert_one_line_error(result, fragment)
+    assert "secret" not in line
+    assert not (tmp_path / "store").exists()
