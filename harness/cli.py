@@ -3,7 +3,6 @@ a ``HarnessError`` into one line on stderr and exit code 2.  Nothing else lives 
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
@@ -23,13 +22,6 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-
-
-@app.callback()
-def _quiet_libraries() -> None:
-    # MLflow announces database migrations at INFO on every new store; the runner says what matters.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _fail(exc: HarnessError) -> typer.Exit:

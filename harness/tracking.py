@@ -13,6 +13,7 @@ module-level active run, which a runner of many trials cannot afford.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -244,6 +245,11 @@ class MlflowTracker(Tracker):
     def client(self):
         if self._client is None:
             from mlflow import MlflowClient
+
+            # MLflow sets its loggers to INFO when imported and announces every new store's
+            # migrations; the runner says what matters.
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
+            logging.getLogger("alembic").setLevel(logging.WARNING)
 
             local = _local_paths(self.uri)
             if local is not None:
