@@ -59,7 +59,9 @@ class QueueExecutor(Executor):
         self.storage = open_queue_storage(storage_url, heartbeat_s=heartbeat_s)
         self.heartbeat_s = heartbeat_s
         self.metric = metric
-        self.poll_s = poll_s if poll_s is not None else max(0.5, heartbeat_s / 2)
+        # Looking for waiting trials is one cheap query: look often, so that the last trials'
+        # workers are not left waiting out a long sleep at the end of a study.
+        self.poll_s = poll_s if poll_s is not None else min(1.0, heartbeat_s)
         self.queue = None
 
     def join(self, todo: list[TrialSpec], *, study_name: str, all_keys: list[str]):
