@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness_testing import PG_BIN, free_port, serving
+from harness_testing import PG_BIN, PG_PASSWORD, free_port, serving
 
 TINY = {
     "name": "tiny",
@@ -73,9 +73,9 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory) -> Iterator[str]:
-    """A real PostgreSQL 15 server on 127.0.0.1 (Debian's packages; .ci/run installs them),
-    trusting local connections. Yields ``postgresql://postgres@127.0.0.1:PORT``; create
-    databases with ``create_database``."""
+    """A real PostgreSQL 15 server on 127.0.0.1 (Debian's packages; .ci/run installs them).
+    Yields ``postgresql://postgres:PASSWORD@127.0.0.1:PORT``; create databases with
+    ``harness_testing.create_database``."""
     # pytest's temp dirs are private to root; the postgres user needs its own.
     root = Path(tempfile.mkdtemp(prefix="harness-pg-"))
     root.chmod(0o777)
@@ -88,11 +88,16 @@ def postgres(tmp_path_factory) -> Iterator[str]:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
 
-    as_postgres("initdb", "-D", str(data), "-A", "trust", "-U", "postgres")
+    # Connections over TCP need the password, so that wrong credentials can be tested.
+    password_file = root / "password"
+    password_file.write_text(PG_PASSWORD + "\n")
+    password_file.chmod(0o644)
+    as_postgres("initdb", "-D", str(data), "-U", "postgres", "--auth-local=trust",
+                "--auth-host=scram-sha-256", f"--pwfile={password_file}")
     as_postgres("pg_ctl", "-D", str(data), "-l", str(root / "log"),
                 "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "-w", "start")
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        yield f"postgresql://postgres:{PG_PASSWORD}@127.0.0.1:{port}"
     finally:
         as_postgres("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)

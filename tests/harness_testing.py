@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_PASSWORD = "harness-test"
 
 
 def free_port() -> int:

@@ -565,6 +565,7 @@ def test_postgres_init_script_creates_the_study_database_once(postgres):
 
     env = {**os.environ, "PATH": f"{PG_BIN}:{os.environ['PATH']}",
            "PGHOST": urlsplit(postgres).hostname, "PGPORT": str(urlsplit(postgres).port),
+           "PGPASSWORD": urlsplit(postgres).password or "",
            "POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres", "OPTUNA_DB": "compose-optuna"}
     for _ in range(2):  # idempotent
         subprocess.run(["bash", str(PG_INIT)], env=env, check=True, capture_output=True)

@@ -195,8 +195,7 @@ def open_storage(url: str, *, heartbeat_s: float = 30, retry_stale: bool = False
                     heartbeat_interval=max(1, round(heartbeat_s)),
                     grace_period=max(2, round(3 * heartbeat_s)),
                     heartbeat_stale_trial_callback=(
-                        optuna.storages.RetryFailedTrialCallback(max_retry=3)
-                        if retry_stale else None
+                        _retry_callback(optuna)(max_retry=3) if retry_stale else None
                     ),
                 )
         except Exception as exc:  # noqa: BLE001 - driver errors come in many types
@@ -208,6 +207,12 @@ def open_storage(url: str, *, heartbeat_s: float = 30, retry_stale: bool = False
                 continue
             raise HarnessError(f"--storage {_redact(url)}: cannot open ({reason})") from None
     raise HarnessError(f"--storage {_redact(url)}: cannot open (tables kept changing under it)")
+
+
+def _retry_callback(optuna):
+    """Optuna 4.9 renamed RetryFailedTrialCallback; either puts a stale trial back."""
+    return getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback",
+                   optuna.storages.RetryFailedTrialCallback)
 
 
 def _redact(url: str) -> str:

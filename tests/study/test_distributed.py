@@ -117,3 +117,17 @@ def test_three_workers_share_a_study_and_survive_a_killed_worker(cluster, tiny_s
     exp = client.get_experiment_by_name("cluster")
     parents = client.search_runs([exp.experiment_id], "tags.`harness.kind` = 'study'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+
+
+def test_wrong_credentials_for_the_study_store_exit_2_and_record_nothing(postgres, tiny_study, write_study, tmp_path):
+    url = create_database(postgres, f"creds_{free_port()}")
+    wrong = url.replace(":harness-test@", ":not-the-password@")
+    store = tmp_path / "store"
+    done = subprocess.run([*HARNESS, "run", str(write_study(tiny_study)), "--storage", wrong,
+                           "--tracking-uri", f"sqlite:///{store}/mlflow.db"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: --storage postgresql://postgres:***@127.0.0.1:")
+    assert "password authentication failed" in line and "not-the-password" not in line
+    assert not store.exists()
