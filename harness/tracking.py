@@ -272,10 +272,16 @@ class MlflowTracker(Tracker):
             if experiment is None:
                 local = _local_paths(self.uri)
                 location = (local[1] / name).as_uri() if local is not None else None
-                self.experiment_id = client.create_experiment(
-                    name, artifact_location=location,
-                    tags={"harness.description": study.description, "harness.mode": mode},
-                )
+                try:
+                    self.experiment_id = client.create_experiment(
+                        name, artifact_location=location,
+                        tags={"harness.description": study.description, "harness.mode": mode},
+                    )
+                except Exception:  # noqa: BLE001 - another worker may have just created it
+                    experiment = client.get_experiment_by_name(name)
+                    if experiment is None:
+                        raise
+                    self.experiment_id = experiment.experiment_id
             else:
                 if experiment.lifecycle_stage == "deleted":
                     raise TrackingError(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -86,6 +87,14 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
             " valid here: auto, fp32"
         )
     return torch.bfloat16
+
+
+def _save(obj: dict, path: Path) -> None:
+    """Write a checkpoint whole or not at all: a process killed mid-write must not leave a
+    truncated file for the resume to trip on."""
+    partial = path.with_suffix(".partial")
+    torch.save(obj, partial)
+    os.replace(partial, path)
 
 
 def _better(metric: str, value: float, best: float | None, min_delta: float = 0.0) -> bool:
@@ -267,8 +276,8 @@ def fit(
             best_value, best_epoch = metrics[monitor], epoch
             best_state = copy.deepcopy(model.state_dict())
             if checkpoint_dir is not None:
-                torch.save({"model": best_state, "epoch": epoch, monitor: best_value},
-                           checkpoint_dir / "best.pt")
+                _save({"model": best_state, "epoch": epoch, monitor: best_value},
+                      checkpoint_dir / "best.pt")
         for cb in callbacks:
             cb.on_epoch_end(epoch, metrics)
 
@@ -279,7 +288,7 @@ def fit(
                 stale_epochs += 1
         if last_path is not None:
             # Everything a resumed trial needs to go on exactly as this one would have.
-            torch.save(
+            _save(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "schedule": schedule.state_dict(), "epoch": epoch, "history": history,
                  "rng": torch.get_rng_state(), "loader_rng": train_loader.generator.get_state(),
