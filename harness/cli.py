@@ -155,19 +155,19 @@ def status(
     from harness.config import load_study
     from harness.console import status_table
     from harness.study.design import expand
-    from harness.study.queue import WorkQueue
+    from harness.study.queue import WorkQueue, default_queue_storage
     from harness.study.status import study_status
-    from harness.study.tune import default_storage, open_storage
-    from harness.tracking import MlflowTracker, _local_paths
+    from harness.study.tune import open_storage
+    from harness.tracking import MlflowTracker, local_store_paths
 
     try:
         study = load_study(study_file, overrides=overrides or [])
         tracker = MlflowTracker(tracking_uri)
-        local = _local_paths(tracker.uri)
+        local = local_store_paths(tracker.uri)
         if local is not None and not local[0].exists():
             raise HarnessError(f"no tracking store at {local[0]}; nothing has run yet")
         queue = None
-        url = storage or default_storage(tracker.uri).replace("optuna.db", "queue.db")
+        url = storage or default_queue_storage(tracker.uri)
         if storage or (url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists()):
             queue = WorkQueue.find(open_storage(url), study_name=study.name,
                                    all_keys=[s.trial_key for s in expand(study)])
@@ -204,10 +204,10 @@ def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
 ) -> None:
     """Serve the MLflow UI for the project's store on 127.0.0.1."""
-    from harness.tracking import MlflowTracker, _local_paths
+    from harness.tracking import MlflowTracker, local_store_paths
 
     tracker = MlflowTracker(tracking_uri)
-    local = _local_paths(tracker.uri)
+    local = local_store_paths(tracker.uri)
     if local is not None and not local[0].exists():
         raise _fail(HarnessError(
             f"no tracking store at {local[0]}; run a study first (harness run studies/quickstart.yaml)"

@@ -172,7 +172,7 @@ def experiment_name(study: str, *, mode: str = "run") -> str:
     return study if mode == "run" else f"{study}-{mode}"
 
 
-def _local_paths(uri: str) -> tuple[Path, Path] | None:
+def local_store_paths(uri: str) -> tuple[Path, Path] | None:
     """For a SQLite store: the database file and the artifact root beside it."""
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
@@ -214,7 +214,7 @@ class MlflowTracker(Tracker):
 
     def check(self) -> None:
         """Fail with one line if the store cannot be written, before anything is created."""
-        local = _local_paths(self.uri)
+        local = local_store_paths(self.uri)
         if local is not None:
             db, artifacts = local
             for folder in (db.parent, artifacts):
@@ -251,7 +251,7 @@ class MlflowTracker(Tracker):
             logging.getLogger("mlflow").setLevel(logging.WARNING)
             logging.getLogger("alembic").setLevel(logging.WARNING)
 
-            local = _local_paths(self.uri)
+            local = local_store_paths(self.uri)
             if local is not None:
                 local[0].parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -270,7 +270,7 @@ class MlflowTracker(Tracker):
         try:
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
-                local = _local_paths(self.uri)
+                local = local_store_paths(self.uri)
                 location = (local[1] / name).as_uri() if local is not None else None
                 try:
                     self.experiment_id = client.create_experiment(

@@ -29,7 +29,7 @@ from harness.report.collect import (
     latest_study,
     read_history,
 )
-from harness.tracking import MlflowTracker, _local_paths
+from harness.tracking import MlflowTracker, local_store_paths
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,7 +67,7 @@ def report_command(
     if not 0 < alpha < 1:
         raise HarnessError(f"--alpha {alpha}: must be between 0 and 1, e.g. 0.05")
     tracker = MlflowTracker(tracking_uri)
-    local = _local_paths(tracker.uri)
+    local = local_store_paths(tracker.uri)
     if local is not None and not local[0].exists():
         raise HarnessError(
             f"no tracking store at {local[0]}; run a study first"

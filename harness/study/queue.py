@@ -209,6 +209,13 @@ class WorkQueue:
         return rows
 
 
+def default_queue_storage(tracking_uri: str) -> str:
+    """The local queue of ``--workers N``: SQLite beside the local MLflow store."""
+    from harness.study.tune import default_storage
+
+    return default_storage(tracking_uri).replace("optuna.db", "queue.db")
+
+
 def open_queue_storage(url: str, *, heartbeat_s: float):
     """The queue's storage: stale trials are failed and put back for another worker."""
     from harness.study.tune import open_storage

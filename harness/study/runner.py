@@ -37,6 +37,16 @@ def default_data_root() -> Path:
     return Path(os.environ.get("HARNESS_DATA", "data"))
 
 
+def dataset_loader(data_root: Path) -> Callable[[DataConfig], DataBundle]:
+    """Load each dataset once per process: every trial of a study shares the tensors."""
+
+    @lru_cache(maxsize=4)
+    def load(cfg: DataConfig) -> DataBundle:
+        return load_dataset(cfg, root=data_root)
+
+    return load
+
+
 class Display:
     """What the runner tells a person; the default says nothing (tests, libraries)."""
 
@@ -137,9 +147,9 @@ def run_study(
     specs = expand(study)
     resolved_device = preflight(specs, data_root=data_root, device=device)
     if n_workers > 1 and storage_url is None:
-        from harness.study.tune import default_storage
+        from harness.study.queue import default_queue_storage
 
-        storage_url = default_storage(getattr(tracker, "uri", "")).replace("optuna.db", "queue.db")
+        storage_url = default_queue_storage(getattr(tracker, "uri", ""))
     if executor is None:
         executor = (QueueExecutor(storage_url, heartbeat_s=heartbeat_s, metric=study.report.metric)
                     if storage_url else InProcessExecutor())
@@ -151,10 +161,7 @@ def run_study(
                            metric=study.report.metric)
     display.study_started(study, n_todo=len(todo), n_skipped=outcome.skipped)
 
-    @lru_cache(maxsize=4)
-    def dataset(cfg: DataConfig) -> DataBundle:
-        return load_dataset(cfg, root=data_root)
-
+    dataset = dataset_loader(data_root)
     index = iter(range(1, len(todo) + 1))
 
     def run_one(spec: TrialSpec) -> TrialOutcome:

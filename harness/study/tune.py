@@ -15,14 +15,12 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from harness.config import (
-    DataConfig,
     SearchParam,
     Study,
     TrialConfig,
@@ -30,17 +28,16 @@ from harness.config import (
     dotted,
     dump_yaml,
 )
-from harness.data import DataBundle, load_dataset
 from harness.engine import Callback, PruneTrial
 from harness.errors import ConfigError, HarnessError
 from harness.study.design import check_key, set_key
-from harness.study.runner import Display, default_data_root, preflight, run_trial
+from harness.study.runner import Display, dataset_loader, default_data_root, preflight, run_trial
 from harness.study.spec import TrialSpec
 from harness.study.workers import limit_threads
 from harness.study.workers import spawn as spawn_workers
 from harness.study.workers import stop as stop_workers
 from harness.study.workers import wait as wait_workers
-from harness.tracking import _local_paths, Tracker
+from harness.tracking import local_store_paths, Tracker
 
 SUPPORTED_STORAGES = ("sqlite:///PATH", "postgresql://USER:PASSWORD@HOST:PORT/DB")
 
@@ -160,7 +157,7 @@ def make_pruner(study: Study):
 
 def default_storage(tracking_uri: str) -> str:
     """An SQLite Optuna store beside the local MLflow store (``mlruns/optuna.db``)."""
-    local = _local_paths(tracking_uri)
+    local = local_store_paths(tracking_uri)
     folder = local[0].parent if local is not None else Path.cwd() / "mlruns"
     return f"sqlite:///{folder / 'optuna.db'}"
 
@@ -298,10 +295,7 @@ def run_tune(
     shares = [n_trials // n_workers + (i < n_trials % n_workers) for i in range(n_workers)]
     display.study_started(study, n_todo=shares[0], n_skipped=0)
 
-    @lru_cache(maxsize=2)
-    def dataset(cfg: DataConfig) -> DataBundle:
-        return load_dataset(cfg, root=data_root)
-
+    dataset = dataset_loader(data_root)
     failures: list[str] = []
     counter = iter(range(1, n_trials + 1))
 
