@@ -58,6 +58,17 @@ class DataConfig(Section):
     # A fraction of the training set (< 1) or a number of images (>= 1), carved with a fixed seed.
     val_size: float | int = Field(default=0.1, gt=0)
     download: bool = True
+    # Image-folder datasets (``imagefolder``): a folder of class subfolders (or with train/ and
+    # test/ or val/ subfolders of them), or a .zip/.tar archive of one; relative to the data root.
+    path: str | None = None
+    # Image-folder datasets: the side of the training crops and of the evaluation centre crops
+    # (the dataset's own image size when unset).
+    image_size: int | None = Field(default=None, ge=8)
+    # Image-folder datasets: DataLoader worker processes decoding and augmenting images.
+    workers: int = Field(default=2, ge=0)
+    # Image-folder datasets without a test folder: the test split carved with a fixed seed
+    # (a fraction < 1 or a number of images).
+    test_size: float | int = Field(default=0.2, gt=0)
 
     _name = field_validator("dataset")(lambda v: _check_name("dataset", v))
 
@@ -76,6 +87,11 @@ class ModelConfig(Section):
     # Stochastic depth: the largest rate of dropping a residual branch, reached by the last
     # block and growing linearly from 0 at the first.
     drop_path: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Pretrained weights: ``imagenet`` (the architecture's default torchvision ImageNet weights,
+    # from the torch hub cache or downloaded there), a torchvision weights enum name
+    # (``IMAGENET1K_V1``), or the path of a state dict; the classifier is new when the number
+    # of classes differs.
+    weights: str | None = None
 
     _arch = field_validator("arch")(lambda v: _check_name("architecture", v))
     _attention = field_validator("attention")(lambda v: _check_name("attention", v))
@@ -128,10 +144,32 @@ class TrainConfig(Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # torch.compile the model (CUDA; a first-epoch compile cost for faster later epochs).
     compile: bool = False
+    # cross_entropy, or focal (Lin et al., 2017) with focusing parameter focal_gamma.
+    loss: Literal["cross_entropy", "focal"] = "cross_entropy"
+    focal_gamma: float = Field(default=2.0, ge=0.0)
+    # Per-class loss weights: none, balanced (inverse class frequency in the training split,
+    # as scikit-learn's), or one weight per class.
+    class_weights: Literal["none", "balanced"] | list[float] = "none"
+    # Train only what the pretrained weights did not provide (the classifier) for this many
+    # epochs, with the backbone's batch-norm statistics frozen too; then everything.
+    freeze_backbone_epochs: int = Field(default=0, ge=0)
 
 
 class AugmentConfig(Section):
     preset: str = "none"
+    # A learned or random policy per image, before the preset: torchvision's AutoAugment
+    # (its CIFAR-10 policy), RandAugment (policy_ops operations at policy_magnitude) or
+    # TrivialAugmentWide.
+    policy: Literal["none", "autoaugment", "randaugment", "trivialaugment"] = "none"
+    policy_ops: int = Field(default=2, ge=1)
+    policy_magnitude: int = Field(default=9, ge=0, le=30)
+    # Cutout: the side in pixels of the square blanked in each training image (0: off).
+    cutout: int = Field(default=0, ge=0)
+    # Mixup and CutMix: the Beta(alpha, alpha) concentration (0: off). With both on, each
+    # mixed batch is one or the other, at even odds; mix_prob of the batches are mixed.
+    mixup: float = Field(default=0.0, ge=0.0)
+    cutmix: float = Field(default=0.0, ge=0.0)
+    mix_prob: float = Field(default=1.0, ge=0.0, le=1.0)
 
     _preset = field_validator("preset")(lambda v: _check_name("augmentation preset", v))
 

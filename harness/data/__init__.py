@@ -15,7 +15,7 @@ from harness.data.datasets import (
     check_dataset,
     load_dataset,
 )
-from harness.data.loader import DeviceLoader
+from harness.data.loader import DeviceLoader, build_loaders
 
 __all__ = [
     "DATASETS",
@@ -26,6 +26,7 @@ __all__ = [
     "DeviceLoader",
     "TensorSplit",
     "build_augment",
+    "build_loaders",
     "check_dataset",
     "load_dataset",
     "normalize",

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from harness.data.augment import BatchTransform
-from harness.data.datasets import DatasetInfo, TensorSplit
+from harness.config import TrialConfig
+from harness.data.augment import BatchTransform, build_augment
+from harness.data.datasets import DataBundle, DatasetInfo, TensorSplit
 
 
 class DeviceLoader:
@@ -81,3 +82,31 @@ class DeviceLoader:
             images = self.transform(self.images.index_select(0, index), generator=self.generator)
             yield (images.contiguous(memory_format=self.memory_format),
                    self.labels.index_select(0, index))
+
+
+def build_loaders(
+    data: DataBundle,
+    cfg: TrialConfig,
+    *,
+    device: torch.device,
+    seed: int,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[DeviceLoader, DeviceLoader, DeviceLoader]:
+    """The training loader (shuffled, augmented) and the validation and test loaders."""
+    train = cfg.train
+    train_loader = DeviceLoader(
+        data.train,
+        batch_size=train.batch_size,
+        device=device,
+        transform=build_augment(cfg.augment, data.info),
+        info=data.info,
+        shuffle=True,
+        seed=seed,
+        # A last batch of one image would break batch norm; small datasets keep every batch.
+        drop_last=len(data.train.labels) > train.batch_size,
+        memory_format=memory_format,
+    )
+    eval_args = dict(batch_size=train.eval_batch_size, device=device, transform=None,
+                     info=data.info, shuffle=False, seed=seed, memory_format=memory_format)
+    return (train_loader, DeviceLoader(data.val, **eval_args),
+            DeviceLoader(data.test, **eval_args))

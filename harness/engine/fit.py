@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from harness.config import TrialConfig
-from harness.data import DataBundle, DeviceLoader, build_augment
+from harness.data import DataBundle, DeviceLoader, build_loaders
 from harness.engine.callbacks import Callback, FitInfo, FitResult
+from harness.engine.losses import build_criterion
 from harness.engine.metrics import classification_metrics
 from harness.engine.optim import create_optimizer, create_schedule
 from harness.errors import HarnessError
@@ -111,7 +111,7 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     schedule: torch.optim.lr_scheduler.LRScheduler,
     *,
-    label_smoothing: float,
+    criterion: nn.Module,
     autocast: torch.dtype | None = None,
 ) -> dict[str, float]:
     model.train()
@@ -122,7 +122,7 @@ def train_one_epoch(
     for images, labels in loader:
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             logits = model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+            loss = criterion(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -186,22 +186,10 @@ def fit(
     # (compiled, it is a wrapper whose state-dict keys gain an ``_orig_mod.`` prefix).
     # Static shapes: the training batches all have one shape, and evaluation adds two at most.
     step_model = torch.compile(model, dynamic=False) if train.compile else model
-    train_loader = DeviceLoader(
-        data.train,
-        batch_size=train.batch_size,
-        device=device,
-        transform=build_augment(cfg.augment, info),
-        info=info,
-        shuffle=True,
-        seed=seed,
-        # A last batch of one image would break batch norm; small datasets keep every batch.
-        drop_last=len(data.train.labels) > train.batch_size,
-        memory_format=memory_format,
-    )
-    eval_args = dict(batch_size=train.eval_batch_size, device=device, transform=None, info=info,
-                     shuffle=False, seed=seed, memory_format=memory_format)
-    val_loader = DeviceLoader(data.val, **eval_args)
-    test_loader = DeviceLoader(data.test, **eval_args)
+    train_loader, val_loader, test_loader = build_loaders(
+        data, cfg, device=device, seed=seed, memory_format=memory_format)
+    criterion = build_criterion(train, num_classes=info.num_classes,
+                                train_labels=data.train.labels).to(device)
 
     optimizer = create_optimizer(model.parameters(), cfg.optim)
     schedule = create_schedule(
@@ -254,7 +242,7 @@ def fit(
         _sync(device)
         t0 = time.perf_counter()
         trained = train_one_epoch(step_model, train_loader, optimizer, schedule,
-                                  label_smoothing=train.label_smoothing, autocast=autocast)
+                                  criterion=criterion, autocast=autocast)
         _sync(device)
         train_time = time.perf_counter() - t0
         val = evaluate(step_model, val_loader, label_smoothing=train.label_smoothing,
