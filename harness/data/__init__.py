@@ -15,7 +15,9 @@ from harness.data.datasets import (
     check_dataset,
     load_dataset,
 )
-from harness.data.loader import DeviceLoader, build_loaders
+from harness.data.folders import FileSplit
+from harness.data.loader import (DeviceLoader, FolderLoader, build_loaders, eval_loader,
+                                 preview_images)
 
 __all__ = [
     "DATASETS",
@@ -24,9 +26,13 @@ __all__ = [
     "DataBundle",
     "DatasetInfo",
     "DeviceLoader",
+    "FileSplit",
+    "FolderLoader",
     "TensorSplit",
     "build_augment",
     "build_loaders",
+    "eval_loader",
+    "preview_images",
     "check_dataset",
     "load_dataset",
     "normalize",

@@ -18,12 +18,16 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from harness.config import DataConfig
+from harness.data.archives import archive_stem, extract, is_archive
+from harness.data import folders
+from harness.data.folders import FileSplit
 from harness.errors import DataError
 from harness.registry import Registry
 
@@ -32,6 +36,7 @@ from harness.registry import Registry
 VAL_SPLIT_SEED = 0
 DIGITS_TEST_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
+FOLDER_TEST_SEED = 0
 
 # Long enough for a slow mirror, short enough that a firewalled machine fails within a minute.
 DOWNLOAD_SOCKET_TIMEOUT_S = 20.0
@@ -70,12 +75,16 @@ class TensorSplit:
         return TensorSplit(self.images[index].contiguous(), self.labels[index].contiguous())
 
 
+# A split in memory (the device-resident path) or as files (image folders, with workers).
+Split = Union[TensorSplit, FileSplit]
+
+
 @dataclass(frozen=True)
 class DataBundle:
     info: DatasetInfo
-    train: TensorSplit
-    val: TensorSplit
-    test: TensorSplit
+    train: Split
+    val: Split
+    test: Split
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,47 +110,50 @@ class DatasetSource:
         self.mean = mean
         self.std = std
 
-    def missing(self, root: Path) -> list[Path]:
+    def missing(self, root: Path, cfg: DataConfig) -> list[Path]:
         """Expected paths (relative to root) that are absent; the folder alone if it is."""
         return []
 
-    def fetch(self, root: Path, *, download: bool) -> None:
+    def fetch(self, root: Path, cfg: DataConfig) -> None:
         """Try to make ``missing(root)`` empty; may raise anything."""
 
-    def hint(self, root: Path) -> str:
+    def hint(self, root: Path, cfg: DataConfig) -> str:
         """Where the user should put which file (completes the missing-data message)."""
         return ""
 
-    def read(self, root: Path) -> tuple[TensorSplit, TensorSplit, list[str]]:
+    def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
         """The full training split, the test split and the class names."""
         raise NotImplementedError
 
-    def ensure(self, root: Path, *, download: bool) -> None:
+    def ensure(self, root: Path, cfg: DataConfig) -> None:
         """Make the files present (fetching them if allowed) or raise a one-line DataError."""
-        missing = self.missing(root)
+        download = cfg.download
+        missing = self.missing(root, cfg)
         if not missing:
             return
         try:
             with _download_timeout():
-                self.fetch(root, download=download)
+                self.fetch(root, cfg)
+        except DataError:
+            raise  # a corrupt or unsafe archive: its own message says what to do
         except Exception as exc:  # noqa: BLE001 - network, disk and archive errors alike
             why = f"download failed ({_one_line(exc)})"
         else:
-            missing = self.missing(root)
+            missing = self.missing(root, cfg)
             if not missing:
                 return
             why = "download did not provide it" if download else "data.download is false"
         what = str(missing[0]) + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
         then = "run once with network" if download else "set data.download: true with network"
         raise DataError(
-            f"{self.name}: {what} not found under {root} and {why}; {self.hint(root)} or {then}"
+            f"{self.name}: {what} not found under {root} and {why}; {self.hint(root, cfg)} or {then}"
         )
 
 
 class _Digits(DatasetSource):
     """scikit-learn's bundled 8×8 digits: no files, no network; the test split is carved here."""
 
-    def read(self, root: Path) -> tuple[TensorSplit, TensorSplit, list[str]]:
+    def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
         from sklearn.datasets import load_digits
 
         digits = load_digits()
@@ -173,24 +185,24 @@ class _TorchvisionIdx(DatasetSource):
     def _files(self) -> list[str]:
         return [Path(url).stem for url, _ in self.dataset_class.resources]  # drops .gz
 
-    def missing(self, root: Path) -> list[Path]:
+    def missing(self, root: Path, cfg: DataConfig) -> list[Path]:
         raw = Path(self.class_name, "raw")
         if not (root / raw).is_dir():
             return [raw]
         return [raw / f for f in self._files() if not (root / raw / f).is_file()]
 
-    def fetch(self, root: Path, *, download: bool) -> None:
-        if download:
+    def fetch(self, root: Path, cfg: DataConfig) -> None:
+        if cfg.download:
             # The constructor downloads all four files; the test split it then reads is small.
             self.dataset_class(str(root), train=False, download=True)
 
-    def hint(self, root: Path) -> str:
+    def hint(self, root: Path, cfg: DataConfig) -> str:
         return (
             f"put {', '.join(self._files())} (gunzipped, from {self.dataset_class.mirrors[0]})"
             f" into {root / self.class_name / 'raw'}"
         )
 
-    def read(self, root: Path) -> tuple[TensorSplit, TensorSplit, list[str]]:
+    def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
         cls = self.dataset_class
         splits = []
         for train in (True, False):
@@ -229,13 +241,13 @@ class _CifarPickles(DatasetSource):
         cls = self.dataset_class
         return [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
 
-    def missing(self, root: Path) -> list[Path]:
+    def missing(self, root: Path, cfg: DataConfig) -> list[Path]:
         folder = Path(self.dataset_class.base_folder)
         if not (root / folder).is_dir():
             return [folder]
         return [folder / f for f in self._files() if not (root / folder / f).is_file()]
 
-    def fetch(self, root: Path, *, download: bool) -> None:
+    def fetch(self, root: Path, cfg: DataConfig) -> None:
         from torchvision.datasets.utils import (
             check_integrity,
             download_and_extract_archive,
@@ -247,15 +259,15 @@ class _CifarPickles(DatasetSource):
         # An archive already in place needs no network, whatever data.download says.
         if archive.is_file() and check_integrity(str(archive), cls.tgz_md5):
             extract_archive(str(archive), str(root))
-        elif download:
+        elif cfg.download:
             download_and_extract_archive(cls.url, str(root), filename=cls.filename,
                                          md5=cls.tgz_md5)
 
-    def hint(self, root: Path) -> str:
+    def hint(self, root: Path, cfg: DataConfig) -> str:
         cls = self.dataset_class
         return f"put {cls.filename} from {cls.url} into {root}"
 
-    def read(self, root: Path) -> tuple[TensorSplit, TensorSplit, list[str]]:
+    def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
         cls = self.dataset_class
         folder = root / cls.base_folder
         train = _concat([self._batch(folder / f) for f, _ in cls.train_list])
@@ -297,6 +309,122 @@ class _CifarPickles(DatasetSource):
         # Rows hold three 32×32 channel planes (R, G, B), each row-major: already C×H×W.
         images = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32))
         return TensorSplit(images, labels)
+
+
+class _TinyImageNet(DatasetSource):
+    """Tiny ImageNet (200 classes, 64×64): the official zip or its extracted folder.
+
+    ``train/<wnid>/images/*.JPEG`` trains; the labelled ``val/`` (re-organised into class
+    folders from ``val_annotations.txt``) is the test split, because the official test images
+    have no labels; validation is carved from training like every other dataset's."""
+
+    url = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+    filename = "tiny-imagenet-200.zip"
+    folder = "tiny-imagenet-200"
+    md5 = "90528d7ca1a48142e341f4ef8d21d0de"
+    size = 64
+
+    def missing(self, root: Path, cfg: DataConfig) -> list[Path]:
+        return [] if (root / self.folder / "wnids.txt").is_file() else [Path(self.folder)]
+
+    def fetch(self, root: Path, cfg: DataConfig) -> None:
+        archive = root / self.filename
+        if not archive.is_file() and cfg.download:
+            from torchvision.datasets.utils import download_url
+
+            download_url(self.url, str(root), filename=self.filename, md5=self.md5)
+        if archive.is_file():
+            target = root / self.folder
+            if target.exists():
+                raise DataError(
+                    f"{self.name}: {target} exists but has no wnids.txt; delete it so that"
+                    f" {archive} can be extracted there"
+                )
+            extract(archive, target, dataset=self.name)
+
+    def hint(self, root: Path, cfg: DataConfig) -> str:
+        return f"put {self.filename} (from {self.url}) or its extracted folder into {root}"
+
+    def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
+        base = root / self.folder
+        wnids = folders.tiny_imagenet_classes(base, dataset=self.name)
+        folders.reorganise_tiny_imagenet_val(base, wnids, dataset=self.name)
+        train = folders.scan(base / "train", wnids, dataset=self.name)
+        test = folders.scan(base / "val", wnids, dataset=self.name)
+        for split, part in ((train, "train"), (test, "val")):
+            if not len(split):
+                raise folders.no_classes_error(base / part, dataset=self.name)
+        return train, test, folders.tiny_imagenet_names(base, wnids)
+
+
+class _ImageFolder(DatasetSource):
+    """Any folder of class subfolders (``data.path``), or a .zip/.tar archive of one.
+
+    With ``train/`` and ``test/`` (or ``val/``) subfolders those are the splits; otherwise
+    the test split is carved from all images with a fixed seed (``data.test_size``)."""
+
+    def _path(self, root: Path, cfg: DataConfig) -> Path:
+        if not cfg.path:
+            raise DataError(
+                f"{self.name}: data.path is not set; give a folder of class subfolders"
+                " (or a .zip/.tar archive of one), absolute or relative to the data root"
+            )
+        path = Path(cfg.path).expanduser()
+        return path if path.is_absolute() else root / path
+
+    def _folder(self, root: Path, cfg: DataConfig) -> Path:
+        path = self._path(root, cfg)
+        return path.parent / archive_stem(path) if is_archive(path) else path
+
+    def missing(self, root: Path, cfg: DataConfig) -> list[Path]:
+        folder = self._folder(root, cfg)
+        return [] if folder.is_dir() else [self._path(root, cfg)]
+
+    def fetch(self, root: Path, cfg: DataConfig) -> None:
+        path = self._path(root, cfg)
+        if is_archive(path) and path.is_file():
+            extract(path, self._folder(root, cfg), dataset=self.name)
+
+    def hint(self, root: Path, cfg: DataConfig) -> str:
+        return "put a folder of class subfolders (or a .zip/.tar archive of one) there"
+
+    def ensure(self, root: Path, cfg: DataConfig) -> None:
+        # Nothing to download: only an archive to extract, whatever data.download says.
+        self._path(root, cfg)
+        if self.missing(root, cfg):
+            self.fetch(root, cfg)
+        if self.missing(root, cfg):
+            raise DataError(
+                f"{self.name}: data.path {self._path(root, cfg)} does not exist; {self.hint(root, cfg)}"
+            )
+
+    def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
+        folder = self._folder(root, cfg)
+        train_dir = folder / "train"
+        test_dir = next((folder / d for d in ("test", "val") if (folder / d).is_dir()), None)
+        if train_dir.is_dir() and test_dir is not None:
+            classes = folders.class_folders(train_dir)
+            if len(classes) < 2:
+                raise folders.no_classes_error(train_dir, dataset=self.name)
+            extra = sorted(set(folders.class_folders(test_dir)) - set(classes))
+            if extra:
+                raise DataError(
+                    f"{self.name}: {test_dir} has classes that {train_dir} lacks"
+                    f" ({', '.join(extra[:5])}); every test class must be trained on"
+                )
+            train = folders.scan(train_dir, classes, dataset=self.name)
+            test = folders.scan(test_dir, classes, dataset=self.name)
+            if not len(test):
+                raise folders.no_classes_error(test_dir, dataset=self.name)
+            return train, test, classes
+        classes = folders.class_folders(folder)
+        if len(classes) < 2:
+            raise folders.no_classes_error(folder, dataset=self.name)
+        everything = folders.scan(folder, classes, dataset=self.name)
+        n_test = _holdout_count(cfg.test_size, len(everything), dataset=self.name,
+                                key="data.test_size", what="test")
+        kept, held = stratified_split(everything.labels.numpy(), n_test, seed=FOLDER_TEST_SEED)
+        return everything.subset(kept), everything.subset(held), classes
 
 
 def _check_labels(labels: Tensor, n_images: int, num_classes: int) -> None:
@@ -342,6 +470,10 @@ DATASETS.add("fashion_mnist", _TorchvisionIdx(
 DATASETS.add("cifar10", _CifarPickles(
     "cifar10", class_name="CIFAR10", label_key="labels", num_classes=10, hflip=True,
     mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)))
+DATASETS.add("tiny_imagenet", _TinyImageNet(
+    "tiny_imagenet", hflip=True, mean=folders.IMAGENET_MEAN, std=folders.IMAGENET_STD))
+DATASETS.add("imagefolder", _ImageFolder(
+    "imagefolder", hflip=True, mean=folders.IMAGENET_MEAN, std=folders.IMAGENET_STD))
 DATASETS.add("cifar100", _CifarPickles(
     "cifar100", class_name="CIFAR100", label_key="fine_labels", num_classes=100, hflip=True,
     mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762)))
@@ -372,13 +504,14 @@ def stratified_split(labels: np.ndarray, n_holdout: int, *, seed: int
     return kept, held
 
 
-def _val_count(val_size: float | int, n_train: int, *, dataset: str) -> int:
-    count = round(val_size * n_train) if val_size < 1 else int(val_size)
-    if not 0 < count < n_train:
+def _holdout_count(size: float | int, n_total: int, *, dataset: str, key: str = "data.val_size",
+                   what: str = "validation") -> int:
+    count = round(size * n_total) if size < 1 else int(size)
+    if not 0 < count < n_total:
         raise DataError(
-            f"{dataset}: data.val_size={val_size} gives {count} validation images out of"
-            f" {n_train} training images; it must leave both sets non-empty"
-            f" (a fraction < 1 or a count < {n_train})"
+            f"{dataset}: {key}={size} gives {count} {what} images out of"
+            f" {n_total}; it must leave both sets non-empty"
+            f" (a fraction < 1 or a count < {n_total})"
         )
     return count
 
@@ -389,16 +522,16 @@ def _resolve(root: Path | str) -> Path:
 
 def check_dataset(cfg: DataConfig, *, root: Path) -> None:
     """Preflight: the dataset's files are present (downloading them if allowed), else DataError."""
-    DATASETS.get(cfg.dataset).ensure(_resolve(root), download=cfg.download)
+    DATASETS.get(cfg.dataset).ensure(_resolve(root), cfg)
 
 
 def load_dataset(cfg: DataConfig, *, root: Path) -> DataBundle:
     """The dataset as uint8 tensors, with validation carved from training by a fixed seed."""
     source = DATASETS.get(cfg.dataset)
     root = _resolve(root)
-    source.ensure(root, download=cfg.download)
-    full_train, test, class_names = source.read(root)
-    n_val = _val_count(cfg.val_size, len(full_train), dataset=cfg.dataset)
+    source.ensure(root, cfg)
+    full_train, test, class_names = source.read(root, cfg)
+    n_val = _holdout_count(cfg.val_size, len(full_train), dataset=cfg.dataset)
     kept, held = stratified_split(full_train.labels.numpy(), n_val, seed=VAL_SPLIT_SEED)
     train, val = full_train.subset(kept), full_train.subset(held)
 
@@ -407,7 +540,11 @@ def load_dataset(cfg: DataConfig, *, root: Path) -> DataBundle:
         pixels = train.images.to(torch.float64).div(255).transpose(0, 1).flatten(1)
         mean = tuple(pixels.mean(dim=1).tolist())
         std = tuple(pixels.std(dim=1).tolist())
-    _, channels, height, width = train.images.shape
+    if isinstance(train, FileSplit):
+        channels = 3  # decoded as RGB
+        height = width = cfg.image_size or folders.native_size(train)
+    else:
+        _, channels, height, width = train.images.shape
     info = DatasetInfo(
         name=cfg.dataset,
         num_classes=len(class_names),

@@ -1,6 +1,9 @@
-"""Batches from a split held on the training device.
+"""Batches for training and evaluation, from memory or from files.
 
-Owns ``DeviceLoader``: the split moves to the device once, as uint8, and every batch is an
+Owns ``DeviceLoader``, ``FolderLoader`` (image folders: files decoded by DataLoader workers,
+see ``folders``), and ``build_loaders``, which picks one by the kind of split.
+
+``DeviceLoader``: the split moves to the device once, as uint8, and every batch is an
 index into it followed by the batched transform, as in airbench.  No workers, no PIL, no
 per-sample Python: at these image sizes the per-sample pipeline, not the model, is the limit.
 
@@ -12,13 +15,16 @@ of even a few bytes waits for the kernels already queued and so stalls the step 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Union
 
 import torch
 from torch import Tensor
 
 from harness.config import TrialConfig
-from harness.data.augment import BatchTransform, build_augment
-from harness.data.datasets import DataBundle, DatasetInfo, TensorSplit
+from harness.data import folders
+from harness.data.augment import BatchTransform, build_augment, cutout
+from harness.data.datasets import DataBundle, DatasetInfo, Split, TensorSplit
+from harness.data.folders import FileSplit
 
 
 class DeviceLoader:
@@ -84,6 +90,90 @@ class DeviceLoader:
                    self.labels.index_select(0, index))
 
 
+class FolderLoader:
+    """Yields ``(normalised float images, int64 labels)`` batches on ``device`` from files.
+
+    Images are decoded and transformed one at a time by ``workers`` DataLoader processes
+    (started once, kept for every epoch).  All of an epoch's randomness (the order, each
+    image's seed, cutout's squares) comes from ``generator``, as in ``DeviceLoader``, so its
+    state is all a checkpoint needs to repeat the next epoch exactly.
+    """
+
+    def __init__(
+        self,
+        split: FileSplit,
+        *,
+        batch_size: int,
+        device: torch.device,
+        transform,
+        shuffle: bool,
+        seed: int,
+        workers: int,
+        drop_last: bool = False,
+        cutout: int = 0,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        self.device = torch.device(device)
+        self.split = split
+        self.labels = split.labels
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.cutout = cutout
+        self.memory_format = memory_format
+        on_device = self.device.type == "cuda"
+        self.generator = torch.Generator(self.device if on_device else "cpu").manual_seed(seed)
+        self.order = folders.SeededOrder(len(split), shuffle=shuffle)
+        self.loader = torch.utils.data.DataLoader(
+            folders.ImageFiles(split, transform),
+            batch_size=batch_size,
+            sampler=self.order,
+            num_workers=workers,
+            drop_last=drop_last,
+            pin_memory=on_device,
+            persistent_workers=workers > 0,
+        )
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        # One read from the device per epoch, for the seed the workers' draws derive from.
+        seed = torch.randint(2**62, (1,), generator=self.generator, device=self.generator.device)
+        self.order.set_epoch_seed(int(seed.item()))
+        for images, labels in self.loader:
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            if self.cutout:
+                # Normalised images: zero is the mean, what the Cutout paper blanked to.
+                images = cutout(images, size=self.cutout, generator=self.generator)
+            yield images.contiguous(memory_format=self.memory_format), labels
+
+
+Loader = Union[DeviceLoader, FolderLoader]
+
+
+def eval_loader(data: DataBundle, split: Split, *, batch_size: int, device: torch.device,
+                workers: int = 0,
+                memory_format: torch.memory_format = torch.contiguous_format) -> Loader:
+    """Batches of ``split`` in order, without augmentation, normalised."""
+    if isinstance(split, FileSplit):
+        size = data.info.image_size[0]
+        return FolderLoader(
+            split, batch_size=batch_size, device=device, shuffle=False, seed=0,
+            workers=workers, memory_format=memory_format,
+            transform=folders.eval_transform(size=size, mean=data.info.mean,
+                                             std=data.info.std))
+    return DeviceLoader(split, batch_size=batch_size, device=device, transform=None,
+                        info=data.info, shuffle=False, seed=0, memory_format=memory_format)
+
+
 def build_loaders(
     data: DataBundle,
     cfg: TrialConfig,
@@ -91,22 +181,38 @@ def build_loaders(
     device: torch.device,
     seed: int,
     memory_format: torch.memory_format = torch.contiguous_format,
-) -> tuple[DeviceLoader, DeviceLoader, DeviceLoader]:
+) -> tuple[Loader, Loader, Loader]:
     """The training loader (shuffled, augmented) and the validation and test loaders."""
-    train = cfg.train
-    train_loader = DeviceLoader(
-        data.train,
-        batch_size=train.batch_size,
-        device=device,
-        transform=build_augment(cfg.augment, data.info),
-        info=data.info,
-        shuffle=True,
-        seed=seed,
-        # A last batch of one image would break batch norm; small datasets keep every batch.
-        drop_last=len(data.train.labels) > train.batch_size,
-        memory_format=memory_format,
-    )
-    eval_args = dict(batch_size=train.eval_batch_size, device=device, transform=None,
-                     info=data.info, shuffle=False, seed=seed, memory_format=memory_format)
-    return (train_loader, DeviceLoader(data.val, **eval_args),
-            DeviceLoader(data.test, **eval_args))
+    train, info = cfg.train, data.info
+    # A last batch of one image would break batch norm; small datasets keep every batch.
+    drop_last = len(data.train.labels) > train.batch_size
+    if isinstance(data.train, FileSplit):
+        policy = None
+        if cfg.augment.policy != "none":
+            from harness.data.augment import policy_transform
+
+            policy = policy_transform(cfg.augment)
+        transform = folders.train_transform(
+            cfg.augment.preset, size=info.image_size[0], hflip=info.hflip, mean=info.mean,
+            std=info.std, policy=policy)
+        train_loader: Loader = FolderLoader(
+            data.train, batch_size=train.batch_size, device=device, transform=transform,
+            shuffle=True, seed=seed, workers=cfg.data.workers, drop_last=drop_last,
+            cutout=cfg.augment.cutout, memory_format=memory_format)
+    else:
+        train_loader = DeviceLoader(
+            data.train, batch_size=train.batch_size, device=device,
+            transform=build_augment(cfg.augment, info), info=info, shuffle=True, seed=seed,
+            drop_last=drop_last, memory_format=memory_format)
+    evaluation = dict(batch_size=train.eval_batch_size, device=device,
+                      workers=cfg.data.workers, memory_format=memory_format)
+    return (train_loader, eval_loader(data, data.val, **evaluation),
+            eval_loader(data, data.test, **evaluation))
+
+
+def preview_images(data: DataBundle, split: Split, n: int) -> Tensor:
+    """The first ``n`` images of ``split`` as uint8 ``N×C×H×W``, as evaluation sees them
+    before normalisation (for prediction grids and Grad-CAM overlays)."""
+    if isinstance(split, FileSplit):
+        return folders.preview_images(split, size=data.info.image_size[0], n=n)
+    return split.images[:n]

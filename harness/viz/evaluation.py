@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness.data import DataBundle, DeviceLoader, normalize
+from harness.data import DataBundle, eval_loader, normalize, preview_images
 from harness.engine.metrics import confusion_matrix
 from harness.viz import plots
 from harness.viz.gradcam import cam_stage, grad_cam
@@ -46,8 +46,7 @@ EVAL_BATCH_SIZE = 512
 @torch.inference_mode()
 def logits_on_test(model: nn.Module, data: DataBundle, *, device: torch.device) -> torch.Tensor:
     """The model's logits for the whole test split, in the split's order, on the CPU."""
-    loader = DeviceLoader(data.test, batch_size=EVAL_BATCH_SIZE, device=device, transform=None,
-                          info=data.info, shuffle=False, seed=0)
+    loader = eval_loader(data, data.test, batch_size=EVAL_BATCH_SIZE, device=device)
     return torch.cat([model(images).float().cpu() for images, _ in loader])
 
 
@@ -116,7 +115,7 @@ def render_evaluation(
 
         n_grid = min(GRID_SIZE, len(test))
         written.append(plots.prediction_grid(
-            test.images[:n_grid],
+            preview_images(data, test, n_grid),
             true_names=[names[i] for i in labels[:n_grid].tolist()],
             pred_names=[names[i] for i in preds[:n_grid].tolist()],
             path=plot_dir / "predictions.png",
@@ -124,8 +123,8 @@ def render_evaluation(
 
         n_cam = min(n_gradcam, len(test))
         if n_cam > 0:
-            stage = cam_stage(model, tuple(test.images.shape[1:]))
-            images = test.images[:n_cam]
+            images = preview_images(data, test, n_cam)
+            stage = cam_stage(model, tuple(images.shape[1:]))
             heatmaps, explained = grad_cam(model, normalize(images.to(device), info),
                                            layer=stage.module)
             h, w = stage.feature_size

@@ -86,7 +86,8 @@ def test_val_size_that_leaves_no_training_data_is_an_error(tmp_path: Path) -> No
 
 
 def test_every_dataset_is_registered() -> None:
-    assert DATASETS.names() == ["cifar10", "cifar100", "digits", "fashion_mnist", "mnist"]
+    assert DATASETS.names() == ["cifar10", "cifar100", "digits", "fashion_mnist", "imagefolder",
+                                "mnist", "tiny_imagenet"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""Safe extraction of dataset archives (.zip, .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz).
+
+Owns ``extract``: every member is checked before anything is written, so an archive that would
+write outside its destination (an absolute name, a ``..`` component, a link pointing away, a
+device file) is refused whole with one line naming the member.  Extraction goes to a temporary
+folder beside the destination and is renamed into place at the end, so a crash or a corrupt
+member half-way leaves no half-extracted dataset behind for the next run to trust.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from harness.errors import DataError
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def is_archive(path: Path) -> bool:
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def archive_stem(path: Path) -> str:
+    """``tiny-imagenet-200.zip`` → ``tiny-imagenet-200``; ``pets.tar.gz`` → ``pets``."""
+    name = path.name
+    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _check_name(name: str, *, archive: Path, dataset: str) -> None:
+    """A member name must stay inside the destination once joined to it."""
+    posix = PurePosixPath(name.replace("\\", "/"))
+    if posix.is_absolute() or ".." in posix.parts or (posix.parts and ":" in posix.parts[0]):
+        raise DataError(
+            f"{dataset}: {archive}: member {name!r} would be written outside the data root;"
+            " refusing to extract it (repack the archive with relative paths)"
+        )
+
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile, *, dataset: str) -> None:
+    for info in zf.infolist():
+        _check_name(info.filename, archive=archive, dataset=dataset)
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise DataError(
+                f"{dataset}: {archive}: member {info.filename!r} is a symbolic link;"
+                " refusing to extract it (links could point outside the data root)"
+            )
+
+
+def _tar_members(archive: Path, tf: tarfile.TarFile, *, dataset: str) -> None:
+    for member in tf.getmembers():
+        _check_name(member.name, archive=archive, dataset=dataset)
+        if member.issym() or member.islnk():
+            target = PurePosixPath(member.name).parent / member.linkname
+            if member.islnk():
+                target = PurePosixPath(member.linkname)
+            try:
+                _check_name(str(target), archive=archive, dataset=dataset)
+            except DataError:
+                raise DataError(
+                    f"{dataset}: {archive}: member {member.name!r} links to"
+                    f" {member.linkname!r}, outside the data root; refusing to extract it"
+                ) from None
+        elif not (member.isfile() or member.isdir()):
+            raise DataError(
+                f"{dataset}: {archive}: member {member.name!r} is a device or fifo;"
+                " refusing to extract it"
+            )
+
+
+def _corrupt(archive: Path, exc: BaseException, *, dataset: str) -> DataError:
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    return DataError(
+        f"{dataset}: {archive} is not a readable archive ({what}); delete it and download or"
+        " copy it again"
+    )
+
+
+def extract(archive: Path, dest: Path, *, dataset: str) -> Path:
+    """Extract ``archive`` so that its contents end up in ``dest`` (a folder that must not
+    exist yet); an archive holding a single folder gives that folder's contents.  Returns
+    ``dest``.  Raises a one-line ``DataError`` for an unsafe or corrupt
+    archive, leaving nothing behind."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        try:
+            if zipfile.is_zipfile(archive):
+                with zipfile.ZipFile(archive) as zf:
+                    _zip_members(archive, zf, dataset=dataset)
+                    zf.extractall(staging)  # CRC-checks every member as it reads it
+            else:
+                with tarfile.open(archive) as tf:
+                    _tar_members(archive, tf, dataset=dataset)
+                    # The stdlib's own guard as well (PEP 706): it refuses what we checked.
+                    tf.extractall(staging, filter="data")
+        except DataError:
+            raise
+        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError,
+                ValueError) as exc:
+            raise _corrupt(archive, exc, dataset=dataset) from None
+        # An archive of one top-level folder (``tiny-imagenet-200/…``) is that folder.
+        entries = list(staging.iterdir())
+        top = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
+        top.rename(dest)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return dest
