@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -183,6 +184,19 @@ class TrialConfig(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
     augment: AugmentConfig = AugmentConfig()
+
+    @field_validator("train")
+    @classmethod
+    def _freeze_needs_weights(cls, train: TrainConfig, info: ValidationInfo) -> TrainConfig:
+        # On ``train`` rather than the whole trial, so the error names the section.
+        model = info.data.get("model")
+        if train.freeze_backbone_epochs and model is not None and model.weights is None:
+            raise ValueError(
+                f"freeze_backbone_epochs={train.freeze_backbone_epochs} freezes what"
+                " model.weights provided, and model.weights is not set; set model.weights"
+                " or train.freeze_backbone_epochs: 0"
+            )
+        return train
 
 
 class ReportConfig(Section):

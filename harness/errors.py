@@ -26,3 +26,7 @@ class DataError(HarnessError):
 
 class TrackingError(HarnessError):
     """A tracking store that cannot be opened or written."""
+
+
+class WeightsError(HarnessError):
+    """Pretrained weights that are missing, unreadable or do not fit the model."""

@@ -35,7 +35,7 @@ from harness.engine.losses import build_criterion
 from harness.engine.metrics import classification_metrics
 from harness.engine.optim import create_optimizer, create_schedule
 from harness.errors import HarnessError
-from harness.models import build_model, count_parameters
+from harness.models import BackboneFreeze, build_model, count_parameters, load_pretrained
 
 # history.json keeps seed 000's keys: the per-epoch metrics, with ``lr`` as ``learning_rates``.
 HISTORY_KEYS = ("epochs", "train_loss", "train_acc", "val_loss", "val_acc", "learning_rates",
@@ -181,6 +181,12 @@ def fit(
         torch.backends.cudnn.benchmark = True
     memory_format = torch.channels_last if cuda else torch.contiguous_format
     model = build_model(cfg.model, in_channels=info.in_channels, num_classes=info.num_classes)
+    freeze = None
+    if cfg.model.weights is not None:
+        # Loaded even when resuming: the freeze needs to know which tensors came from them.
+        pretrained = load_pretrained(model, cfg.model, in_channels=info.in_channels)
+        if train.freeze_backbone_epochs:
+            freeze = BackboneFreeze(model, pretrained.backbone)
     model.to(device, memory_format=memory_format)
     # ``model`` keeps the weights and the state-dict keys; ``step_model`` runs the batches
     # (compiled, it is a wrapper whose state-dict keys gain an ``_orig_mod.`` prefix).
@@ -238,6 +244,9 @@ def fit(
     started = time.perf_counter()
 
     for epoch in range(first_epoch, train.epochs + 1):
+        if freeze is not None:
+            # From the epoch number alone, so a resumed trial freezes exactly as this one.
+            freeze.set(frozen=epoch <= train.freeze_backbone_epochs)
         lr = optimizer.param_groups[0]["lr"]
         _sync(device)
         t0 = time.perf_counter()

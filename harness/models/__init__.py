@@ -4,7 +4,8 @@
 ``ARCHITECTURES`` maps a name to a spec with ``build(*, in_channels, num_classes, stem, width,
 dropout, attn_layer, widen_factor, drop_path_rate)``; ``ATTENTION`` maps a name to a factory
 ``(channels, *, cfg)``.  The dataset decides ``in_channels`` and ``num_classes``, so they are
-arguments, not config.
+arguments, not config.  ``build_model`` builds the architecture only; ``pretrained`` loads
+``model.weights`` into it and freezes what they provided.
 """
 
 from __future__ import annotations
@@ -15,12 +16,29 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from harness.models.attention import ATTENTION
+from harness.models.pretrained import (
+    BackboneFreeze,
+    LoadedWeights,
+    check_weights,
+    load_pretrained,
+    resolve_weights,
+)
 from harness.models.resnet import ARCHITECTURES
 
 if TYPE_CHECKING:
     from harness.config import ModelConfig
 
-__all__ = ["ARCHITECTURES", "ATTENTION", "build_model", "count_parameters"]
+__all__ = [
+    "ARCHITECTURES",
+    "ATTENTION",
+    "BackboneFreeze",
+    "LoadedWeights",
+    "build_model",
+    "check_weights",
+    "count_parameters",
+    "load_pretrained",
+    "resolve_weights",
+]
 
 
 def build_model(cfg: ModelConfig, *, in_channels: int, num_classes: int) -> nn.Module:

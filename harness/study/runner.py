@@ -23,6 +23,7 @@ import torch
 from harness.config import DataConfig, Study
 from harness.data import DataBundle, check_dataset, load_dataset
 from harness.engine import Callback, PruneTrial, fit, resolve_device
+from harness.models import check_weights
 from harness.study.design import expand
 from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
 from harness.study.spec import TrialSpec
@@ -98,6 +99,16 @@ def preflight(specs: list[TrialSpec], *, data_root: Path, device: str) -> torch.
     resolved = resolve_device(device)
     for data_cfg in {spec.config.data for spec in specs}:
         check_dataset(data_cfg, root=data_root)
+    # Pretrained weights must exist and fit the model built for each dataset (its channels
+    # and classes), which only the loaded dataset knows.  In trial order, so the first bad
+    # trial is the one reported.
+    with_weights = list(dict.fromkeys((spec.config.model, spec.config.data) for spec in specs
+                                      if spec.config.model.weights is not None))
+    infos = {data_cfg: load_dataset(data_cfg, root=data_root).info
+             for data_cfg in dict.fromkeys(data_cfg for _, data_cfg in with_weights)}
+    for model_cfg, data_cfg in with_weights:
+        info = infos[data_cfg]
+        check_weights(model_cfg, in_channels=info.in_channels, num_classes=info.num_classes)
     return resolved
 
 
