@@ -83,7 +83,7 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
 
 def _why_unloadable(exc: BaseException) -> str:
     """torch.load's reason, without its paragraphs about ``weights_only``."""
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc).split()).split(" Check the documentation of torch.load")[0]
     if match := re.search(r"Unsupported global: GLOBAL (\S+)", text):
         return (f"it pickles a {match.group(1)}, not only tensors; save the model's"
                 " state_dict() instead")

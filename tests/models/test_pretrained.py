@@ -239,7 +239,7 @@ def unreadable(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     torch.save({"conv1.weight": 1.0}, not_tensors)
     return {
         "garbage": (garbage, "the file is not a loadable state dict (not a file torch.save"
-                             " wrote: "),
+                             " wrote: Unsupported operand 110)"),
         "truncated": (truncated, "the file is not a loadable state dict (RuntimeError: "),
         "pickled model": (pickled_model, "the file is not a loadable state dict (it pickles a"
                                          " torch.nn.modules.linear.Linear, not only tensors;"
@@ -261,7 +261,7 @@ def test_a_path_that_is_not_a_state_dict_is_one_line_naming_it(case, tmp_path):
     with pytest.raises(WeightsError) as err:
         resolve_weights(model_config(weights=str(path)))
     assert str(err.value).startswith(f"model.weights={path}: {fragment}")
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "torch.load" not in str(err.value)
 
 
 def test_a_corrupt_file_in_the_hub_cache_says_to_delete_it(hub):
