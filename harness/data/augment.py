@@ -1,10 +1,12 @@
 """Augmentation presets, applied a whole batch at a time on the training device.
 
 Owns the preset registry (``PRESETS``: ``none``, ``standard``, ``strong``), the batched
-operations they are made of, and normalisation.  Every operation works on an ``N×C×H×W``
-batch with tensor ops only (no PIL, no per-sample Python), draws every random number from the
-``torch.Generator`` it is given (so a seed fixes the augmentation), and keeps images either as
-uint8 (0..255) or as float in [0, 1]; ``normalize`` turns either into the model's float input.
+operations they are made of, normalisation, and ``build_augment``, which puts a policy
+(``policies``: AutoAugment, RandAugment, TrivialAugment) before the preset and cutout after
+it.  Every operation works on an ``N×C×H×W`` batch with tensor ops only (no PIL, no per-sample
+Python), draws every random number from the ``torch.Generator`` it is given (so a seed fixes
+the augmentation), and keeps images either as uint8 (0..255) or as float in [0, 1];
+``normalize`` turns either into the model's float input.
 
 Each operation does what its torchvision namesake does to one image, to every image at once:
 ``RandomCrop(padding=p)`` then ``RandomHorizontalFlip`` then ``RandomRotation`` (nearest, the
@@ -30,6 +32,7 @@ from torch import Tensor
 
 from harness.config import AugmentConfig
 from harness.data.datasets import DatasetInfo
+from harness.data.policies import build_policy, policy_transform  # noqa: F401 (re-exported)
 from harness.registry import Registry
 
 BatchOp = Callable[..., Tensor]  # op(images, *, generator) -> images
@@ -339,5 +342,16 @@ def _strong(info: DatasetInfo) -> list[BatchOp]:
 
 
 def build_augment(cfg: AugmentConfig, info: DatasetInfo) -> BatchTransform:
-    """The training-time transform for ``cfg.preset`` on this dataset."""
-    return BatchTransform(PRESETS.get(cfg.preset)(info), info)
+    """The training-time transform ``cfg`` describes, on this dataset.
+
+    ``cfg.policy`` first, on the uint8 images as torchvision's policies expect; then the
+    preset's operations; then cutout, last, so that nothing moves or recolours its square:
+    filled with the dataset's mean, the square is zero after normalisation, as the paper's
+    cut of normalised images was.
+    """
+    policy = build_policy(cfg)
+    ops = [policy] if policy is not None else []
+    ops += PRESETS.get(cfg.preset)(info)
+    if cfg.cutout > 0:
+        ops.append(partial(cutout, size=cfg.cutout, fill=info.mean))
+    return BatchTransform(ops, info)

@@ -33,6 +33,7 @@ from harness.data import DataBundle, DeviceLoader, build_loaders
 from harness.engine.callbacks import Callback, FitInfo, FitResult
 from harness.engine.losses import build_criterion
 from harness.engine.metrics import classification_metrics
+from harness.engine.mixing import Mixer, build_mixer, mixed_hits, mixed_loss
 from harness.engine.optim import create_optimizer, create_schedule
 from harness.errors import HarnessError
 from harness.models import BackboneFreeze, build_model, count_parameters, load_pretrained
@@ -113,22 +114,37 @@ def train_one_epoch(
     *,
     criterion: nn.Module,
     autocast: torch.dtype | None = None,
+    mixer: Mixer | None = None,
 ) -> dict[str, float]:
+    """One pass over ``loader``; the mean training loss and accuracy, read once at the end.
+
+    With a ``mixer`` (mixup, CutMix) each batch is mixed with the loader's generator, the loss
+    is the mix of the two labels' losses and a hit counts ``lam`` for the one label and
+    ``1 - lam`` for the other.
+    """
     model.train()
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device)
-    hits = torch.zeros((), device=device, dtype=torch.long)
+    hits = torch.zeros((), device=device, dtype=torch.long if mixer is None else torch.float32)
     seen = 0
     for images, labels in loader:
+        mixed = None
+        if mixer is not None:
+            mixed = mixer(images, labels, generator=loader.generator)
+            images = mixed.images
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
             logits = model(images)
-            loss = criterion(logits, labels)
+            loss = (criterion(logits, labels) if mixed is None
+                    else mixed_loss(criterion, logits, mixed))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
         loss_sum += loss.detach() * len(labels)
-        hits += (logits.detach().argmax(dim=1) == labels).sum()
+        if mixed is None:
+            hits += (logits.detach().argmax(dim=1) == labels).sum()
+        else:
+            hits += mixed_hits(logits.detach(), mixed)
         seen += len(labels)
     return {"loss": loss_sum.item() / max(seen, 1), "acc": hits.item() / max(seen, 1)}
 
@@ -251,7 +267,8 @@ def fit(
         _sync(device)
         t0 = time.perf_counter()
         trained = train_one_epoch(step_model, train_loader, optimizer, schedule,
-                                  criterion=criterion, autocast=autocast)
+                                  criterion=criterion, autocast=autocast,
+                                  mixer=build_mixer(cfg.augment))
         _sync(device)
         train_time = time.perf_counter() - t0
         val = evaluate(step_model, val_loader, label_smoothing=train.label_smoothing,
