@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from harness.config import DataConfig, Study
-from harness.data import DataBundle, check_dataset, load_dataset
+from harness.data import DataBundle, load_dataset
 from harness.engine import Callback, PruneTrial, fit, resolve_device
+from harness.engine.losses import check_loss
 from harness.models import check_weights
 from harness.study.design import expand
 from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
@@ -94,21 +95,29 @@ class StudyOutcome:
         return [o for o in self.outcomes if o.status == "PRUNED"]
 
 
-def preflight(specs: list[TrialSpec], *, data_root: Path, device: str) -> torch.device:
-    """Raise a HarnessError for anything that would make every trial fail."""
+def preflight(specs: list[TrialSpec], *, data_root: Path, device: str,
+              load: Callable[[DataConfig], DataBundle] | None = None) -> torch.device:
+    """Raise a HarnessError for anything that would make every trial fail.
+
+    Every dataset is loaded here (through ``load``, whose cache the trials then share), so
+    missing files, a corrupt archive or a folder without classes stop the study with one line
+    before anything is recorded.  Class weights and pretrained weights must fit the classes
+    and channels that only the loaded dataset knows; checked in trial order, so the first bad
+    trial is the one reported.
+    """
     resolved = resolve_device(device)
-    for data_cfg in {spec.config.data for spec in specs}:
-        check_dataset(data_cfg, root=data_root)
-    # Pretrained weights must exist and fit the model built for each dataset (its channels
-    # and classes), which only the loaded dataset knows.  In trial order, so the first bad
-    # trial is the one reported.
-    with_weights = list(dict.fromkeys((spec.config.model, spec.config.data) for spec in specs
-                                      if spec.config.model.weights is not None))
-    infos = {data_cfg: load_dataset(data_cfg, root=data_root).info
-             for data_cfg in dict.fromkeys(data_cfg for _, data_cfg in with_weights)}
-    for model_cfg, data_cfg in with_weights:
-        info = infos[data_cfg]
-        check_weights(model_cfg, in_channels=info.in_channels, num_classes=info.num_classes)
+    load = load or dataset_loader(data_root)
+    checked = set()
+    for spec in specs:
+        cfg = spec.config
+        if (cfg.data, cfg.model, cfg.train) in checked:
+            continue
+        checked.add((cfg.data, cfg.model, cfg.train))
+        data = load(cfg.data)
+        info = data.info
+        check_loss(cfg.train, num_classes=info.num_classes, train_labels=data.train.labels)
+        if cfg.model.weights is not None:
+            check_weights(cfg.model, in_channels=info.in_channels, num_classes=info.num_classes)
     return resolved
 
 

@@ -279,9 +279,10 @@ def run_tune(
     display = display or Display()
     data_root = data_root or default_data_root()
     check_space(study)
+    dataset = dataset_loader(data_root)
     resolved_device = preflight(
         [TrialSpec(study=study.name, config=study.base, seed=study.tune.seed)],
-        data_root=data_root, device=device,
+        data_root=data_root, device=device, load=dataset,
     )
     storage = open_storage(storage_url)
     tracker.open_study(study, mode="tune")
@@ -295,7 +296,6 @@ def run_tune(
     shares = [n_trials // n_workers + (i < n_trials % n_workers) for i in range(n_workers)]
     display.study_started(study, n_todo=shares[0], n_skipped=0)
 
-    dataset = dataset_loader(data_root)
     failures: list[str] = []
     counter = iter(range(1, n_trials + 1))
 

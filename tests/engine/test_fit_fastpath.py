@@ -111,7 +111,7 @@ def test_a_cuda_epoch_reads_the_host_a_fixed_number_of_times_not_once_per_step(d
                           memory_format=torch.channels_last)
     optimizer = create_optimizer(model.parameters(), cfg.optim)
     schedule = create_schedule(optimizer, cfg.schedule, epochs=2, steps_per_epoch=len(loader))
-    args = dict(label_smoothing=0.0, autocast=autocast_dtype("auto", device))
+    args = dict(criterion=torch.nn.CrossEntropyLoss(), autocast=autocast_dtype("auto", device))
     train_one_epoch(model, loader, optimizer, schedule, **args)  # first-use copies and tuning
     torch.cuda.set_sync_debug_mode("warn")
     try:
