@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+import torchvision
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -26,13 +28,24 @@ def _trials(tracking_uri: str, study: str):
         [experiment.experiment_id], filter_string="tags.`harness.kind` = 'trial'")
 
 
-def test_the_tiny_imagenet_study_runs_from_the_official_zip(tmp_path, tracking_uri) -> None:
+def test_the_tiny_imagenet_study_fine_tunes_imagenet_weights_from_the_official_zip(
+        tmp_path, tracking_uri, monkeypatch) -> None:
     data = tmp_path / "data"
     data.mkdir()
     zip_folder(tiny_imagenet(tmp_path / "staging"), data / "tiny-imagenet-200.zip")
+    # torchvision's ResNet-50 in the torch hub cache under ResNet50_Weights.DEFAULT's file
+    # name, where `model.weights: imagenet` looks; random, but in torchvision's format.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.manual_seed(0)
+    weights = torchvision.models.resnet50(weights=None).state_dict()
+    torch.save(weights, hub / Path(torchvision.models.ResNet50_Weights.DEFAULT.url).name)
+
+    # One frozen epoch: the backbone must come out exactly as the weights file has it.
     result = runner.invoke(app, [
         "run", "studies/tiny_imagenet_finetune.yaml", "--data-root", str(data),
-        "--tracking-uri", tracking_uri, *SMALL, "--set", "model.weights=null"])
+        "--tracking-uri", tracking_uri, *SMALL, "--set", "train.freeze_backbone_epochs=1"])
     assert result.exit_code == 0, result.output
 
     client, (run,) = _trials(tracking_uri, "tiny_imagenet_finetune")
@@ -47,6 +60,11 @@ def test_the_tiny_imagenet_study_runs_from_the_official_zip(tmp_path, tracking_u
     assert "plots_error.txt" not in root
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/predictions.png", "plots/gradcam.png"} <= plots
+    best = torch.load(client.download_artifacts(run.info.run_id, "checkpoints/best.pt",
+                                                str(tmp_path)), weights_only=True)["model"]
+    for key in ("conv1.weight", "layer3.4.conv2.weight", "layer4.2.bn3.running_var"):
+        assert torch.equal(best[key], weights[key]), key
+    assert best["fc.weight"].shape == (3, 2048)  # a new classifier for Tiny ImageNet's classes
 
 
 def test_an_image_folder_study_runs_a_grid_over_presets(tmp_path, tracking_uri, write_study):
