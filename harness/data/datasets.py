@@ -12,10 +12,7 @@ did not ship.
 
 from __future__ import annotations
 
-import contextlib
 import pickle
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -28,6 +25,7 @@ from harness.config import DataConfig
 from harness.data.archives import archive_stem, extract, is_archive
 from harness.data import folders
 from harness.data.folders import FileSplit
+from harness.downloads import download_timeout
 from harness.errors import DataError
 from harness.registry import Registry
 
@@ -37,9 +35,6 @@ VAL_SPLIT_SEED = 0
 DIGITS_TEST_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
 FOLDER_TEST_SEED = 0
-
-# Long enough for a slow mirror, short enough that a firewalled machine fails within a minute.
-DOWNLOAD_SOCKET_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -132,7 +127,7 @@ class DatasetSource:
         if not missing:
             return
         try:
-            with _download_timeout():
+            with download_timeout():
                 self.fetch(root, cfg)
         except DataError:
             raise  # a corrupt or unsafe archive: its own message says what to do
@@ -447,18 +442,6 @@ def _describe_array(value: object) -> str:
 def _one_line(exc: BaseException, limit: int = 200) -> str:
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-@contextlib.contextmanager
-def _download_timeout() -> Iterator[None]:
-    # urllib waits on the global default socket timeout (none), so a dropped connection would
-    # hang a trial forever; restore the caller's setting afterwards.
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_SOCKET_TIMEOUT_S)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 DATASETS: Registry[DatasetSource] = Registry("dataset")

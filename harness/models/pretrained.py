@@ -17,10 +17,8 @@ first key that does not fit, both shapes, and the model settings that would.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +27,7 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from harness.downloads import download_timeout
 from harness.errors import WeightsError
 from harness.models.resnet import ARCHITECTURES, STEMS, Bottleneck, BasicBlock, inner_width
 
@@ -47,9 +46,6 @@ ATTENTION_PART = ".attn."
 # torch.compile's module prefixes.
 WRAPPER_KEYS = ("state_dict", "model")
 MODULE_PREFIXES = ("module.", "_orig_mod.")
-# As for datasets: long enough for a slow mirror, short enough that a firewalled machine
-# fails within a minute rather than hanging a study.
-DOWNLOAD_SOCKET_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -91,18 +87,6 @@ def _why_unloadable(exc: BaseException) -> str:
         text = text.split("WeightsUnpickler error:", 1)[1].strip()
         return f"not a file torch.save wrote: {text.split('. ')[0].removesuffix('.')}"
     return f"{type(exc).__name__}: {text.split('. ')[0].removesuffix('.')}"
-
-
-@contextlib.contextmanager
-def _download_timeout() -> Iterator[None]:
-    # urllib waits on the global default socket timeout (none): a dropped connection would
-    # hang the study.  Restore the caller's setting afterwards.
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_SOCKET_TIMEOUT_S)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def torchvision_weights(arch: str) -> type[WeightsEnum] | None:
@@ -186,7 +170,7 @@ def _download(weights: WeightsEnum, path: Path, *, label: str, arch: str) -> dic
     match = torch.hub.HASH_REGEX.search(path.name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _download_timeout():
+        with download_timeout():
             # Into a temporary file beside it, renamed when whole and its hash checked.
             torch.hub.download_url_to_file(
                 url, str(path), hash_prefix=match.group(1) if match else None, progress=False
