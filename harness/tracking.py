@@ -12,6 +12,7 @@ module-level active run, which a runner of many trials cannot afford.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -168,6 +170,24 @@ def default_tracking_uri(cwd: Path | None = None) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+@contextlib.contextmanager
+def _store_creation_lock(db: Path | None) -> Iterator[None]:
+    """Processes opening one SQLite store take turns: MLflow creates and migrates a new
+    database's tables on open, and two processes doing that at once trip over each other's
+    schema versions (``harness tune`` started twice on a fresh store)."""
+    if db is None:
+        yield
+        return
+    import fcntl
+
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def experiment_name(study: str, *, mode: str = "run") -> str:
     return study if mode == "run" else f"{study}-{mode}"
 
@@ -255,7 +275,10 @@ class MlflowTracker(Tracker):
             if local is not None:
                 local[0].parent.mkdir(parents=True, exist_ok=True)
             try:
-                self._client = MlflowClient(tracking_uri=self.uri)
+                with _store_creation_lock(local[0] if local is not None else None):
+                    client = MlflowClient(tracking_uri=self.uri)
+                    client._tracking_client.store  # noqa: B018 - opens (and migrates) it now
+                self._client = client
             except Exception as exc:  # noqa: BLE001 - any backend failure is one line
                 raise TrackingError(f"tracking store {self.uri}: cannot open ({exc})") from None
         return self._client

@@ -31,7 +31,8 @@ from harness.config import (
 from harness.engine import Callback, PruneTrial
 from harness.errors import ConfigError, HarnessError
 from harness.study.design import check_key, set_key
-from harness.study.runner import Display, dataset_loader, default_data_root, preflight, run_trial
+from harness.study.runner import (Display, dataset_loader, default_data_root, default_work_root,
+                                  preflight, run_trial)
 from harness.study.spec import TrialSpec
 from harness.study.workers import limit_threads
 from harness.study.workers import spawn as spawn_workers
@@ -125,20 +126,63 @@ def sample(trial: Any, study: Study) -> tuple[TrialConfig, dict[str, Any]]:
 # Optuna pieces
 
 
-def make_sampler(study: Study, *, n_existing: int = 0):
+def _sampler(study: Study, seed: int | None):
     import optuna
 
     cfg = study.tune.sampler
     if cfg.name == "tpe":
-        return optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
     if cfg.name == "random":
-        return optuna.samplers.RandomSampler(seed=cfg.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if cfg.name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials,
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=cfg.n_startup_trials,
                                             warn_independent_sampling=False)
     if cfg.name == "gp":
-        return optuna.samplers.GPSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials)
-    return optuna.samplers.GridSampler(_grid_space(study), seed=cfg.seed)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
+    return optuna.samplers.GridSampler(_grid_space(study), seed=seed)
+
+
+def make_sampler(study: Study):
+    """The configured sampler, seeded afresh for every trial from the search's seed and the
+    trial's number.
+
+    One sampler seeded once per process would give every process of a shared search the same
+    draws (two workers, one learning rate); the trial number is unique across processes, so
+    each trial gets its own stream, and a search run alone still repeats exactly.  Optuna's
+    samplers keep their state in the storage, not in the object, so a new one per trial costs
+    only its construction."""
+    import numpy as np
+    import optuna
+
+    seed = study.tune.sampler.seed
+
+    class PerTrialSeed(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self.inner = _sampler(study, seed)
+
+        def before_trial(self, optuna_study, trial) -> None:
+            if seed is not None:
+                state = np.random.SeedSequence([seed, trial.number]).generate_state(1)[0]
+                self.inner = _sampler(study, int(state))
+            self.inner.before_trial(optuna_study, trial)
+
+        def infer_relative_search_space(self, optuna_study, trial):
+            return self.inner.infer_relative_search_space(optuna_study, trial)
+
+        def sample_relative(self, optuna_study, trial, search_space):
+            return self.inner.sample_relative(optuna_study, trial, search_space)
+
+        def sample_independent(self, optuna_study, trial, param_name, param_distribution):
+            return self.inner.sample_independent(optuna_study, trial, param_name,
+                                                 param_distribution)
+
+        def after_trial(self, optuna_study, trial, state, values) -> None:
+            self.inner.after_trial(optuna_study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.inner.reseed_rng()
+
+    return PerTrialSeed()
 
 
 def make_pruner(study: Study):
@@ -306,8 +350,10 @@ def run_tune(
                                   for k, v in chosen.items()})
         pruning = OptunaPruning(trial, tune.metric)
         callbacks = [pruning, *display.trial_started(spec, next(counter))]
+        # Checkpoints by Optuna trial: two processes may draw the same configuration.
         outcome = run_trial(
             spec, tracker=tracker, load=dataset, device=resolved_device, callbacks=callbacks,
+            work_root=default_work_root() / f"{study.name}-tune" / str(trial.number),
             tags={"optuna.trial_number": str(trial.number), "optuna.study_name": study.name,
                   "harness.mode": "tune"},
         )
