@@ -70,6 +70,18 @@ def cluster(postgres, tmp_path):
         yield optuna_url, f"http://127.0.0.1:{port}"
 
 
+def _training(tracking_uri: str, study: str, pid: int) -> bool:
+    """Whether the worker ``pid`` has a trial run open in MLflow (it has started training),
+    so that killing it now leaves a run to be ended, however slow the machine is today."""
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(study)
+    if exp is None:
+        return False
+    runs = client.search_runs([exp.experiment_id], "tags.`harness.kind` = 'trial'"
+                              " and attributes.status = 'RUNNING'")
+    return any(r.data.tags.get("harness.host", "").endswith(f":{pid}") for r in runs)
+
+
 def test_three_workers_share_a_study_and_survive_a_killed_worker(cluster, tiny_study, write_study):
     optuna_url, tracking_uri = cluster
     tiny_study["name"] = "cluster"
@@ -90,7 +102,8 @@ def test_three_workers_share_a_study_and_survive_a_killed_worker(cluster, tiny_s
             for summary in optuna.study.get_all_study_summaries(optuna_url):
                 queue = optuna.load_study(study_name=summary.study_name, storage=optuna_url)
                 for trial in queue.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
-                    if str(trial.user_attrs.get("harness.host", "")).endswith(f":{victim.pid}"):
+                    if (str(trial.user_attrs.get("harness.host", "")).endswith(f":{victim.pid}")
+                            and _training(tracking_uri, "cluster", victim.pid)):
                         time.sleep(1.0)  # well inside its epochs
                         victim.send_signal(signal.SIGKILL)
                         killed = True
