@@ -3,11 +3,13 @@ a ``HarnessError`` into one line on stderr and exit code 2.  Nothing else lives 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -51,28 +53,47 @@ def run(
     storage: Annotated[Optional[str], typer.Option(help="Join a shared study: a work queue in this Optuna storage (postgresql://… for several machines).")] = None,
     heartbeat: Annotated[float, typer.Option(help="Seconds between a worker's heartbeats; a trial silent for 3 is retried elsewhere.", min=0.5)] = 30.0,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
+    held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
 ) -> None:
     """Expand the study and run every trial that has not FINISHED yet."""
-    from harness.config import load_study
-    from harness.console import RichDisplay, summary_table, trial_table
-    from harness.study.design import expand
-    from harness.study.runner import run_study
-    from harness.tracking import MlflowTracker
+    from harness.study.workers import errors_left_to_parent, spawn, stop
 
+    started = []
+    if workers > 1 and not dry_run:
+        # Before this process loads the study and imports torch and MLflow (seconds), so that
+        # the workers' own start-up overlaps it; held, they load the same study file with the
+        # same options and wait until the study's stores exist.
+        given = {"--storage": storage, "--data-root": data_root, "--tracking-uri": tracking_uri}
+        args = [*(a for o in overrides or [] for a in ("--set", o)),
+                *(a for k, v in given.items() if v is not None for a in (k, str(v))),
+                "--heartbeat", str(heartbeat)]
+        started = spawn("run", study_file, [args] * (workers - 1), device=device,
+                        n_slots=workers, held=True)
     try:
-        study = load_study(study_file, overrides=overrides or [])
-        specs = expand(study)
-        if dry_run:
-            console.print(trial_table(study, specs))
-            return
-        tracker = MlflowTracker(tracking_uri)
-        tracker.check()
+        from harness.config import load_study
+        from harness.console import RichDisplay, summary_table, trial_table
+        from harness.study.design import expand
+        from harness.study.runner import run_study
+        from harness.tracking import MlflowTracker
+
+        with errors_left_to_parent(held):
+            study = load_study(study_file, overrides=overrides or [])
+            specs = expand(study)
+            if dry_run:
+                console.print(trial_table(study, specs))
+                return
+            tracker = MlflowTracker(tracking_uri)
+            tracker.check()
         outcome = run_study(study, tracker=tracker, data_root=data_root, device=device,
                             display=None if worker else RichDisplay(console),
                             n_workers=workers, storage_url=storage, heartbeat_s=heartbeat,
-                            worker=worker)
+                            worker=worker, held=held, started=started)
     except HarnessError as exc:
+        stop(started)
         raise _fail(exc) from None
+    except BaseException:
+        stop(started)
+        raise
     if worker:
         raise typer.Exit(1 if outcome.failed else 0)
     for line in outcome.worker_errors:
@@ -228,8 +249,33 @@ def ui(
 
 
 def main() -> None:  # pragma: no cover - console script entry
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        _exit(done.code)
+
+
+def _exit(code: object) -> NoReturn:  # pragma: no cover - ends the process
+    """Exit as the interpreter would, without its tear-down.
+
+    The tear-down garbage-collects the hundreds of thousands of objects that torch and MLflow
+    made, a second or two that every worker process pays too, only to hand the memory back to
+    the system.  What exit must do still happens, in the interpreter's order (as
+    ``multiprocessing`` ends its child processes): other threads are joined, ``atexit``
+    handlers run, the streams are flushed.
+    """
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to tell
+            pass
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m harness.cli`, used by workers
-    app()
+    main()

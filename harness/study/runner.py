@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,7 +29,9 @@ from harness.models import check_weights
 from harness.study.design import expand
 from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
 from harness.study.spec import TrialSpec
-from harness.study.workers import limit_threads
+from harness.study.workers import errors_left_to_parent, limit_threads, wait_for_release
+from harness.study.workers import prepare as prepare_worker
+from harness.study.workers import release as release_workers
 from harness.study.workers import spawn as spawn_workers
 from harness.study.workers import stop as stop_workers
 from harness.study.workers import wait as wait_workers
@@ -154,34 +157,59 @@ def run_study(
     storage_url: str | None = None,
     heartbeat_s: float = 30.0,
     worker: bool = False,
+    held: bool = False,
+    started: Sequence[subprocess.Popen] = (),
 ) -> StudyOutcome:
     """Run every trial of ``study`` that has not FINISHED.
 
     With ``storage_url`` this process is one worker of a queue shared through that storage
     (other processes or machines may join it); ``n_workers > 1`` also starts ``n_workers - 1``
     local worker processes on it (an SQLite queue beside the local store by default).  A
-    ``worker`` leaves the parent run's status to the process that started the study.
+    ``worker`` leaves the parent run's status to the process that started the study; a
+    ``held`` one (started by such a parent) prepares, then opens no store until released.
+    ``started`` are the local workers if the caller has started them already, held.
     """
     display = display or Display()
     data_root = data_root or default_data_root()
     specs = expand(study)
-    resolved_device = preflight(specs, data_root=data_root, device=device)
-    if n_workers > 1 and storage_url is None:
+    dataset = dataset_loader(data_root)
+    if (n_workers > 1 or held) and storage_url is None:
         from harness.study.queue import default_queue_storage
 
         storage_url = default_queue_storage(getattr(tracker, "uri", ""))
-    if executor is None:
-        executor = (QueueExecutor(storage_url, heartbeat_s=heartbeat_s, metric=study.report.metric)
-                    if storage_url else InProcessExecutor())
-
-    tracker.open_study(study)
-    done = {trial.trial_key for trial in tracker.finished()}
+    workers = list(started)
+    if n_workers > 1:
+        if not workers:
+            # Started first and held, so that their start-up (imports, data) overlaps this
+            # process's checks and its creating the stores, which they open once released.
+            args = ["--storage", storage_url, "--data-root", str(data_root),
+                    "--heartbeat", str(heartbeat_s)]
+            if getattr(tracker, "uri", None):
+                args += ["--tracking-uri", tracker.uri]
+            workers = spawn_workers("run", study, [args] * (n_workers - 1), device=device,
+                                    n_slots=n_workers, held=True)
+        limit_threads(n_workers)
+    try:
+        with errors_left_to_parent(held):
+            resolved_device = preflight(specs, data_root=data_root, device=device, load=dataset)
+            if held:  # (preflight has loaded the datasets)
+                prepare_worker(tracking_uri=getattr(tracker, "uri", ""))
+        if held:
+            wait_for_release()
+        if executor is None:
+            executor = (QueueExecutor(storage_url, heartbeat_s=heartbeat_s,
+                                      metric=study.report.metric)
+                        if storage_url else InProcessExecutor())
+        tracker.open_study(study)
+        done = {trial.trial_key for trial in tracker.finished()}
+    except BaseException:
+        stop_workers(workers)
+        raise
     todo = [spec for spec in specs if spec.trial_key not in done]
     outcome = StudyOutcome(n_trials=len(specs), skipped=len(specs) - len(todo),
                            metric=study.report.metric)
     display.study_started(study, n_todo=len(todo), n_skipped=outcome.skipped)
 
-    dataset = dataset_loader(data_root)
     index = iter(range(1, len(todo) + 1))
 
     def run_one(spec: TrialSpec) -> TrialOutcome:
@@ -193,18 +221,11 @@ def run_study(
 
     all_keys = [s.trial_key for s in specs]
     failed = False
-    workers: list = []
     try:
-        if n_workers > 1:
+        if workers:
             # Create the queue before the workers look for it.
             executor.join(todo, study_name=study.name, all_keys=all_keys)
-            args = ["--storage", storage_url, "--data-root", str(data_root),
-                    "--heartbeat", str(heartbeat_s)]
-            if getattr(tracker, "uri", None):
-                args += ["--tracking-uri", tracker.uri]
-            workers = spawn_workers("run", study, [args] * (n_workers - 1), device=device,
-                                    n_slots=n_workers)
-            limit_threads(n_workers)
+            release_workers(workers)
         for trial_outcome in executor.map(todo, run_one, study_name=study.name,
                                           all_keys=all_keys):
             outcome.outcomes.append(trial_outcome)

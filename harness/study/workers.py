@@ -3,17 +3,29 @@ the same shared storage as the process that started it.
 
 A slot is a GPU where there are several (``CUDA_VISIBLE_DEVICES``), else an equal share of the
 CPU cores (``OMP_NUM_THREADS``), because two trainers each using every core only fight.
+
+A new Python process needs seconds before it can train (importing torch, MLflow and Optuna,
+loading the data), and so does the parent before it has created the tracking store and the
+queue.  So the parent starts its workers first, *held*: they do all of that at once, beside
+it, and then wait on their stdin until the parent ``release``s them; only then do they open
+either store, so that no worker races its parent to create one.  A held worker reports
+nothing before its release: its parent checks the same study and says what is wrong, once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.config import Study, dump_yaml
+from harness.errors import HarnessError
+
+GO = "go"
 
 
 def cores_per_slot(n_slots: int) -> int:
@@ -35,14 +47,18 @@ def write_study(study: Study) -> Path:
     return path
 
 
-def spawn(command: str, study: Study, per_worker_args: list[list[str]], *, device: str,
-          n_slots: int) -> list[subprocess.Popen]:
+def spawn(command: str, study: Study | Path, per_worker_args: list[list[str]], *, device: str,
+          n_slots: int, held: bool = False) -> list[subprocess.Popen]:
     """Start ``harness <command> <study> <args> --worker`` once per entry of ``per_worker_args``
-    (slots 1.. of ``n_slots``; this process is slot 0)."""
-    import torch
+    (slots 1.. of ``n_slots``; this process is slot 0).  ``study`` is the resolved study, or
+    a study file that the workers load as this process does (its ``--set`` options among the
+    args).  ``held`` workers prepare and then wait for ``release``."""
+    study_file = study if isinstance(study, Path) else write_study(study)
+    n_gpus = 0
+    if device in ("auto", "cuda"):
+        import torch
 
-    study_file = write_study(study)
-    n_gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+        n_gpus = torch.cuda.device_count()
     procs = []
     for slot, args in enumerate(per_worker_args, start=1):
         env = dict(os.environ, OMP_NUM_THREADS=str(cores_per_slot(n_slots)))
@@ -50,8 +66,58 @@ def spawn(command: str, study: Study, per_worker_args: list[list[str]], *, devic
             env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpus)
         cmd = [sys.executable, "-m", "harness.cli", command, str(study_file), *args,
                "--device", device, "--worker"]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
+        if held:
+            cmd.append("--held")
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                      stdin=subprocess.PIPE if held else None, text=True))
     return procs
+
+
+def release(procs: list[subprocess.Popen]) -> None:
+    """Tell held workers that the stores exist: they may open them now."""
+    for proc in procs:
+        if proc.stdin is not None and not proc.stdin.closed:
+            try:
+                proc.stdin.write(GO + "\n")
+                proc.stdin.close()
+            except OSError:  # it died while preparing; wait() reports its exit code
+                pass
+
+
+def prepare(*, tracking_uri: str) -> None:
+    """Import now, while held, what opening the stores and the first trial would import
+    (MLflow's client and its store, Optuna's storage, torch's compiler stack, which
+    torch.optim loads at the first step): seconds of a new process's start-up."""
+    import mlflow.tracking  # noqa: F401
+    import optuna.storages  # noqa: F401
+
+    if tracking_uri.startswith("sqlite:"):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    elif tracking_uri.startswith(("http:", "https:")):
+        import mlflow.store.tracking.rest_store  # noqa: F401
+    try:
+        import torch._dynamo  # noqa: F401
+    except ImportError:  # a torch without it has nothing to load at the first step either
+        pass
+
+
+def wait_for_release() -> None:
+    """Block until the parent releases this held worker (a line on stdin)."""
+    if sys.stdin.readline().strip() != GO:
+        raise HarnessError("the process that started this worker stopped before the study began")
+
+
+@contextlib.contextmanager
+def errors_left_to_parent(held: bool) -> Iterator[None]:
+    """In a held worker, an error (a bad study, a missing dataset) waits for the release: the
+    parent, checking the same study at the same moment, reports it once and stops this
+    worker.  Released all the same, the worker reports it itself."""
+    try:
+        yield
+    except HarnessError:
+        if held:
+            wait_for_release()
+        raise
 
 
 def wait(procs: list[subprocess.Popen]) -> list[str]:

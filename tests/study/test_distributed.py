@@ -16,6 +16,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from harness.config import load_study
+from harness.study.workers import release, spawn, stop
 from harness_testing import create_database, free_port, serving
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
@@ -46,6 +48,7 @@ def test_two_local_workers_give_the_same_trials_and_metrics_as_one(tiny_study, w
                                *extra], env=env_one_thread(), capture_output=True, text=True,
                               timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr
+        assert "(open it with: harness ui)" in done.stdout  # the last line, before the exit
     a, b = trials_by_key(one, "tiny"), trials_by_key(two, "tiny")
     assert set(a) == set(b) and len(a) == 4
     for key in a:
@@ -55,6 +58,50 @@ def test_two_local_workers_give_the_same_trials_and_metrics_as_one(tiny_study, w
             assert run_a.data.metrics[metric] == run_b.data.metrics[metric]
     # (Which process ran which trial depends on timing: sharing between workers is shown by
     # the distributed test below, where a worker must have claimed a trial to be killed.)
+
+
+def test_a_missing_dataset_with_two_workers_is_one_error_line_and_records_nothing(tiny_study, write_study, tmp_path):
+    # The worker starts before the parent has checked the study; held, it leaves the
+    # reporting to the parent, which stops it.
+    tiny_study["base"]["data"] = {"dataset": "cifar10", "download": False}
+    store = tmp_path / "store"
+    done = subprocess.run([*HARNESS, "run", str(write_study(tiny_study)), "--workers", "2",
+                           "--data-root", str(tmp_path / "datasets"), "--device", "cpu",
+                           "--tracking-uri", f"sqlite:///{store}/mlflow.db"],
+                          env=env_one_thread(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "cifar-10-batches-py" in line
+    assert not store.exists()
+
+
+def test_a_held_worker_opens_no_store_until_released(tiny_study, write_study, tmp_path):
+    store = tmp_path / "store"
+    args = ["--tracking-uri", f"sqlite:///{store}/mlflow.db",
+            "--storage", f"sqlite:///{store}/queue.db"]
+    # (Slot 1 of 2: one thread, as beside a parent.)
+    (held,) = spawn("run", load_study(write_study(tiny_study)), [args], device="cpu", n_slots=2,
+                    held=True)
+    try:
+        time.sleep(5)  # into its preparing, or its waiting
+        assert held.poll() is None and not store.exists()
+        release([held])
+        assert held.wait(timeout=300) == 0
+    finally:
+        stop([held])
+    runs = trials_by_key(args[1], "tiny")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for rs in runs.values() for r in rs)
+
+
+def test_a_held_worker_whose_parent_stops_exits_without_opening_a_store(tiny_study, write_study, tmp_path):
+    store = tmp_path / "store"
+    args = ["--tracking-uri", f"sqlite:///{store}/mlflow.db",
+            "--storage", f"sqlite:///{store}/queue.db"]
+    (held,) = spawn("run", load_study(write_study(tiny_study)), [args], device="cpu", n_slots=2,
+                    held=True)
+    held.stdin.close()  # its parent is gone before the study began
+    assert held.wait(timeout=300) == 2
+    assert not store.exists()
 
 
 @pytest.fixture
@@ -90,8 +137,11 @@ def test_three_workers_share_a_study_and_survive_a_killed_worker(cluster, tiny_s
     path = write_study(tiny_study)
     cmd = [*HARNESS, "run", str(path), "--storage", optuna_url, "--tracking-uri", tracking_uri,
            "--device", "cpu", "--heartbeat", "1"]
-    workers = [subprocess.Popen(cmd, env=env_one_thread(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    # Each on its own disk, as on three machines: the victim's trial cannot be resumed from
+    # its checkpoints, so another worker runs it again and ends the victim's run.
+    workers = [subprocess.Popen(cmd, env={**env_one_thread(), "HARNESS_WORK": str(path.parent / f"work{i}")},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for i in range(3)]
     victim, survivors = workers[0], workers[1:]
     try:
         # Kill the first worker in the middle of a trial it has claimed.
@@ -104,7 +154,7 @@ def test_three_workers_share_a_study_and_survive_a_killed_worker(cluster, tiny_s
                 for trial in queue.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
                     if (str(trial.user_attrs.get("harness.host", "")).endswith(f":{victim.pid}")
                             and _training(tracking_uri, "cluster", victim.pid)):
-                        time.sleep(1.0)  # well inside its epochs
+                        # At once: a short trial may be over within a second.
                         victim.send_signal(signal.SIGKILL)
                         killed = True
             time.sleep(0.3)
