@@ -12,6 +12,8 @@ did not ship.
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,19 +147,38 @@ class DatasetSource:
         )
 
 
+def read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as ``load_digits`` gives them: images (n, 8, 8) of counts 0..16 and
+    their labels.
+
+    Read straight from the CSV file scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``,
+    64 pixel columns then the label), which is what ``load_digits`` parses: importing
+    scikit-learn to call it costs every process a second at start-up.  Where that file is not
+    found (another layout), ``load_digits`` itself.
+    """
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if csv is None or not csv.is_file():
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.images, digits.target
+    with gzip.open(csv, "rt") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
+
 class _Digits(DatasetSource):
     """scikit-learn's bundled 8×8 digits: no files, no network; the test split is carved here."""
 
     def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
+        images, target = read_digits()
         # Pixel values are counts 0..16 of a 4×4 block; rescale to the uint8 range of every
         # other dataset so that augmentation and normalisation treat them alike.
-        pixels = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+        pixels = np.rint(images * (255.0 / 16.0)).astype(np.uint8)
         full = TensorSplit(
             torch.from_numpy(pixels).unsqueeze(1).contiguous(),
-            torch.from_numpy(digits.target.astype(np.int64)),
+            torch.from_numpy(target.astype(np.int64)),
         )
         n_test = round(DIGITS_TEST_FRACTION * len(full))
         train, test = stratified_split(full.labels.numpy(), n_test, seed=DIGITS_TEST_SEED)

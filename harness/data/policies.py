@@ -25,10 +25,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+from typing import TYPE_CHECKING
+
 import torch
-import torchvision.transforms.v2 as v2
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
+
+if TYPE_CHECKING:
+    import torchvision.transforms.v2 as v2
 
 from harness.config import AugmentConfig
 from harness.registry import Registry
@@ -133,7 +136,12 @@ CIFAR10_POLICY: tuple[tuple[tuple[str, float, int | None], ...], ...] = (
 def apply_op(images: Tensor, name: str, magnitude: float) -> Tensor:
     """One operation at one (signed) magnitude on uint8 images, as torchvision v2 applies it
     (``_AutoAugmentBase._apply_image_or_video_transform``): nearest neighbour, zero fill."""
-    nearest = v2.InterpolationMode.NEAREST
+    # torchvision on first use: importing it costs a process a second and a half (it pulls in
+    # torch._dynamo), which a study without a policy should not pay at start-up.
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.transforms.v2 import InterpolationMode
+
+    nearest = InterpolationMode.NEAREST
     if name == "Identity":
         return images
     if name in ("ShearX", "ShearY"):
@@ -337,6 +345,8 @@ def build_policy(cfg: AugmentConfig) -> BatchPolicy | None:
 def policy_transform(cfg: AugmentConfig) -> v2.Transform | None:
     """torchvision's per-sample transform for ``cfg.policy`` (uint8 tensors or PIL images), or
     ``None``: what ``build_policy`` does to a batch, for pipelines that go one image at a time."""
+    import torchvision.transforms.v2 as v2
+
     if cfg.policy == "autoaugment":
         return v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
     if cfg.policy == "randaugment":

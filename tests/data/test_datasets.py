@@ -46,6 +46,34 @@ def test_digits_splits_all_1797_images_into_disjoint_train_val_test(tmp_path: Pa
     assert info.class_names == [str(c) for c in range(10)] and info.hflip is False
 
 
+def test_digits_read_from_the_bundled_csv_equal_load_digits_and_fall_back_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from harness.data import datasets
+
+    expected = load_digits()
+    images, target = datasets.read_digits()
+    np.testing.assert_array_equal(images, expected.images)
+    np.testing.assert_array_equal(target, expected.target)
+    # Without the CSV where it is looked for, scikit-learn's own loader gives the same arrays.
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sklearn" else real_find_spec(name, *a))
+    calls = []
+    real_load = sys.modules["sklearn.datasets"].load_digits
+    monkeypatch.setattr(sys.modules["sklearn.datasets"], "load_digits",
+                        lambda: calls.append(1) or real_load())
+    images, target = datasets.read_digits()
+    assert calls == [1]
+    np.testing.assert_array_equal(images, expected.images)
+    np.testing.assert_array_equal(target, expected.target)
+
+
 def test_digits_splits_are_stratified(tmp_path: Path) -> None:
     bundle = load_dataset(DataConfig(dataset="digits", val_size=0.25), root=tmp_path)
     full = torch.cat([bundle.train.labels, bundle.val.labels, bundle.test.labels])
