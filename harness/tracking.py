@@ -23,7 +23,7 @@ import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,8 +91,11 @@ class Tracker(ABC):
     @abstractmethod
     def close_study(self, *, failed: bool) -> None: ...
 
-    def end_stale_runs(self, trial_key: str) -> int:
-        """End runs of ``trial_key`` left RUNNING by a process that died; how many."""
+    def end_stale_runs(
+        self, trial_key: str, *, alive: Callable[[dict[str, str]], bool] | None = None
+    ) -> int:
+        """End runs of ``trial_key`` left RUNNING by a process that died; how many.  A run
+        for which ``alive(its tags)`` is true is another process's, still at work: left be."""
         return 0
 
     def resume_trial(self, spec: TrialSpec) -> TrialRun | None:
@@ -405,10 +408,14 @@ class MlflowTracker(Tracker):
         trial_run.resumed = True
         return trial_run
 
-    def end_stale_runs(self, trial_key: str) -> int:
+    def end_stale_runs(
+        self, trial_key: str, *, alive: Callable[[dict[str, str]], bool] | None = None
+    ) -> int:
         from mlflow.entities import RunTag
 
         stale = self._search(f"tags.`{TRIAL_KEY}` = '{trial_key}' and attributes.status = 'RUNNING'")
+        if stale and alive is not None:
+            stale = [run for run in stale if not alive(run.data.tags)]
         for run in stale:
             self.client.log_batch(run.info.run_id, tags=[RunTag("harness.state", "abandoned")])
             self.client.set_terminated(run.info.run_id, status="KILLED")

@@ -274,12 +274,15 @@ def run_trial(
     callbacks: Sequence[Callback] = (),
     tags: dict[str, str] | None = None,
     work_root: Path | None = None,
+    alive: Callable[[dict[str, str]], bool] | None = None,
 ) -> TrialOutcome:
     """Run one trial and record it; an exception marks it FAILED with its traceback.
 
     The trial checkpoints into ``work_root/<study>/<trial key>`` every epoch.  If a process
     died there mid-trial, this run picks the trial up after its last epoch, in the same
-    tracking run, which then gets only the epochs it does not have yet.
+    tracking run, which then gets only the epochs it does not have yet.  Other runs of the
+    same trial key still RUNNING are ended as a dead process's, except those ``alive`` (given
+    their tags) says another process is still running.
     """
     work = (work_root or default_work_root()) / spec.study / spec.trial_key
     resumable = (work / "last.pt").is_file()
@@ -287,7 +290,7 @@ def run_trial(
     if trial_run is None:
         shutil.rmtree(work, ignore_errors=True)
         # A run of this trial still marked RUNNING belongs to a process that died: end it.
-        tracker.end_stale_runs(spec.trial_key)
+        tracker.end_stale_runs(spec.trial_key, alive=alive)
         trial_run = tracker.start_trial(spec, tags=tags)
     try:
         data = load(spec.config.data)

@@ -350,10 +350,13 @@ def run_tune(
                                   for k, v in chosen.items()})
         pruning = OptunaPruning(trial, tune.metric)
         callbacks = [pruning, *display.trial_started(spec, next(counter))]
-        # Checkpoints by Optuna trial: two processes may draw the same configuration.
+        # Checkpoints by Optuna trial: two processes may draw the same configuration.  For
+        # the same reason a RUNNING run of this configuration is a dead process's only if
+        # its Optuna trial is no longer running (the storage's heartbeat failed it).
         outcome = run_trial(
             spec, tracker=tracker, load=dataset, device=resolved_device, callbacks=callbacks,
             work_root=default_work_root() / f"{study.name}-tune" / str(trial.number),
+            alive=lambda tags: _trial_running(trial.study, tags.get("optuna.trial_number")),
             tags={"optuna.trial_number": str(trial.number), "optuna.study_name": study.name,
                   "harness.mode": "tune"},
         )
@@ -402,6 +405,16 @@ def run_tune(
                           "harness.best_trial": str(outcome.best_number)})
     tracker.close_study(failed=False)
     return outcome
+
+
+def _trial_running(optuna_study: Any, number: str | None) -> bool:
+    """Whether the Optuna trial ``number`` (a run's tag) is still RUNNING in the storage."""
+    import optuna
+
+    if number is None or not number.isdigit():
+        return False
+    running = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return any(t.number == int(number) for t in running)
 
 
 def summarise_search(optuna_study: Any, *, n_new: int) -> TuneOutcome:

@@ -86,6 +86,35 @@ def test_running_again_resumes_the_same_search(tune_study, tracking_uri, storage
     assert sorted(int(r.data.tags["optuna.trial_number"]) for r in trials) == [0, 1, 2, 3]
 
 
+def test_a_running_trial_of_the_same_configuration_is_left_alone_a_dead_ones_is_ended(
+    tune_study, tracking_uri, storage, tmp_path
+):
+    # One configuration only: every trial of the search has the same trial key, as two
+    # workers drawing the same point would.
+    tune_study["tune"]["space"] = {"optim.name": {"choice": ["adamw"]}}
+    tune(tune_study, n_trials=1, tracking_uri=tracking_uri, storage=storage, tmp_path=tmp_path)
+    _, (first,) = tune_runs(tracking_uri)
+    # Trial 1 is another process's, still at work; trial 2's process died and the storage's
+    # heartbeat failed it.  Both left their MLflow runs RUNNING.
+    optuna_study = optuna.load_study(study_name="tiny", storage=storage)
+    busy, dead = optuna_study.ask(), optuna_study.ask()
+    optuna_study.tell(dead, state=optuna.trial.TrialState.FAIL)
+    client = MlflowClient(tracking_uri)
+    runs = {}
+    for trial in (busy, dead):
+        tags = {**first.data.tags, "optuna.trial_number": str(trial.number)}
+        runs[trial.number] = client.create_run(first.info.experiment_id, tags=tags).info.run_id
+
+    tune(tune_study, n_trials=1, tracking_uri=tracking_uri, storage=storage, tmp_path=tmp_path)
+    assert client.get_run(runs[busy.number]).info.status == "RUNNING"
+    ended = client.get_run(runs[dead.number])
+    assert ended.info.status == "KILLED" and ended.data.tags["harness.state"] == "abandoned"
+    _, trials = tune_runs(tracking_uri)
+    new = [r for r in trials if r.data.tags["optuna.trial_number"] == "3"]
+    assert len(new) == 1 and new[0].info.status == "FINISHED"
+    assert new[0].data.tags["harness.trial_key"] == first.data.tags["harness.trial_key"]
+
+
 def test_a_trial_behind_the_median_is_pruned_and_recorded_as_pruned(tune_study, tracking_uri, storage, tmp_path):
     tune_study["tune"]["pruner"] = {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}
     tune_study["tune"]["space"] = {"optim.lr": {"float": [3.0e-3, 3.1e-3]}}
