@@ -116,25 +116,42 @@ def tune(
     best_out: Annotated[Optional[Path], typer.Option(help="Where to write the best config as a study file (default: tuned/<study>_best.yaml).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Trials at once, one per device slot (a GPU each, else a share of the CPU cores).")] = 1,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
+    held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
 ) -> None:
     """Optuna search over the study's tune.space, pruning on the per-epoch validation metric."""
-    from harness.config import load_study
-    from harness.console import RichDisplay, tune_summary
-    from harness.study.tune import default_storage, run_tune
-    from harness.tracking import MlflowTracker
+    from harness.study.workers import errors_left_to_parent, spawn, stop, tune_shares
 
+    started = []
+    if workers > 1:
+        # As `harness run` does: the workers start before this process loads anything, held.
+        given = {"--storage": storage, "--data-root": data_root, "--tracking-uri": tracking_uri}
+        args = [*(a for o in overrides or [] for a in ("--set", o)),
+                *(a for k, v in given.items() if v is not None for a in (k, str(v)))]
+        started = spawn("tune", study_file, [["--trials", str(n), *args]
+                                             for n in tune_shares(trials, workers)[1:] if n > 0],
+                        device=device, n_slots=workers, held=True)
     try:
-        study = load_study(study_file, overrides=overrides or [])
-        tracker = MlflowTracker(tracking_uri)
-        tracker.check()
+        from harness.config import load_study
+        from harness.console import RichDisplay, tune_summary
+        from harness.study.tune import default_storage, run_tune
+        from harness.tracking import MlflowTracker
+
+        with errors_left_to_parent(held):
+            study = load_study(study_file, overrides=overrides or [])
+            tracker = MlflowTracker(tracking_uri)
+            tracker.check()
         outcome = run_tune(
             study, n_trials=trials, tracker=tracker,
             storage_url=storage or default_storage(tracker.uri), data_root=data_root,
             device=device, display=None if worker else RichDisplay(console), best_out=best_out,
-            n_workers=workers, worker=worker,
+            n_workers=workers, worker=worker, held=held, started=started,
         )
     except HarnessError as exc:
+        stop(started)
         raise _fail(exc) from None
+    except BaseException:
+        stop(started)
+        raise
     if worker:
         return
     tune_summary(console, study, outcome, storage_url=storage or default_storage(tracker.uri))

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import copy
 import math
+import subprocess
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,10 @@ from harness.study.design import check_key, set_key
 from harness.study.runner import (Display, dataset_loader, default_data_root, default_work_root,
                                   preflight, run_trial)
 from harness.study.spec import TrialSpec
-from harness.study.workers import limit_threads
+from harness.study.workers import (errors_left_to_parent, limit_threads, tune_shares,
+                                   wait_for_release)
+from harness.study.workers import prepare as prepare_worker
+from harness.study.workers import release as release_workers
 from harness.study.workers import spawn as spawn_workers
 from harness.study.workers import stop as stop_workers
 from harness.study.workers import wait as wait_workers
@@ -313,31 +318,54 @@ def run_tune(
     n_seeds_best: int = 5,
     n_workers: int = 1,
     worker: bool = False,
+    held: bool = False,
+    started: Sequence[subprocess.Popen] = (),
 ) -> TuneOutcome:
     """Add ``n_trials`` trials to the search. With ``n_workers > 1`` this process and
-    ``n_workers - 1`` worker processes share them, each on its own device slot, all pulling
-    from the same Optuna storage. A ``worker`` only runs its trials: the process that
-    started it summarises and closes the search."""
+    ``n_workers - 1`` worker processes share them (``tune_shares``), each on its own device
+    slot, all pulling from the same Optuna storage. A ``worker`` only runs its trials: the
+    process that started it summarises and closes the search.  As in ``run_study``, the
+    workers start first and held (``started``, if the caller has started them already): they
+    prepare beside this process and open the stores once it has created them."""
     import optuna
 
     display = display or Display()
     data_root = data_root or default_data_root()
-    check_space(study)
-    dataset = dataset_loader(data_root)
-    resolved_device = preflight(
-        [TrialSpec(study=study.name, config=study.base, seed=study.tune.seed)],
-        data_root=data_root, device=device, load=dataset,
-    )
-    storage = open_storage(storage_url)
-    tracker.open_study(study, mode="tune")
+    shares = tune_shares(n_trials, n_workers)
+    workers = list(started)
+    if n_workers > 1:
+        if not workers:
+            common = ["--storage", storage_url, "--data-root", str(data_root)]
+            if getattr(tracker, "uri", None):
+                common += ["--tracking-uri", tracker.uri]
+            workers = spawn_workers("tune", study, [["--trials", str(n), *common]
+                                                    for n in shares[1:] if n > 0],
+                                    device=device, n_slots=n_workers, held=True)
+        limit_threads(n_workers)
+    try:
+        with errors_left_to_parent(held):
+            check_space(study)
+            dataset = dataset_loader(data_root)
+            resolved_device = preflight(
+                [TrialSpec(study=study.name, config=study.base, seed=study.tune.seed)],
+                data_root=data_root, device=device, load=dataset,
+            )
+            if held:  # (preflight has loaded the datasets)
+                prepare_worker(tracking_uri=getattr(tracker, "uri", ""))
+        if held:
+            wait_for_release()
+        storage = open_storage(storage_url)
+        tracker.open_study(study, mode="tune")
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    tune = study.tune
-    optuna_study = optuna.create_study(
-        study_name=study.name, storage=storage, load_if_exists=True,
-        direction=tune.direction, sampler=make_sampler(study), pruner=make_pruner(study),
-    )
-    shares = [n_trials // n_workers + (i < n_trials % n_workers) for i in range(n_workers)]
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        tune = study.tune
+        optuna_study = optuna.create_study(
+            study_name=study.name, storage=storage, load_if_exists=True,
+            direction=tune.direction, sampler=make_sampler(study), pruner=make_pruner(study),
+        )
+    except BaseException:
+        stop_workers(workers)
+        raise
     display.study_started(study, n_todo=shares[0], n_skipped=0)
 
     failures: list[str] = []
@@ -371,16 +399,8 @@ def run_tune(
         best = max if tune.direction == "maximize" else min
         return best(pruning.values)
 
-    workers = []
     try:
-        if n_workers > 1:
-            common = ["--storage", storage_url, "--data-root", str(data_root)]
-            if getattr(tracker, "uri", None):
-                common += ["--tracking-uri", tracker.uri]
-            workers = spawn_workers("tune", study, [["--trials", str(n), *common]
-                                                    for n in shares[1:] if n > 0],
-                                    device=device, n_slots=n_workers)
-            limit_threads(n_workers)
+        release_workers(workers)  # the stores and the Optuna study exist now
         optuna_study.optimize(objective, n_trials=shares[0], catch=(TrialFailed,))
         failures.extend(wait_workers(workers))
     except BaseException:

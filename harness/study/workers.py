@@ -32,6 +32,11 @@ def cores_per_slot(n_slots: int) -> int:
     return max(1, (os.cpu_count() or 1) // n_slots)
 
 
+def tune_shares(n_trials: int, n_workers: int) -> list[int]:
+    """How many of a search's ``n_trials`` each of ``n_workers`` processes runs, this one first."""
+    return [n_trials // n_workers + (i < n_trials % n_workers) for i in range(n_workers)]
+
+
 def limit_threads(n_slots: int) -> None:
     """This process's share of the cores when it trains beside worker processes."""
     import torch

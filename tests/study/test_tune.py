@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -12,7 +16,7 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.config import load_study, study_from_mapping
 from harness.study.design import expand
-from harness.study.tune import run_tune
+from harness.study.tune import default_storage, run_tune
 from harness.tracking import MlflowTracker
 
 runner = CliRunner()
@@ -218,13 +222,58 @@ def test_the_default_tuning_study_validates():
     assert study.tune.space["optim.momentum"].when == {"optim.name": "sgd"}
 
 
-def test_workers_share_the_trials_of_one_search(tune_study, write_study, tracking_uri, storage, tmp_path):
+@pytest.mark.parametrize("given_storage", [True, False], ids=["--storage", "default storage"])
+def test_workers_share_the_trials_of_one_search(given_storage, tune_study, write_study, tracking_uri,
+                                                storage, tmp_path):
+    # Without --storage the worker, started before its parent has loaded anything, finds the
+    # same default storage (beside the MLflow store) on its own.
+    if not given_storage:
+        storage = default_storage(tracking_uri)
     result = runner.invoke(app, ["tune", str(write_study(tune_study)), "--trials", "4", "--workers", "2",
-                                 "--storage", storage, "--tracking-uri", tracking_uri,
+                                 *(["--storage", storage] if given_storage else []),
+                                 "--tracking-uri", tracking_uri,
                                  "--device", "cpu", "--best-out", str(tmp_path / "best.yaml")])
     assert result.exit_code == 0, result.output
     assert "4 trials added, 4 in the search (4 complete)" in result.stdout
+    assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 4
     parents, trials = tune_runs(tracking_uri)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(int(r.data.tags["optuna.trial_number"]) for r in trials) == [0, 1, 2, 3]
     assert all(r.info.status == "FINISHED" for r in trials)
+
+
+def test_a_bad_space_with_two_workers_is_one_error_line_and_writes_nothing(tune_study, write_study,
+                                                                           tmp_path):
+    # The worker starts before the parent has read the study; held, it leaves the reporting
+    # to the parent, which stops it.
+    tune_study["tune"]["space"] = {"optim.lr": {"float": [0.1, 0.01]}}
+    store = tmp_path / "store"
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "tune", str(write_study(tune_study)),
+                           "--trials", "4", "--workers", "2", "--device", "cpu",
+                           "--tracking-uri", f"sqlite:///{store}/mlflow.db"],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "low must be below high" in line
+    assert not store.exists()
+
+
+def test_a_held_tune_worker_opens_no_store_until_released(tune_study, write_study, tracking_uri,
+                                                          storage, tmp_path):
+    from harness.study.workers import release, spawn, stop
+
+    store = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    queue = Path(storage.removeprefix("sqlite:///"))
+    args = ["--trials", "1", "--tracking-uri", tracking_uri, "--storage", storage]
+    (held,) = spawn("tune", write_study(tune_study), [args], device="cpu", n_slots=2, held=True)
+    try:
+        time.sleep(5)  # into its preparing, or its waiting
+        assert held.poll() is None and not store.exists() and not queue.exists()
+        release([held])
+        assert held.wait(timeout=300) == 0
+    finally:
+        stop([held])
+    _, trials = tune_runs(tracking_uri)
+    assert len(trials) == 1 and trials[0].info.status == "FINISHED"
+    assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 1
