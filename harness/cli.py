@@ -41,6 +41,15 @@ TrackingOption = Annotated[
 ]
 
 
+def _worker_args(overrides: list[str] | None, **given: object) -> list[str]:
+    """The options a worker started before this process has loaded anything needs to load the
+    same study the same way: the ``--set`` overrides and the options given (the defaults it
+    resolves itself, as this process does)."""
+    return [*(a for o in overrides or [] for a in ("--set", o)),
+            *(a for k, v in given.items() if v is not None
+              for a in ("--" + k.replace("_", "-"), str(v)))]
+
+
 @app.command()
 def run(
     study_file: Annotated[Path, typer.Argument(help="The study file, e.g. studies/quickstart.yaml.")],
@@ -63,10 +72,8 @@ def run(
         # Before this process loads the study and imports torch and MLflow (seconds), so that
         # the workers' own start-up overlaps it; held, they load the same study file with the
         # same options and wait until the study's stores exist.
-        given = {"--storage": storage, "--data-root": data_root, "--tracking-uri": tracking_uri}
-        args = [*(a for o in overrides or [] for a in ("--set", o)),
-                *(a for k, v in given.items() if v is not None for a in (k, str(v))),
-                "--heartbeat", str(heartbeat)]
+        args = [*_worker_args(overrides, storage=storage, data_root=data_root,
+                              tracking_uri=tracking_uri), "--heartbeat", str(heartbeat)]
         started = spawn("run", study_file, [args] * (workers - 1), device=device,
                         n_slots=workers, held=True)
     try:
@@ -124,9 +131,8 @@ def tune(
     started = []
     if workers > 1:
         # As `harness run` does: the workers start before this process loads anything, held.
-        given = {"--storage": storage, "--data-root": data_root, "--tracking-uri": tracking_uri}
-        args = [*(a for o in overrides or [] for a in ("--set", o)),
-                *(a for k, v in given.items() if v is not None for a in (k, str(v)))]
+        args = _worker_args(overrides, storage=storage, data_root=data_root,
+                            tracking_uri=tracking_uri)
         started = spawn("tune", study_file, [["--trials", str(n), *args]
                                              for n in tune_shares(trials, workers)[1:] if n > 0],
                         device=device, n_slots=workers, held=True)
