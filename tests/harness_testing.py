@@ -1,5 +1,5 @@
 """Helpers the tests share (imported by name; fixtures live in conftest.py): free ports, real
-server processes, and PostgreSQL databases."""
+server processes, PostgreSQL databases, and a callback that kills a fit mid-trial."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from harness.engine import Callback
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_PASSWORD = "harness-test"
@@ -53,3 +55,14 @@ def create_database(server_url: str, name: str) -> str:
     with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"{server_url}/{name}"
+
+
+class StopAt(Callback):
+    """Ends a fit at the end of an epoch, before that epoch's last.pt (a killed trial)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == self.epoch:
+            raise KeyboardInterrupt

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from harness_testing import StopAt
 
 from harness.config import TrialConfig
 from harness.data import DataBundle, DeviceLoader, build_augment, load_dataset
-from harness.engine import Callback, fit, train_one_epoch
+from harness.engine import fit, train_one_epoch
 from harness.engine.losses import build_criterion
 from harness.engine.mixing import Mixer
 from harness.engine.optim import create_optimizer, create_schedule
@@ -44,17 +45,6 @@ def digits() -> DataBundle:
     # 512 training images: enough to exercise every path, quick enough for two fits.
     return DataBundle(info=data.info, train=data.train.subset(np.arange(512)), val=data.val,
                       test=data.test)
-
-
-class StopAt(Callback):
-    """Ends a fit at the end of an epoch, before that epoch's last.pt (a killed trial)."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def _history(result) -> dict[str, list[float]]:

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import shutil
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
-from harness_testing import free_port
+from harness_testing import StopAt, free_port
 from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.config import ModelConfig, TrialConfig
 from harness.data import DataBundle, DatasetInfo, TensorSplit
-from harness.engine import Callback, fit
+from harness.engine import fit
 from harness.errors import WeightsError
 from harness.models import build_model, check_weights, load_pretrained, resolve_weights
 from harness.models.pretrained import hub_checkpoint, torchvision_weights
@@ -47,7 +49,7 @@ def torchvision_files(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch) -> Path:
+def hub(tmp_path, monkeypatch) -> Iterator[Path]:
     """An empty torch hub cache (TORCH_HOME) and no way out to the network: downloads go to
     a proxy port nobody listens on, so they fail at once, online or not."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -58,7 +60,12 @@ def hub(tmp_path, monkeypatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
     assert Path(torch.hub.get_dir()) / "checkpoints" == checkpoints
-    return checkpoints
+    # urllib's urlopen keeps the opener of its first call, proxies read from the environment
+    # then: build a new one with the dead proxy, and drop it afterwards, so that neither an
+    # earlier test's opener (no proxy) nor this one's (a dead proxy) outlives its setting.
+    urllib.request.install_opener(None)
+    yield checkpoints
+    urllib.request.install_opener(None)
 
 
 def cached(hub: Path, torchvision_files: dict[str, Path], name: str) -> Path:
@@ -332,17 +339,6 @@ def initial_state(cfg: TrialConfig) -> dict:
 
 def last_state(folder: Path) -> dict:
     return torch.load(folder / "last.pt", weights_only=True)["model"]
-
-
-class StopAt(Callback):
-    """Ends a fit at the end of an epoch, before that epoch's last.pt (a killed trial)."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_frozen_epochs_train_only_what_the_weights_did_not_provide(rgb, narrow_weights,
