@@ -168,10 +168,11 @@ def tune(
 @app.command()
 def report(
     study: Annotated[Optional[str], typer.Argument(help="A study name or study file (default: the most recent study in the store).")] = None,
-    significance: Annotated[bool, typer.Option("--significance", help="Test each level against its baseline (paired t on same-seed twins, else Welch), Holm, Hedges' g, seeds for 80% power, interactions.")] = False,
+    significance: Annotated[bool, typer.Option("--significance", help="Decide each level against its baseline, the seed as the unit (paired over seeds, a mixed model when unbalanced, Welch when no seed is shared), Holm; better / worse / equivalent within --margin / undecided; seeds to decide; interactions.")] = False,
     metric: Annotated[Optional[str], typer.Option(help="Metric to compare (default: the study's report.metric, else test_acc).")] = None,
     baseline: Annotated[Optional[list[str]], typer.Option("--baseline", help="factor=level, repeatable (default: report.baseline, else the first level).")] = None,
     alpha: Annotated[float, typer.Option(help="Significance level of the verdicts.")] = 0.05,
+    margin: Annotated[Optional[float], typer.Option(help="Equivalence margin in the metric's units (0.005 = 0.5 pp of accuracy); default: the study's report.margin. Without one the verdicts are better / worse / undecided.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Files to write: md, html, csv, json, comma-separated; '' for none. HTML is also logged to the parent run.")] = "html",
     out: Annotated[Optional[Path], typer.Option(help="Folder for the files (default: reports/<study>).")] = None,
     best_epoch: Annotated[bool, typer.Option("--best-epoch", help="Use each trial's value at its best epoch instead of the final one.")] = False,
@@ -182,7 +183,7 @@ def report(
 
     try:
         report_command(study, significance=significance, metric=metric, baseline=baseline or [],
-                       alpha=alpha, fmt=fmt, out=out, best_epoch=best_epoch,
+                       alpha=alpha, margin=margin, fmt=fmt, out=out, best_epoch=best_epoch,
                        tracking_uri=tracking_uri, console=console)
     except HarnessError as exc:
         raise _fail(exc) from None

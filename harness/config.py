@@ -203,6 +203,9 @@ class ReportConfig(Section):
     metric: str = "test_acc"
     # The level each factor is compared against, e.g. {model.attention: none}.
     baseline: dict[str, Scalar] = Field(default_factory=dict)
+    # The equivalence margin, in the metric's own units (0.005 is 0.5 pp of accuracy): a level
+    # whose difference from the baseline is shown to lie within ±margin is "equivalent".
+    margin: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class SamplerConfig(Section):

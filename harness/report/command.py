@@ -2,9 +2,10 @@
 HTML artifact on the study's parent run.
 
 This is the report's edge: every bad input (an unknown study, a metric no trial logged, a
-baseline that is not a level, a factor with one level, fewer than two seeds) is found here and
-raised as a ``HarnessError`` with one line naming the value and what would be valid.  Past
-this point ``stats`` and ``render`` only see frames they can use.
+baseline that is not a level, a factor with one level, a margin that is not positive) is found
+here and raised as a ``HarnessError`` with one line naming the value and what would be valid.
+Past this point ``verdicts`` and ``render`` only see frames they can use; what is degenerate
+but valid (one seed, a constant metric) gets an answer with a note, not an error.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 
 from harness.config import Study, load_study, parse_value
 from harness.errors import HarnessError, TrackingError
-from harness.report import render, stats
+from harness.report import render, stats, verdicts
 from harness.report.collect import (
     StoredStudy,
     StudyRuns,
@@ -56,6 +57,7 @@ def report_command(
     metric: str | None = None,
     baseline: list[str] | None = None,
     alpha: float = 0.05,
+    margin: float | None = None,
     fmt: str = "html",
     out: Path | None = None,
     best_epoch: bool = False,
@@ -82,12 +84,13 @@ def report_command(
         runs = collect(client, stored, metrics=[metric_name, "best_epoch"])
     trials, notes = metric_values(runs, metric=metric_name, best_epoch=best_epoch, client=client)
     design = build_design(runs, trials, metric=metric_name, baseline=baseline or [],
-                          significance=significance)
+                          significance=significance,
+                          margin=resolve_margin(margin, stored.study))
 
     if significance:
-        result = stats.significance_report(trials, design=design, alpha=alpha)
+        result = verdicts.significance_report(trials, design=design, alpha=alpha)
     else:
-        result = stats.summary_report(trials, design=design, alpha=alpha)
+        result = verdicts.summary_report(trials, design=design, alpha=alpha)
     content = render.ReportContent(
         study=stored.name, metric=metric_name,
         value_kind="value at the best epoch" if best_epoch else "final value",
@@ -95,6 +98,7 @@ def report_command(
         trials=trials[["run_id", "trial_key", *design.factors, "seed", metric_name]],
         significance=significance, excluded=runs.excluded, n_outside=runs.n_outside,
         n_missing=runs.n_missing, n_retried=runs.n_retried, notes=notes,
+        margin_source="--margin" if margin is not None else "report.margin",
     )
     if "html" in formats:
         content.curve_metric = metric_name if metric_name in PER_EPOCH else "val_acc"
@@ -229,8 +233,18 @@ def _no_trials_message(runs: StudyRuns) -> str:
 # Factors, levels and baselines
 
 
+def resolve_margin(margin: float | None, study: Study | None) -> float | None:
+    """``--margin`` over the study's ``report.margin``: the equivalence margin, > 0."""
+    if margin is None:
+        return study.report.margin if study is not None else None
+    if not (math.isfinite(margin) and margin > 0):
+        raise HarnessError(f"--margin {margin:g}: must be a number > 0 in the metric's own units"
+                           " (0.005 is 0.5 pp of accuracy)")
+    return float(margin)
+
+
 def build_design(runs: StudyRuns, trials: pd.DataFrame, *, metric: str, baseline: list[str],
-                 significance: bool) -> stats.Design:
+                 significance: bool, margin: float | None = None) -> verdicts.ReportDesign:
     name = runs.study.name
     study = runs.study.study
     factors = runs.factors
@@ -247,17 +261,10 @@ def build_design(runs: StudyRuns, trials: pd.DataFrame, *, metric: str, baseline
                     " a comparison needs at least two (add a level to grid."
                     f"{factor}, or report without --significance)"
                 )
-        seeds = sorted(trials["seed"].dropna().unique())
-        if len(seeds) < 2:
-            raise HarnessError(
-                f"study {name} has {len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
-                f" ({', '.join(f'{s:g}' for s in seeds) or 'none'}) among its finished trials;"
-                " significance needs at least 2 (seeds: [0, 1, 2]), then run the study again"
-            )
     chosen = _baselines(study, factors, levels, baseline, study_name=name)
     lower_better = metric.endswith(("loss", "ece", "time_s")) or metric == "n_params"
-    return stats.Design(factors=factors, levels=levels, baseline=chosen, metric=metric,
-                        higher_is_better=not lower_better)
+    return verdicts.ReportDesign(factors=factors, levels=levels, baseline=chosen, metric=metric,
+                                 higher_is_better=not lower_better, margin=margin)
 
 
 def _levels(study: Study | None, factor: str, trials: pd.DataFrame) -> list[str]:
@@ -328,7 +335,7 @@ def _match_level(value: object, labels: list[str]) -> str | None:
 # Learning curves and the artifact
 
 
-def learning_curves(client, experiment_id: str, trials: pd.DataFrame, *, design: stats.Design,
+def learning_curves(client, experiment_id: str, trials: pd.DataFrame, *, design: verdicts.ReportDesign,
                     key: str) -> dict[str, pd.DataFrame]:
     """Mean ± CI of a per-epoch metric over seeds, per level of each factor and per cell."""
     history = read_history(client, experiment_id, trials["run_id"].tolist(), key)

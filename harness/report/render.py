@@ -24,7 +24,15 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from harness.report.stats import Comparison, Interaction, SignificanceReport
+from harness.report.verdicts import (
+    BETTER,
+    EQUIVALENT,
+    INTERACTION,
+    WORSE,
+    Comparison,
+    Interaction,
+    SignificanceReport,
+)
 
 FORMATS = ("md", "html", "csv", "json")
 
@@ -46,6 +54,7 @@ class ReportContent:
     n_missing: int = 0
     n_retried: int = 0
     notes: list[str] = field(default_factory=list)
+    margin_source: str = "report.margin"
     # Title → long frame of a per-epoch metric: group columns, epoch, n, mean, ci_low, ci_high.
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
     curve_metric: str = "val_acc"
@@ -100,11 +109,22 @@ def p_text(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.2g}"
 
 
-def verdict(p_holm: float, significant: bool) -> str:
-    if not math.isfinite(p_holm):
-        return "n/a"
-    p = p_text(p_holm)
-    return f"{'real' if significant else 'seed noise'} (p_holm{'' if p[0] == '<' else '='}{p})"
+def verdict_text(c: Comparison | Interaction, units: Units) -> str:
+    """The verdict in words with the adjusted p it rests on: "better (p_holm=0.003)"."""
+    if not math.isfinite(c.p):
+        return "undecided (no test)"
+    p = p_text(c.p_holm)
+    p = f"p_holm{'' if p[0] == '<' else '='}{p}"
+    margin = f"±{units.value(c.margin).strip()}{' pp' if units.percent else ''}" \
+        if c.margin else ""
+    if c.verdict in (BETTER, WORSE, INTERACTION):
+        return f"{c.verdict} ({p})"
+    if c.verdict == EQUIVALENT:
+        q = p_text(c.p_equivalence_holm)
+        q = f"p_holm{'' if q[0] == '<' else '='}{q}"
+        what = "additive" if isinstance(c, Interaction) else "equivalent"
+        return f"{what} within {margin} (TOST {q})"
+    return f"undecided ({p}{f'; not within {margin}' if margin else ''})"
 
 
 def _count(x: float) -> str:
@@ -113,6 +133,15 @@ def _count(x: float) -> str:
     if math.isinf(x):
         return "∞"
     return f"{int(x)}"
+
+
+def seeds_range(c: Comparison) -> str:
+    """The seeds-to-decide estimate: "7 (4–38)"; one number when the range is one."""
+    if math.isnan(c.seeds_needed):
+        return "n/a"
+    low, high = _count(c.seeds_needed_low), _count(c.seeds_needed_high)
+    point = _count(c.seeds_needed)
+    return point if low == high == point else f"{point} ({low}–{high})"
 
 
 def _pm(mean: float, std: float, units: Units) -> str:
@@ -152,12 +181,23 @@ def header_lines(content: ReportContent) -> list[str]:
         f"excluded trials: {excluded or 'none'}" + "".join(f"; {e}" for e in extra),
     ]
     if content.significance:
+        units = Units.for_metric(content.metric, content.trials[content.metric])
+        margin = r.design.margin
         lines.append(
             f"alpha {r.alpha}; Holm over the {len(r.comparisons)} level-vs-baseline comparisons"
-            f" and over the {len(r.interactions)} interaction tests; paired t-test on twins"
-            " (same seed, same other factors), else Welch"
+            f" and over the {len(r.interactions)} interaction tests; the seed is the unit of"
+            " replication: paired over seeds (each seed's mean over the other factors' cells),"
+            " a mixed model with a random slope by seed when cells are missing, Welch over seed"
+            " means when the levels share no seed"
         )
-    return lines + content.notes
+        lines.append(
+            f"equivalence margin ±{units.value(margin)}{' pp' if units.percent else ''}"
+            f" ({content.margin_source}): verdicts better / worse / equivalent / undecided"
+            if margin else
+            "no equivalence margin (report.margin or --margin): verdicts better / worse /"
+            " undecided; undecided is not evidence of no effect"
+        )
+    return lines + content.notes + r.notes
 
 
 def legend_lines(content: ReportContent) -> list[str]:
@@ -165,12 +205,15 @@ def legend_lines(content: ReportContent) -> list[str]:
     if not content.significance:
         return []
     return [
-        "Δ: level minus baseline, with its 95% CI. g: Hedges' g, g_z of the differences when"
-        " paired, g_s with the pooled SD for Welch. seeds@80%: seeds for 80% power at the"
-        " observed effect and variance. MDE: the smallest difference detectable with 80% power"
-        " at the current n.",
-        "Interactions (paired 2×2): the second factor's effect at the first factor's other"
-        " level minus its effect at the first factor's baseline.",
+        "Δ: level minus baseline, with its 95% CI. n: seeds in the test (the unit); df: its"
+        " degrees of freedom. g: Hedges' g, g_z of the per-seed differences (paired, mixed),"
+        " g_s of the seed means (Welch). seeds to decide (estimate): the seeds at which a"
+        " verdict (an effect or, with a margin, equivalence) is reached with 80% power at the"
+        " family's strictest Holm level, at the observed effect and SD, then the range over"
+        " their 80% confidence limits; per level for Welch. MDE: the smallest difference"
+        " detectable with 80% power at the current n.",
+        "Interactions (paired 2×2): per seed, the second factor's effect at the first factor's"
+        " other level minus its effect at the first factor's baseline.",
     ]
 
 
@@ -179,12 +222,14 @@ def factor_tables(content: ReportContent, units: Units) -> list[Table]:
     tables = []
     for factor in content.result.factors:
         rows = [[lv.level + (" (baseline)" if lv.is_baseline else ""), str(lv.summary.n),
-                 _pm(lv.summary.mean, lv.summary.std, units),
+                 str(lv.n_trials), _pm(lv.summary.mean, lv.summary.std, units),
                  units.interval(lv.summary.ci_low, lv.summary.ci_high)]
                 for lv in factor.levels]
-        tables.append(Table(f"{factor.factor}: each level over its trials",
-                            ["level", "n", f"mean ± sd{units.value_unit}", "95% CI"], rows,
-                            right={1, 2, 3}, kind="levels", key=factor.factor))
+        tables.append(Table(f"{factor.factor}: each level over seeds (a seed's mean over its"
+                            " cells)",
+                            ["level", "seeds", "trials", f"mean ± sd{units.value_unit}",
+                             "95% CI"], rows,
+                            right={1, 2, 3, 4}, kind="levels", key=factor.factor))
         if not content.significance:
             continue
         rows, notes = [], []
@@ -193,30 +238,34 @@ def factor_tables(content: ReportContent, units: Units) -> list[Table]:
             notes += _comparison_notes(c)
         tables.append(Table(
             f"{factor.factor}: each level against {factor.baseline}",
-            ["level", f"Δ{units.diff_unit} [95% CI]", "test", "p", "g", "seeds@80%",
-             f"MDE{units.diff_unit}", "verdict"],
-            rows, right={1, 3, 4, 5, 6}, notes=notes, kind="comparisons", key=factor.factor))
+            ["level", f"Δ{units.diff_unit} [95% CI]", "test", "n", "df", "p", "g",
+             "seeds to decide (est.)", f"MDE{units.diff_unit}", "verdict"],
+            rows, right={1, 3, 4, 5, 6, 7, 8}, notes=notes, kind="comparisons",
+            key=factor.factor))
     return tables
 
 
 def _comparison_cells(c: Comparison, units: Units) -> list[str]:
     if c.test == "none":
-        return [units.diff(c.diff), "none", "n/a", "n/a", "n/a", "n/a", f"n/a: {c.note}"]
-    test = f"paired ×{c.n_level}" if c.test == "paired" else f"Welch {c.n_level}/{c.n_baseline}"
+        return [units.diff(c.diff), "none", str(c.n_seeds), "n/a", "n/a", "n/a", "n/a", "n/a",
+                verdict_text(c, units)]
+    test = {"paired": "paired", "mixed": "mixed model", "welch": "Welch"}[c.test]
+    n = f"{c.n_level}+{c.n_baseline}" if c.test == "welch" else str(c.n_seeds)
     # The kind follows from the test (paired: g_z, Welch: g_s); the legend says so.
     g = "n/a" if not math.isfinite(c.effect_size) else f"{c.effect_size:.2f}"
     diff = f"{units.diff(c.diff)} {units.interval(c.diff_ci_low, c.diff_ci_high)}"
-    return [diff, test, p_text(c.p), g, _count(c.seeds_needed), units.value(c.mde),
-            verdict(c.p_holm, c.significant)]
+    return [diff, test, n, f"{c.df:.3g}", p_text(c.p), g, seeds_range(c), units.value(c.mde),
+            verdict_text(c, units)]
 
 
 def _comparison_notes(c: Comparison) -> list[str]:
-    notes = []
+    notes = [f"{c.level} vs {c.baseline}: {c.method}"] if c.test != "none" else []
+    notes += [f"{c.level} vs {c.baseline}: {note}" for note in c.notes]
     if c.unpaired:
         shown = "; ".join(" ".join(f"{k}={v}" for k, v in t.items()) for t in c.unpaired[:5])
         more = f" and {len(c.unpaired) - 5} more" if len(c.unpaired) > 5 else ""
-        notes.append(f"{c.level} vs {c.baseline}: {len(c.unpaired)} trials without a twin, left"
-                     f" out of the paired test: {shown}{more}")
+        notes.append(f"{c.level} vs {c.baseline}: {len(c.unpaired)} trials of seeds without"
+                     f" every compared cell at both levels: {shown}{more}")
     if c.n_not_crossed:
         notes.append(f"{c.level} vs {c.baseline}: {c.n_not_crossed} trials in cells with no"
                      " counterpart at the other level (the design does not cross them) are not"
@@ -232,12 +281,14 @@ def interaction_tables(content: ReportContent, units: Units) -> list[Table]:
     rows, notes = [], []
     for it in interactions:
         a, b = it.factors
-        judged = f"n/a: {it.note}" if it.test == "none" else verdict(it.p_holm, it.significant)
+        judged = f"n/a: {it.note}" if it.test == "none" else verdict_text(it, units)
         rows.append([f"{a} × {b}", _interaction_test(it), _interaction_estimate(it, units),
                      _interaction_statistic(it), p_text(it.p), judged])
         if it.n_left_out:
-            notes.append(f"{a} × {b}: {it.n_left_out} trials outside complete blocks (a seed"
-                         " with every cell of the pair) are left out of the paired test")
+            notes.append(f"{a} × {b}: {it.n_left_out} trials of seeds without every cell of the"
+                         " pair are left out of the paired test")
+        if it.note and it.test != "none":
+            notes.append(f"{a} × {b}: {it.note}")
     tables = [Table("interactions: does one factor's effect depend on the other's level?",
                     ["factors", "test", f"difference of differences{units.diff_unit}",
                      "statistic", "p", "verdict"], rows, right={2, 3, 4}, notes=notes,
@@ -256,7 +307,7 @@ def interaction_tables(content: ReportContent, units: Units) -> list[Table]:
 def _interaction_test(it: Interaction) -> str:
     if it.test == "paired":
         kind = "difference of differences" if it.statistic_kind == "t" else "repeated measures"
-        return f"paired {kind}, {it.n_blocks} blocks"
+        return f"paired {kind}, {it.n_blocks} seeds"
     return "two-way ANOVA" if it.test == "anova" else "none"
 
 
@@ -329,11 +380,20 @@ def _color(cell: str) -> str:
     from rich.markup import escape
 
     text = escape(cell)
-    if cell.startswith("real ("):
-        return f"[bold green]{text}[/]"
-    if cell.startswith("seed noise ("):
-        return f"[yellow]{text}[/]"
-    return text
+    style = _VERDICT_STYLE.get(_verdict_word(cell))
+    return f"[{style[0]}]{text}[/]" if style else text
+
+
+# Verdict word → (terminal style, HTML class).
+_VERDICT_STYLE = {"better": ("bold green", "better"), "worse": ("bold red", "worse"),
+                  "equivalent": ("bold blue", "equivalent"), "additive": ("bold blue",
+                                                                          "equivalent"),
+                  "interaction": ("bold magenta", "better"), "undecided": ("yellow", "undecided")}
+
+
+def _verdict_word(cell: str) -> str:
+    word = cell.split(" ", 1)[0]
+    return word if word in _VERDICT_STYLE and (" (" in cell or " within" in cell) else ""
 
 
 def to_markdown(content: ReportContent) -> str:
@@ -355,53 +415,60 @@ def _md_row(cells: list[str]) -> str:
 def write_csv(content: ReportContent, out: Path) -> list[Path]:
     """``factors.csv``, ``interactions.csv``, ``cells.csv``, ``trials.csv``: raw numbers."""
     r = content.result
+    units = Units.for_metric(content.metric, content.trials[content.metric])
     rows = []
     for factor in r.factors:
         by_level = {c.level: c for c in factor.comparisons}
         for level in factor.levels:
             row = {"factor": factor.factor, "level": level.level, "baseline": factor.baseline,
-                   "is_baseline": level.is_baseline, **asdict(level.summary)}
+                   "is_baseline": level.is_baseline, "n_trials": level.n_trials,
+                   **asdict(level.summary)}
             c = by_level.get(level.level)
             if c is not None:
                 fields = _plain(asdict(c))
                 fields["unpaired"] = len(c.unpaired)
-                fields["verdict"] = verdict(c.p_holm, c.significant)
+                fields["notes"] = "; ".join(c.notes)
+                fields["verdict_text"] = verdict_text(c, units)
                 row.update({k: v for k, v in fields.items() if k not in row})
             rows.append(row)
     paths = [out / "factors.csv", out / "interactions.csv", out / "cells.csv", out / "trials.csv"]
     pd.DataFrame(rows).to_csv(paths[0], index=False)
-    pd.DataFrame([_interaction_record(it) for it in r.interactions]).to_csv(paths[1], index=False)
+    pd.DataFrame([_interaction_record(it, units) for it in r.interactions]).to_csv(paths[1],
+                                                                                  index=False)
     r.cells.to_csv(paths[2], index=False)
     content.trials.to_csv(paths[3], index=False)
     return paths
 
 
-def _interaction_record(it: Interaction) -> dict[str, Any]:
+def _interaction_record(it: Interaction, units: Units) -> dict[str, Any]:
     record = {k: v for k, v in asdict(it).items() if k not in ("means", "counts")}
     record["factors"] = " x ".join(it.factors)
     record["df"] = ", ".join(f"{d:g}" for d in it.df)
-    record["verdict"] = verdict(it.p_holm, it.significant)
+    record["verdict_text"] = verdict_text(it, units)
     return record
 
 
 def to_json(content: ReportContent) -> str:
     """The whole report; NaN is null and an infinite count is the string "inf"."""
     r = content.result
+    units = Units.for_metric(content.metric, content.trials[content.metric])
     payload = {
         "study": content.study, "metric": content.metric, "value": content.value_kind,
         "created": content.created, "tracking_uri": content.tracking_uri,
         "parent_run_id": content.parent_run_id, "alpha": r.alpha,
+        "margin": r.design.margin, "unit": "seed",
         "n_trials": len(content.trials), "excluded": content.excluded,
         "n_outside": content.n_outside, "n_missing": content.n_missing,
-        "n_retried": content.n_retried, "notes": content.notes,
+        "n_retried": content.n_retried, "notes": content.notes + r.notes,
         "design": asdict(r.design),
         "factors": [{"factor": f.factor, "baseline": f.baseline,
                      "levels": [{"level": lv.level, "is_baseline": lv.is_baseline,
-                                 **asdict(lv.summary)} for lv in f.levels],
-                     "comparisons": [{**asdict(c), "verdict": verdict(c.p_holm, c.significant)}
+                                 "n_trials": lv.n_trials, **asdict(lv.summary)}
+                                for lv in f.levels],
+                     "comparisons": [{**asdict(c), "verdict_text": verdict_text(c, units)}
                                      for c in f.comparisons]}
                     for f in r.factors],
-        "interactions": [{**_interaction_record(it), "factors": list(it.factors),
+        "interactions": [{**_interaction_record(it, units), "factors": list(it.factors),
                           "df": list(it.df),
                           "means": {str(a): {str(b): it.means.loc[a, b] for b in it.means.columns}
                                     for a in it.means.index},
@@ -445,7 +512,8 @@ h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.85rem}
 th,td{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left;white-space:nowrap}
 th{background:#f4f4f4}td.r,th.r{text-align:right;font-variant-numeric:tabular-nums}
-.real{color:#176b2c;font-weight:600}.noise{color:#8a6d00}
+.better{color:#176b2c;font-weight:600}.worse{color:#a61b1b;font-weight:600}
+.equivalent{color:#1f4fa8;font-weight:600}.undecided{color:#8a6d00}
 ul.head{font-size:.9rem;color:#444}.note{font-size:.85rem;color:#555;margin:.2rem 0}
 img{max-width:100%;border:1px solid #eee;margin:.5rem 0}.scroll{overflow-x:auto}
 """
@@ -484,10 +552,9 @@ def to_html(content: ReportContent) -> str:
 
 def _html_cell(text: str, right: bool) -> str:
     cls = ["r"] if right else []
-    if text.startswith("real ("):
-        cls.append("real")
-    elif text.startswith("seed noise ("):
-        cls.append("noise")
+    style = _VERDICT_STYLE.get(_verdict_word(text))
+    if style:
+        cls.append(style[1])
     attr = f" class='{' '.join(cls)}'" if cls else ""
     return f"<td{attr}>{html.escape(text)}</td>"
 

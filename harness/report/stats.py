@@ -1,54 +1,35 @@
-"""The report's statistics: pure functions over a frame of trials, one row per finished trial.
+"""The report's arithmetic: pure functions over numbers and frames, no decisions.
 
-A frame has a ``seed`` column, one column per grid factor holding the level's label, and a value
-column (the metric).  Nothing here reads MLflow or draws: ``collect`` builds the frame, ``render``
-shows what these functions return.
+Tests of a mean difference (one-sample on per-seed differences, Welch, the slope of a mixed
+model), two one-sided tests of equivalence, Holm's adjustment, effect sizes, power and sample
+sizes, the interaction F-tests and learning curves.  ``verdicts`` decides with them; nothing
+here reads MLflow or draws.
 
-The tests come from scipy (``ttest_rel``, ``ttest_ind(equal_var=False)``, ``ttest_1samp``, the t,
-F and noncentral t distributions).  Written by hand, because no installed library does them:
-Holm's step-down adjustment, Hedges' g, sample size and minimal detectable effect for a t-test,
-and the two-way interaction tests.
+Checked against scipy (``ttest_1samp``, ``ttest_rel``, ``ttest_ind(equal_var=False)``, the t,
+F, chi-square and noncentral t distributions) and statsmodels (``ttost_paired``,
+``ttost_ind``, ``MixedLM``).  Written by hand, because no installed library does them as
+needed here: Holm's step-down adjustment with untestable entries left out, Hedges' g with the
+exact correction, and bounded searches for sample sizes.
 
-Choices, stated once:
-
-- *Twins.* Two trials pair up when they share the seed and every other factor's level.  A
-  comparison is paired when at least two twins exist; trials without a twin are listed, never
-  silently dropped.  Without twins it is Welch's t-test.  Only cells whose other-factor levels
-  exist at both levels are compared (a one-at-a-time design compares a level with the base).
-- *Effect size.* Welch: Hedges' g_s, the mean difference over the pooled SD.  Paired: Hedges'
-  g_z, the mean of the differences over their SD (the effect the paired test and its power
-  see).  Both carry the exact small-sample factor J(df) = Γ(df/2) / (√(df/2) Γ((df-1)/2)).
-- *Power.* Two-sided t-test at ``alpha``, noncentral t, with the observed (uncorrected)
-  standardised effect: one-sample on the differences when paired, two equal groups (Student's
-  approximation of Welch) otherwise.  Seeds needed = trials needed / trials each seed adds.
-- *Multiplicity.* Holm over every level-vs-baseline comparison of the report, and separately
-  over its interaction tests.
+Every search here is bounded: sample sizes by bisection over ``[2, MAX_N]``, effects by a
+bracketed root-find; degenerate input (zero variance, too few units, non-finite values) has a
+defined result instead of a loop or an exception.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-SEED = "seed"
 CONFIDENCE = 0.95
 POWER = 0.8
-
-
-@dataclass(frozen=True)
-class Design:
-    """What the frame's columns mean: the factors, their levels in grid order, the baselines."""
-
-    factors: list[str]
-    levels: dict[str, list[str]]
-    baseline: dict[str, str]
-    metric: str
-    higher_is_better: bool = True
+# The largest sample size a search considers: beyond it a comparison is "never" decided.
+MAX_N = 1_000_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,6 +56,8 @@ def summarize(values: np.ndarray | pd.Series, *, confidence: float = CONFIDENCE)
     if n < 2:
         return Summary(n, mean, math.nan, math.nan, math.nan)
     std = float(np.std(x, ddof=1))
+    if std == 0:
+        return Summary(n, mean, 0.0, mean, mean)
     low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n))
     return Summary(n, mean, std, float(low), float(high))
 
@@ -112,7 +95,7 @@ def cohens_d_independent(x: np.ndarray, y: np.ndarray) -> float:
     """d_s: (mean x - mean y) / pooled SD."""
     if len(x) < 2 or len(y) < 2:
         return math.nan
-    return _ratio(float(np.mean(x) - np.mean(y)), pooled_sd(x, y))
+    return ratio(float(np.mean(x) - np.mean(y)), pooled_sd(x, y))
 
 
 def hedges_g_independent(x: np.ndarray, y: np.ndarray) -> float:
@@ -124,7 +107,7 @@ def cohens_d_paired(differences: np.ndarray) -> float:
     """d_z: the mean difference over the SD of the differences."""
     if len(differences) < 2:
         return math.nan
-    return _ratio(float(np.mean(differences)), float(np.std(differences, ddof=1)))
+    return ratio(float(np.mean(differences)), float(np.std(differences, ddof=1)))
 
 
 def hedges_g_paired(differences: np.ndarray) -> float:
@@ -132,10 +115,170 @@ def hedges_g_paired(differences: np.ndarray) -> float:
     return cohens_d_paired(differences) * small_sample_factor(len(differences) - 1)
 
 
-def _ratio(num: float, den: float) -> float:
+def ratio(num: float, den: float) -> float:
     if den == 0:
         return math.nan if num == 0 else math.copysign(math.inf, num)
     return num / den
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests of a difference
+
+
+@dataclass(frozen=True)
+class TTest:
+    """A t-test of one estimated difference: the estimate, its SE, df, t, two-sided p, CI.
+
+    ``se == 0`` (every unit gives the same difference) is exact: the interval has zero width,
+    p is 0 for a nonzero estimate and 1 for zero.
+    """
+
+    estimate: float
+    se: float
+    df: float
+    statistic: float
+    p: float
+    ci_low: float
+    ci_high: float
+    confidence: float = CONFIDENCE
+
+    @property
+    def exact(self) -> bool:
+        return self.se == 0
+
+
+def t_test(estimate: float, se: float, df: float, *, confidence: float = CONFIDENCE) -> TTest:
+    """The t-test of ``estimate`` against 0 with standard error ``se`` on ``df`` degrees."""
+    if not (math.isfinite(estimate) and math.isfinite(se) and df > 0):
+        return TTest(estimate, se, df, math.nan, math.nan, math.nan, math.nan, confidence)
+    if se == 0:
+        statistic = 0.0 if estimate == 0 else math.copysign(math.inf, estimate)
+        return TTest(estimate, 0.0, df, statistic, 1.0 if estimate == 0 else 0.0, estimate,
+                     estimate, confidence)
+    statistic = estimate / se
+    p = float(2 * special.stdtr(df, -abs(statistic)))
+    half = float(special.stdtrit(df, 0.5 + confidence / 2)) * se
+    return TTest(estimate, se, df, statistic, p, estimate - half, estimate + half, confidence)
+
+
+def one_sample(differences: np.ndarray, *, confidence: float = CONFIDENCE) -> TTest:
+    """The mean of ``differences`` against 0 (a paired t-test when they are differences)."""
+    d = np.asarray(differences, dtype=float)
+    n = len(d)
+    if n < 2:
+        return t_test(float(np.mean(d)) if n else math.nan, math.nan, 0, confidence=confidence)
+    return t_test(float(np.mean(d)), float(np.std(d, ddof=1)) / math.sqrt(n), n - 1,
+                  confidence=confidence)
+
+
+def welch(x: np.ndarray, y: np.ndarray, *, confidence: float = CONFIDENCE) -> TTest:
+    """mean(x) - mean(y) with Welch's SE and Welch–Satterthwaite df.
+
+    Both variances zero: the difference is exact, on the pooled df n_x + n_y - 2.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    nx, ny = len(x), len(y)
+    estimate = float(np.mean(x) - np.mean(y)) if nx and ny else math.nan
+    if nx < 2 or ny < 2:
+        return t_test(estimate, math.nan, 0, confidence=confidence)
+    vx, vy = float(np.var(x, ddof=1)) / nx, float(np.var(y, ddof=1)) / ny
+    se = math.sqrt(vx + vy)
+    if se == 0:
+        return t_test(estimate, 0.0, nx + ny - 2, confidence=confidence)
+    df = (vx + vy) ** 2 / (vx**2 / (nx - 1) + vy**2 / (ny - 1))
+    return t_test(estimate, se, df, confidence=confidence)
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """Two one-sided tests (TOST) of |difference| < margin, and the (1 - 2α) interval."""
+
+    margin: float
+    p: float  # the larger of the two one-sided p-values
+    ci_low: float
+    ci_high: float
+
+
+def tost(test: TTest, margin: float, *, alpha: float) -> Equivalence:
+    """Schuirmann's TOST on a t-test's estimate and SE: equivalent when p <= alpha, which is
+    when the (1 - 2 alpha) interval lies inside (-margin, margin)."""
+    est, se, df = test.estimate, test.se, test.df
+    if not (math.isfinite(est) and math.isfinite(se) and df > 0):
+        return Equivalence(margin, math.nan, math.nan, math.nan)
+    if se == 0:
+        return Equivalence(margin, 0.0 if abs(est) < margin else 1.0, est, est)
+    p_lower = float(special.stdtr(df, -(est + margin) / se))  # H0: difference <= -margin
+    p_upper = float(special.stdtr(df, (est - margin) / se))  # H0: difference >= +margin
+    half = float(special.stdtrit(df, 1 - alpha)) * se
+    return Equivalence(margin, max(p_lower, p_upper), est - half, est + half)
+
+
+@dataclass(frozen=True)
+class SlopeFit:
+    """The fixed effect of a 0/1 indicator in a linear mixed model with a random intercept and
+    a random slope for the indicator by group (REML)."""
+
+    estimate: float
+    se: float
+    converged: bool
+    slope_sd: float  # the random slope's SD: how much the effect varies between groups
+    message: str = ""
+
+
+def mixed_slope(y: np.ndarray, indicator: np.ndarray, groups: np.ndarray,
+                covariates: np.ndarray | None = None) -> SlopeFit:
+    """statsmodels' ``MixedLM``: y ~ 1 + indicator + covariates, (1 + indicator | group).
+
+    A random intercept alone would let the groups' shared noise cancel but still count every
+    row of a group as independent evidence about the effect; the random slope makes the
+    variation of the effect between groups (seeds) its error term, as a paired test over
+    groups does.  Fitted by REML from statsmodels' default start, trying its optimisers in
+    turn; whether it converged is reported, never hidden.
+    """
+    from statsmodels.regression.mixed_linear_model import MixedLM
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    y = np.asarray(y, dtype=float)
+    # Metrics such as accuracy vary by a few thousandths: the optimisers converge far more
+    # reliably on standardised values, and REML is equivariant, so the slope scales back.
+    centre, scale = float(np.mean(y)), float(np.std(y))
+    if not scale > 0:
+        return SlopeFit(math.nan, math.nan, False, math.nan, "the values do not vary")
+    x = np.column_stack([np.ones(len(y)), indicator] +
+                        ([] if covariates is None or covariates.size == 0 else [covariates]))
+    exog_re = np.column_stack([np.ones(len(y)), indicator])
+    model = MixedLM((y - centre) / scale, x, groups=groups, exog_re=exog_re)
+    # Powell's derivative-free search first: with few seeds the variance of the intercept or
+    # of the slope is often near zero, where the gradient methods stall; L-BFGS where it fails.
+    result, failed, error = None, [], ""
+    for method in ("powell", "lbfgs"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                fitted = model.fit(reml=True, method=[method])
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                continue
+        problems = [w for w in caught if issubclass(w.category, ConvergenceWarning)
+                    and "boundary" not in str(w.message) and "Hessian" not in str(w.message)]
+        if result is None or (not problems and failed) or fitted.llf > result.llf:
+            result, failed = fitted, problems
+        if not problems:
+            break
+    if result is None:
+        return SlopeFit(math.nan, math.nan, False, math.nan, f"it failed: {error}")
+    estimate = float(result.fe_params[1]) * scale
+    se = float(result.bse_fe[1]) * scale
+    cov_re = np.asarray(result.cov_re)
+    slope_sd = (math.sqrt(max(float(cov_re[1, 1]), 0.0)) * scale if cov_re.shape == (2, 2)
+                else math.nan)
+    converged = bool(getattr(result, "converged", True)) and not failed
+    message = str(failed[0].message).splitlines()[0] if failed else ""
+    return SlopeFit(estimate, se, converged, slope_sd, message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Power and sample sizes (bounded searches)
 
 
 def t_test_power(effect_size: float, *, n: float, alpha: float, paired: bool,
@@ -152,17 +295,67 @@ def t_test_power(effect_size: float, *, n: float, alpha: float, paired: bool,
         df, scale = n + m - 2, 1 / math.sqrt(1 / n + 1 / m)
     if not df > 0 or math.isnan(effect_size):
         return math.nan
+    if math.isinf(effect_size):
+        return 1.0
     # scipy.special's t and noncentral t functions are what scipy.stats.t and .nct call, without
     # their per-call argument checks (20x faster; power is evaluated many times per solve).
     critical = special.stdtrit(df, 1 - alpha / 2)
     nc = abs(effect_size) * scale
     upper = 1.0 - float(special.nctdtr(df, nc, critical))
     lower = float(special.nctdtr(df, nc, -critical))
-    # The lower tail turns NaN for a large noncentrality, where it is far below 1e-100.
+    # The tails turn NaN for a large noncentrality, where the far one is below 1e-100.
+    if math.isnan(upper):
+        return 1.0
     return upper + (0.0 if math.isnan(lower) else lower)
 
 
-_MAX_N = 1e9
+def tost_power(difference: float, sd: float, margin: float, *, n: float, alpha: float,
+               paired: bool) -> float:
+    """Approximate power of TOST at a true ``difference`` and SD: P(both one-sided tests
+    reject) >= P(upper rejects) - P(lower does not), with noncentral t distributions.
+
+    Paired: ``n`` differences of SD ``sd``; unpaired: two groups of ``n`` with a common SD.
+    """
+    df, se = (n - 1, sd / math.sqrt(n)) if paired else (2 * n - 2, sd * math.sqrt(2 / n))
+    if not df > 0 or not math.isfinite(difference) or math.isnan(sd) or margin <= 0:
+        return math.nan
+    if abs(difference) >= margin:
+        return 0.0
+    if se == 0:
+        return 1.0
+    critical = float(special.stdtrit(df, 1 - alpha))
+    below_upper = float(special.nctdtr(df, (difference - margin) / se, -critical))
+    below_lower = float(special.nctdtr(df, (difference + margin) / se, critical))
+    if math.isnan(below_upper) or math.isnan(below_lower):
+        return 1.0 if abs(difference) < margin else 0.0
+    return max(0.0, below_upper - below_lower)
+
+
+def smallest_n(enough, *, low: int = 2, high: int = MAX_N, guess: float | None = None) -> float:
+    """The smallest whole n in [low, high] with ``enough(n)``, for a predicate that stays true
+    once true (power grows with n); inf when even ``high`` is not enough.  Bisection: at most
+    log2(high) evaluations, a few when ``guess`` (an approximation) brackets the answer."""
+    if enough(low):
+        return float(low)
+    if guess is not None and math.isfinite(guess):
+        lo, hi = max(low, int(guess) // 2), min(high, 2 * int(guess) + 4)
+        if lo < hi and (lo == low or not enough(lo)) and enough(hi):
+            low, high = lo, hi
+    if not enough(high):
+        return math.inf
+    while high - low > 1:  # bounded: the interval halves each step
+        mid = (low + high) // 2
+        if enough(mid):
+            high = mid
+        else:
+            low = mid
+    return float(high)
+
+
+def _normal_n(effect_size: float, *, alpha: float, paired: bool, power: float) -> float:
+    """The normal approximation of a t-test's sample size: a starting bracket, a few short."""
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return (1 if paired else 2) * (z / abs(effect_size)) ** 2 if effect_size else math.inf
 
 
 def n_for_power(effect_size: float, *, alpha: float, paired: bool, power: float = POWER) -> float:
@@ -171,21 +364,22 @@ def n_for_power(effect_size: float, *, alpha: float, paired: bool, power: float 
         return math.nan
     if effect_size == 0:
         return math.inf
+    guess = _normal_n(effect_size, alpha=alpha, paired=paired, power=power)
+    return smallest_n(lambda n: t_test_power(effect_size, n=n, alpha=alpha,
+                                             paired=paired) >= power,
+                      guess=guess if guess < MAX_N else None)
 
-    def enough(n: float) -> bool:
-        return t_test_power(effect_size, n=n, alpha=alpha, paired=paired) >= power
 
-    # Start from the normal approximation, which is at most a few short, then step to the
-    # exact boundary: power grows with n.
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    n = max(2.0, math.ceil((1 if paired else 2) * (z / abs(effect_size)) ** 2))
-    if n > _MAX_N:
+def n_for_equivalence(difference: float, sd: float, margin: float, *, alpha: float,
+                      paired: bool, power: float = POWER) -> float:
+    """The smallest n at which TOST shows equivalence with ``power``; inf if |difference| >=
+    margin (no n can)."""
+    if math.isnan(difference) or math.isnan(sd):
+        return math.nan
+    if abs(difference) >= margin:
         return math.inf
-    while not enough(n):
-        n += 1
-    while n > 2 and enough(n - 1):
-        n -= 1
-    return float(n)
+    return smallest_n(lambda n: tost_power(difference, sd, margin, n=n, alpha=alpha,
+                                           paired=paired) >= power)
 
 
 def minimal_detectable_effect(*, n: float, alpha: float, paired: bool, n_other: float | None = None,
@@ -202,279 +396,28 @@ def minimal_detectable_effect(*, n: float, alpha: float, paired: bool, n_other: 
     m = n if n_other is None else n_other
     low = z / math.sqrt(n) if paired else z * math.sqrt(1 / n + 1 / m)
     high = 2 * low
-    while gap(high) < 0:
+    for _ in range(64):  # bounded: doubling from a positive start passes 1e6 long before
+        if gap(high) >= 0:
+            break
         low, high = high, 2 * high
         if high > 1e6:
             return math.inf
     if gap(low) > 0:
         low = 0.0
-    return float(optimize.brentq(gap, low, high, xtol=1e-12))
+    return float(optimize.brentq(gap, low, high, xtol=1e-12, maxiter=200))
+
+
+def sd_interval(sd: float, df: float, *, confidence: float) -> tuple[float, float]:
+    """The chi-square confidence interval of a population SD from a sample SD on ``df``."""
+    if not (df > 0 and math.isfinite(sd)):
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2
+    return (sd * math.sqrt(df / stats.chi2.ppf(1 - tail, df)),
+            sd * math.sqrt(df / stats.chi2.ppf(tail, df)))
 
 
 # ---------------------------------------------------------------------------------------------
-# One factor: each level against the baseline
-
-
-@dataclass(frozen=True)
-class LevelSummary:
-    factor: str
-    level: str
-    is_baseline: bool
-    summary: Summary
-
-
-@dataclass
-class Comparison:
-    """One level of a factor against its baseline level."""
-
-    factor: str
-    level: str
-    baseline: str
-    test: Literal["paired", "welch", "none"]
-    n_level: int  # trials of the level in the compared cells (pairs, when paired)
-    n_baseline: int
-    diff: float  # level - baseline
-    diff_ci_low: float
-    diff_ci_high: float
-    statistic: float  # t
-    df: float
-    p: float
-    effect_size: float  # Hedges' g (see effect_size_kind)
-    effect_size_kind: Literal["g_z", "g_s", ""]
-    seeds_needed: float  # seeds for POWER at the observed effect and variance (inf: never)
-    mde: float  # minimal detectable |difference| at the current n, in the metric's units
-    unpaired: list[dict[str, str]] = field(default_factory=list)  # trials without a twin
-    n_not_crossed: int = 0  # trials in cells with no counterpart at the other level
-    p_holm: float = math.nan
-    significant: bool = False
-    note: str = ""
-
-
-@dataclass
-class FactorReport:
-    factor: str
-    baseline: str
-    levels: list[LevelSummary]
-    comparisons: list[Comparison]
-
-
-def _others(design: Design, factor: str) -> list[str]:
-    return [f for f in design.factors if f != factor]
-
-
-@dataclass
-class Twins:
-    """The trials of two levels, split by whether each has a twin at the other level."""
-
-    level: pd.DataFrame  # trials of the level, in cells that exist at both levels
-    baseline: pd.DataFrame  # trials of the baseline, likewise
-    pairs: pd.DataFrame  # key columns (seed, other factors), value_level, value_baseline
-    unpaired: pd.DataFrame  # trials of those cells without a twin
-    not_crossed: pd.DataFrame  # trials whose other-factor levels exist at one level only
-
-
-def twins(trials: pd.DataFrame, *, factor: str, level: str, baseline: str,
-          design: Design) -> Twins:
-    """Pair each trial of ``level`` with the baseline trial of its seed and other levels."""
-    others = _others(design, factor)
-    keys = [SEED, *others]
-    a = trials[trials[factor] == level]
-    b = trials[trials[factor] == baseline]
-    # Plain tuples and sets: these frames are small and pandas merges cost milliseconds each.
-    cells_a, cells_b = _tuples(a, others), _tuples(b, others)
-    shared = set(cells_a) & set(cells_b)
-    in_a = np.array([c in shared for c in cells_a], dtype=bool)
-    in_b = np.array([c in shared for c in cells_b], dtype=bool)
-    not_crossed = pd.concat([a[~in_a], b[~in_b]])
-    a, b = a[in_a], b[in_b]
-    position_b: dict[tuple, int] = {}
-    for i, key in enumerate(_tuples(b, keys)):
-        position_b.setdefault(key, i)  # a duplicate trial of one cell and seed stays unpaired
-    paired_a, paired_b = [], []
-    for i, key in enumerate(_tuples(a, keys)):
-        j = position_b.pop(key, None)
-        if j is not None:
-            paired_a.append(i)
-            paired_b.append(j)
-    value = design.metric
-    pairs = a.iloc[paired_a][keys].reset_index(drop=True)
-    pairs["value_level"] = a[value].to_numpy(float)[paired_a]
-    pairs["value_baseline"] = b[value].to_numpy(float)[paired_b]
-    unpaired = pd.concat([a.drop(a.index[paired_a]), b.drop(b.index[paired_b])])
-    return Twins(a, b, pairs, unpaired, not_crossed)
-
-
-def _tuples(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
-    if not columns:
-        return [()] * len(frame)
-    return list(zip(*(frame[c].tolist() for c in columns)))
-
-
-def compare_levels(trials: pd.DataFrame, *, factor: str, level: str, design: Design,
-                   alpha: float, power: float = POWER) -> Comparison:
-    """``level`` against the factor's baseline: paired on twins when they exist, else Welch."""
-    baseline = design.baseline[factor]
-    value = design.metric
-    split = twins(trials, factor=factor, level=level, baseline=baseline, design=design)
-    pairs = split.pairs
-    base = dict(factor=factor, level=level, baseline=baseline,
-                n_not_crossed=len(split.not_crossed))
-    if len(pairs) >= 2:
-        x = pairs["value_level"].to_numpy(float)
-        y = pairs["value_baseline"].to_numpy(float)
-        d = x - y
-        result = stats.ttest_rel(x, y)
-        ci = result.confidence_interval(CONFIDENCE)
-        d_z = cohens_d_paired(d)
-        # Each seed adds one pair per compared cell of the other factors.
-        pairs_per_seed = len(pairs) / pairs[SEED].nunique()
-        n_needed = n_for_power(d_z, alpha=alpha, paired=True, power=power)
-        mde = minimal_detectable_effect(n=len(pairs), alpha=alpha, paired=True, power=power)
-        return Comparison(
-            **base, test="paired", n_level=len(pairs), n_baseline=len(pairs),
-            diff=float(np.mean(d)), diff_ci_low=float(ci.low), diff_ci_high=float(ci.high),
-            statistic=float(result.statistic), df=float(result.df), p=float(result.pvalue),
-            effect_size=hedges_g_paired(d), effect_size_kind="g_z",
-            seeds_needed=_seeds(n_needed, pairs_per_seed),
-            mde=mde * float(np.std(d, ddof=1)),
-            unpaired=_describe(split.unpaired, [factor, *_others(design, factor), SEED]),
-        )
-    # Without twins every trial of the compared cells goes into Welch's test: none is left out.
-    xv = split.level[value].to_numpy(float)
-    yv = split.baseline[value].to_numpy(float)
-    if len(xv) < 2 or len(yv) < 2:
-        return Comparison(
-            **base, test="none", n_level=len(xv), n_baseline=len(yv),
-            diff=float(np.mean(xv) - np.mean(yv)) if len(xv) and len(yv) else math.nan,
-            diff_ci_low=math.nan, diff_ci_high=math.nan, statistic=math.nan, df=math.nan,
-            p=math.nan, effect_size=math.nan, effect_size_kind="", seeds_needed=math.nan,
-            mde=math.nan, note="fewer than 2 trials on a side",
-        )
-    result = stats.ttest_ind(xv, yv, equal_var=False)
-    ci = result.confidence_interval(CONFIDENCE)
-    per_seed = min(len(xv) / split.level[SEED].nunique(), len(yv) / split.baseline[SEED].nunique())
-    n_needed = n_for_power(cohens_d_independent(xv, yv), alpha=alpha, paired=False, power=power)
-    mde = minimal_detectable_effect(n=len(xv), n_other=len(yv), alpha=alpha, paired=False,
-                                    power=power)
-    return Comparison(
-        **base, test="welch", n_level=len(xv), n_baseline=len(yv),
-        diff=float(np.mean(xv) - np.mean(yv)), diff_ci_low=float(ci.low),
-        diff_ci_high=float(ci.high), statistic=float(result.statistic), df=float(result.df),
-        p=float(result.pvalue), effect_size=hedges_g_independent(xv, yv), effect_size_kind="g_s",
-        seeds_needed=_seeds(n_needed, per_seed), mde=mde * pooled_sd(xv, yv),
-    )
-
-
-def _seeds(n_needed: float, per_seed: float) -> float:
-    if math.isnan(n_needed) or math.isinf(n_needed):
-        return n_needed
-    return float(max(2, math.ceil(n_needed / per_seed - 1e-9)))
-
-
-def _describe(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, str]]:
-    return [{c: str(row[c]) for c in columns} for _, row in frame.iterrows()]
-
-
-def level_summaries(trials: pd.DataFrame, *, factor: str, design: Design) -> list[LevelSummary]:
-    """Each level's trials, pooled over the other factors and seeds."""
-    baseline = design.baseline[factor]
-    return [
-        LevelSummary(factor, level, level == baseline,
-                     summarize(trials.loc[trials[factor] == level, design.metric]))
-        for level in design.levels[factor]
-    ]
-
-
-def factor_report(trials: pd.DataFrame, *, factor: str, design: Design, alpha: float,
-                  power: float = POWER) -> FactorReport:
-    baseline = design.baseline[factor]
-    comparisons = [
-        compare_levels(trials, factor=factor, level=level, design=design, alpha=alpha, power=power)
-        for level in design.levels[factor] if level != baseline
-    ]
-    return FactorReport(factor, baseline, level_summaries(trials, factor=factor, design=design),
-                        comparisons)
-
-
-# ---------------------------------------------------------------------------------------------
-# Two factors: cell means and the interaction
-
-
-@dataclass
-class Interaction:
-    """Whether the effect of one factor depends on another's level."""
-
-    factors: tuple[str, str]
-    means: pd.DataFrame  # rows: first factor's levels, columns: second's; mean over trials
-    counts: pd.DataFrame
-    test: Literal["paired", "anova", "none"]
-    statistic: float  # t (paired 2x2) or F
-    statistic_kind: Literal["t", "F", ""]
-    df: tuple[float, ...]
-    p: float
-    # Paired 2x2 only: the difference of differences (level2-base2 gain at level1 minus at base1).
-    contrast: float = math.nan
-    contrast_ci_low: float = math.nan
-    contrast_ci_high: float = math.nan
-    n_blocks: int = 0  # complete (seed, other factors) blocks, when paired
-    n_left_out: int = 0  # trials outside complete blocks, when paired
-    p_holm: float = math.nan
-    significant: bool = False
-    note: str = ""
-
-
-def interaction(trials: pd.DataFrame, *, factors: tuple[str, str], design: Design) -> Interaction:
-    """The A×B cell means and a test of the interaction.
-
-    Paired when at least two blocks (a seed and the other factors' levels) hold every A×B cell:
-    for 2×2 a one-sample t-test of the difference of differences, otherwise the
-    repeated-measures interaction F = MS_AB / MS_AB×block.  Without such blocks, the F-test of
-    the A×B term in a least-squares model with the main effects of every factor (the two-way
-    ANOVA; the other factors' main effects leave the error term).
-    """
-    a, b = factors
-    value = design.metric
-    la, lb = _ordered_with_baseline(design, a), _ordered_with_baseline(design, b)
-    grouped = trials.groupby([a, b], observed=True)[value]
-    means = grouped.mean().unstack(b).reindex(index=la, columns=lb)
-    counts = grouped.size().unstack(b).reindex(index=la, columns=lb).fillna(0).astype(int)
-    base = dict(factors=factors, means=means, counts=counts)
-    if (counts.to_numpy() == 0).any():
-        return Interaction(**base, test="none", statistic=math.nan, statistic_kind="", df=(),
-                           p=math.nan, note="not crossed: some cells have no trials")
-
-    others = [f for f in design.factors if f not in factors]
-    blocks = trials.pivot_table(index=[SEED, *others], columns=[a, b], values=value,
-                                aggfunc="mean", observed=True)
-    wanted = pd.MultiIndex.from_product([la, lb], names=[a, b])
-    blocks = blocks.reindex(columns=wanted)
-    complete = blocks.dropna()
-    if len(complete) >= 2:
-        n_left_out = len(trials) - len(complete) * len(wanted)
-        cube = complete.to_numpy(float).reshape(len(complete), len(la), len(lb))
-        if len(la) == 2 and len(lb) == 2:
-            dod = (cube[:, 1, 1] - cube[:, 1, 0]) - (cube[:, 0, 1] - cube[:, 0, 0])
-            result = stats.ttest_1samp(dod, 0.0)
-            ci = result.confidence_interval(CONFIDENCE)
-            return Interaction(**base, test="paired", statistic=float(result.statistic),
-                               statistic_kind="t", df=(float(result.df),), p=float(result.pvalue),
-                               contrast=float(np.mean(dod)), contrast_ci_low=float(ci.low),
-                               contrast_ci_high=float(ci.high), n_blocks=len(complete),
-                               n_left_out=n_left_out)
-        f, df1, df2 = repeated_measures_interaction(cube)
-        return Interaction(**base, test="paired", statistic=f, statistic_kind="F", df=(df1, df2),
-                           p=float(stats.f.sf(f, df1, df2)), n_blocks=len(complete),
-                           n_left_out=n_left_out)
-    f, df1, df2 = anova_interaction(trials, factors=factors, others=others, value=value)
-    p = float(stats.f.sf(f, df1, df2)) if df2 > 0 else math.nan
-    return Interaction(**base, test="anova", statistic=f, statistic_kind="F", df=(df1, df2), p=p,
-                       note="" if df2 > 0 else "no replicates within cells")
-
-
-def _ordered_with_baseline(design: Design, factor: str) -> list[str]:
-    """The factor's levels with the baseline first, so a 2×2 contrast reads as gains."""
-    base = design.baseline[factor]
-    return [base, *(lv for lv in design.levels[factor] if lv != base)]
+# Interactions
 
 
 def repeated_measures_interaction(cube: np.ndarray) -> tuple[float, float, float]:
@@ -491,7 +434,7 @@ def repeated_measures_interaction(cube: np.ndarray) -> tuple[float, float, float
     ss_abs = float((residual ** 2).sum())
     df1 = (na - 1) * (nb - 1)
     df2 = df1 * (n - 1)
-    return _ratio(ss_ab / df1, ss_abs / df2), float(df1), float(df2)
+    return ratio(ss_ab / df1, ss_abs / df2), float(df1), float(df2)
 
 
 def anova_interaction(trials: pd.DataFrame, *, factors: tuple[str, str], others: list[str],
@@ -510,7 +453,7 @@ def anova_interaction(trials: pd.DataFrame, *, factors: tuple[str, str], others:
     df2 = len(y) - rank_full
     if df2 <= 0 or df1 <= 0:
         return math.nan, float(df1), float(df2)
-    return _ratio((rss_reduced - rss_full) / df1, rss_full / df2), float(df1), float(df2)
+    return ratio((rss_reduced - rss_full) / df1, rss_full / df2), float(df1), float(df2)
 
 
 def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
@@ -520,22 +463,7 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Cells, curves and the whole report
-
-
-def rank_cells(trials: pd.DataFrame, *, design: Design) -> pd.DataFrame:
-    """Every grid cell's n, mean, SD and 95% CI over seeds, best first, with a ``rank`` column."""
-    rows = []
-    for key, group in trials.groupby(design.factors, observed=True, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        s = summarize(group[design.metric])
-        rows.append({**dict(zip(design.factors, key)), "n_seeds": s.n, "mean": s.mean,
-                     "std": s.std, "ci_low": s.ci_low, "ci_high": s.ci_high})
-    cells = pd.DataFrame(rows, columns=[*design.factors, "n_seeds", "mean", "std", "ci_low",
-                                        "ci_high"])
-    cells = cells.sort_values("mean", ascending=not design.higher_is_better, kind="stable")
-    cells.insert(0, "rank", np.arange(1, len(cells) + 1))
-    return cells.reset_index(drop=True)
+# Learning curves
 
 
 def curves(history: pd.DataFrame, trials: pd.DataFrame, *, by: list[str],
@@ -555,38 +483,3 @@ def curves(history: pd.DataFrame, trials: pd.DataFrame, *, by: list[str],
     return out
 
 
-@dataclass
-class SignificanceReport:
-    design: Design
-    alpha: float
-    factors: list[FactorReport]
-    interactions: list[Interaction]
-    cells: pd.DataFrame
-
-    @property
-    def comparisons(self) -> list[Comparison]:
-        return [c for f in self.factors for c in f.comparisons]
-
-
-def significance_report(trials: pd.DataFrame, *, design: Design, alpha: float = 0.05,
-                        power: float = POWER) -> SignificanceReport:
-    """Every factor against its baseline, every pair's interaction, every cell; Holm-adjusted."""
-    factors = [factor_report(trials, factor=f, design=design, alpha=alpha, power=power)
-               for f in design.factors]
-    comparisons = [c for f in factors for c in f.comparisons]
-    for c, p in zip(comparisons, holm([c.p for c in comparisons])):
-        c.p_holm, c.significant = float(p), bool(p <= alpha)
-    interactions = [interaction(trials, factors=(a, b), design=design)
-                    for i, a in enumerate(design.factors) for b in design.factors[i + 1:]]
-    for it, p in zip(interactions, holm([it.p for it in interactions])):
-        it.p_holm, it.significant = float(p), bool(p <= alpha)
-    return SignificanceReport(design, alpha, factors, interactions,
-                              rank_cells(trials, design=design))
-
-
-def summary_report(trials: pd.DataFrame, *, design: Design,
-                   alpha: float = 0.05) -> SignificanceReport:
-    """Levels and cells only, without tests (the report without ``--significance``)."""
-    factors = [FactorReport(f, design.baseline[f], level_summaries(trials, factor=f, design=design),
-                            []) for f in design.factors]
-    return SignificanceReport(design, alpha, factors, [], rank_cells(trials, design=design))

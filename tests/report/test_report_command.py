@@ -32,17 +32,51 @@ def comparison(outcome, factor: str):
     return found.comparisons
 
 
-def test_a_logged_two_point_gain_is_judged_real_and_dropout_noise_is_not(log_study, tracking_uri,
+def test_a_logged_two_point_gain_is_better_and_dropout_noise_is_undecided(log_study, tracking_uri,
                                                                           tmp_path):
     log_study(synthetic_study(seeds=5), planted(se_gain=0.02, noise=0.003))
     outcome, text = report(tracking_uri, out=tmp_path / "out")
     (se,) = comparison(outcome, "model.attention")
     (dropout,) = comparison(outcome, "model.dropout")
-    assert se.test == "paired" and se.n_level == 10 and se.significant
+    assert (se.test, se.unit, se.n_seeds, se.df, se.n_trials_level) == ("paired", "seed", 5, 4, 10)
+    assert se.significant and se.verdict == "better"
     assert se.diff == pytest.approx(0.02, abs=0.004)
-    assert dropout.test == "paired" and not dropout.significant
-    assert "real (p_holm<0.001)" in text and "seed noise (p_holm=" in text
+    assert dropout.test == "paired" and not dropout.significant and dropout.verdict == "undecided"
+    assert "better (p_holm<0.001)" in text and "undecided (p_holm=" in text
+    assert "no equivalence margin" in text and "the seed is the unit of replication" in text
     assert "model.attention × model.dropout" in text and "paired difference of differences" in text
+
+
+def test_a_margin_from_the_study_or_the_command_line_makes_equivalence_verdicts(
+        log_study, tracking_uri, tmp_path, write_study):
+    study = synthetic_study(seeds=6, report={"metric": "test_acc", "margin": 0.01,
+                                             "baseline": {"model.attention": "none",
+                                                          "model.dropout": 0.0}})
+    log_study(study, planted(se_gain=0.02, noise=0.002))
+    path = write_study(study.model_dump(mode="json", exclude_none=True))
+    outcome, text = report(tracking_uri, str(path), out=tmp_path / "a", fmt="json,html")
+    (dropout,) = comparison(outcome, "model.dropout")
+    assert dropout.margin == 0.01 and dropout.verdict == "equivalent"
+    assert "equivalence margin ±1.00 pp (report.margin)" in text
+    assert "equivalent within ±1.00 pp (TOST p_holm" in text
+    data = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert data["margin"] == 0.01 and data["unit"] == "seed"
+    (c,) = data["factors"][1]["comparisons"]
+    assert c["verdict"] == "equivalent" and c["p_equivalence_holm"] <= 0.05 and c["df"] == 5
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert "class='r equivalent'" in html or "class='equivalent'" in html
+    assert "equivalence margin ±1.00 pp" in html
+    # --margin overrides the study's: a margin too narrow for these seeds leaves it undecided.
+    narrow, text = report(tracking_uri, str(path), out=tmp_path / "b", margin=0.0001)
+    (dropout,) = comparison(narrow, "model.dropout")
+    assert dropout.verdict == "undecided" and "(--margin)" in text
+
+
+def test_a_margin_that_is_not_positive_is_one_error(log_study, tracking_uri, tmp_path):
+    log_study(synthetic_study(seeds=2))
+    for bad in (0.0, -0.01, float("nan")):
+        with pytest.raises(HarnessError, match=r"--margin .*must be a number > 0"):
+            report(tracking_uri, out=tmp_path / "out", margin=bad)
 
 
 def test_the_html_report_is_written_and_logged_to_the_parent_run(log_study, tracking_uri, tmp_path):
@@ -67,7 +101,7 @@ def test_every_format_is_written_and_json_has_no_nan(log_study, tracking_uri, tm
     assert set(outcome.files) == {"md", "csv", "json"} and outcome.artifact is None
     assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "factors.csv",
                                                "interactions.csv", "cells.csv", "trials.csv"}
-    assert "| level | n | mean ± sd (%)" in (out / "report.md").read_text()
+    assert "| level | seeds | trials | mean ± sd (%)" in (out / "report.md").read_text()
 
     def no_constants(token):
         raise AssertionError(f"{token} in report.json")
@@ -75,7 +109,11 @@ def test_every_format_is_written_and_json_has_no_nan(log_study, tracking_uri, tm
     data = json.loads((out / "report.json").read_text(), parse_constant=no_constants)
     assert data["study"] == "synthetic" and data["n_trials"] == 12
     (se,) = data["factors"][0]["comparisons"]
-    assert se["test"] == "paired" and se["verdict"].startswith("real")
+    assert se["test"] == "paired" and se["verdict"] in ("better", "worse", "undecided")
+    assert (se["unit"], se["n_seeds"], se["df"]) == ("seed", 3, 2)
+    for key in ("p", "significant", "df", "verdict", "verdict_text", "p_holm", "seeds_needed_low",
+                "seeds_needed_high", "method", "n_trials_level"):
+        assert key in se
     assert len(data["cells"]) == 4 and len(data["trials"]) == 12
 
 
@@ -127,9 +165,12 @@ def test_trials_without_a_twin_are_reported_in_the_table_notes(log_study, tracki
     log_study(study, planted(status=lambda spec: "FAILED" if spec == lost else "FINISHED"))
     outcome, text = report(tracking_uri, out=tmp_path / "out")
     (se,) = comparison(outcome, "model.attention")
-    assert se.test == "paired" and se.n_level == 5
-    assert se.unpaired == [{"model.attention": "none", "model.dropout": "0.0", "seed": "0"}]
-    assert "1 trials without a twin, left out of the paired test" in text
+    # Seed 0 now misses a cell: a mixed model uses every trial, seed 0's three included.
+    assert se.test == "mixed" and se.n_seeds == 3 and se.df == 2
+    assert (se.n_trials_level, se.n_trials_baseline) == (5, 6)
+    assert {t["seed"] for t in se.unpaired} == {"0"} and len(se.unpaired) == 3
+    assert "3 trials of seeds without every compared cell at both levels" in text
+    assert "mixed model over 3 seeds, random intercept and slope by seed" in text
     assert "1 failed" in text
 
 
@@ -189,10 +230,14 @@ def test_a_factor_with_one_level_is_bad_input(log_study, tracking_uri, tmp_path)
         report(tracking_uri, out=tmp_path / "out")
 
 
-def test_fewer_than_two_seeds_is_bad_input(log_study, tracking_uri, tmp_path):
+def test_one_seed_is_reported_as_undecided_with_a_note(log_study, tracking_uri, tmp_path):
     log_study(synthetic_study(seeds=1))
-    with pytest.raises(HarnessError, match=r"study synthetic has 1 seed \(0\) .*at least 2"):
-        report(tracking_uri, out=tmp_path / "out")
+    outcome, text = report(tracking_uri, out=tmp_path / "out", fmt="json")
+    assert all(c.verdict == "undecided" and c.test == "none"
+               for c in outcome.content.result.comparisons)
+    assert "1 seed: the seed is the unit of replication, so nothing can be decided" in text
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert any("nothing can be decided" in note for note in data["notes"])
 
 
 def test_a_missing_store_is_bad_input(tmp_path):
@@ -219,7 +264,8 @@ def test_a_trained_2x2_study_reports_attention_and_dropout_with_paired_tests(tin
     assert [f.factor for f in result.content.result.factors] == ["model.attention", "model.dropout"]
     for factor in ("model.attention", "model.dropout"):
         (c,) = comparison(result, factor)
-        assert c.test == "paired" and c.n_level == 4 and c.unpaired == []
+        assert (c.test, c.n_seeds, c.df, c.n_trials_level) == ("paired", 2, 1, 4)
+        assert c.unpaired == []
     assert "model.attention: each level against none" in text
     assert "model.dropout: each level against 0.0" in text
     html = (tmp_path / "out" / "report.html").read_text()

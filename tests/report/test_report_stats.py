@@ -1,8 +1,7 @@
-"""The report's statistics against scipy, worked examples and simulation (no MLflow here)."""
+"""The report's arithmetic against scipy and statsmodels on the same data (no MLflow here)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import subprocess
 import sys
@@ -14,13 +13,7 @@ from scipy import special, stats
 
 from harness.report import stats as rs
 
-ATT, DROP = "model.attention", "model.dropout"
-DESIGN = rs.Design(
-    factors=[ATT, DROP],
-    levels={ATT: ["se", "none"], DROP: ["0.0", "0.3"]},
-    baseline={ATT: "none", DROP: "0.0"},
-    metric="test_acc",
-)
+ATT = "model.attention"
 # A fixed 2×2 × 4-seed fixture: (attention, dropout) → accuracy per seed 0..3.
 FIXTURE = {
     ("se", "0.0"): [0.9213, 0.9188, 0.9241, 0.9170],
@@ -29,27 +22,6 @@ FIXTURE = {
     ("none", "0.3"): [0.9140, 0.9097, 0.9123, 0.9161],
 }
 TOL = dict(rel=1e-9, abs=1e-12)
-
-
-def frame(cells: dict[tuple[str, str], list[float]], *, seeds=None) -> pd.DataFrame:
-    rows = []
-    for (att, drop), values in cells.items():
-        for i, value in enumerate(values):
-            seed = seeds[(att, drop)][i] if seeds else i
-            rows.append({"seed": seed, ATT: att, DROP: drop, "test_acc": value})
-    return pd.DataFrame(rows)
-
-
-def simulated(rng: np.random.Generator, *, se_gain: float, noise: float, n_seeds: int,
-              seed_effect: float = 0.0, disjoint_seeds: bool = False) -> pd.DataFrame:
-    shared = rng.normal(0, seed_effect, n_seeds)
-    rows = []
-    for att, drop in itertools.product(["se", "none"], ["0.0", "0.3"]):
-        for s in range(n_seeds):
-            seed = s + (100 if disjoint_seeds and att == "se" else 0)
-            value = 0.9 + (se_gain if att == "se" else 0) + shared[s] + rng.normal(0, noise)
-            rows.append({"seed": seed, ATT: att, DROP: drop, "test_acc": value})
-    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,38 +37,6 @@ def test_summary_mean_sd_and_interval_equal_scipy():
     assert (s.ci_low, s.ci_high) == (pytest.approx(low, **TOL), pytest.approx(high, **TOL))
 
 
-def test_paired_comparison_equals_scipy_ttest_rel_on_cell_twins():
-    c = rs.compare_levels(frame(FIXTURE), factor=ATT, level="se", design=DESIGN, alpha=0.05)
-    # Twins: same seed and same dropout, in (seed, dropout) order on both sides.
-    x = np.array([FIXTURE[("se", d)][s] for s in range(4) for d in ("0.0", "0.3")])
-    y = np.array([FIXTURE[("none", d)][s] for s in range(4) for d in ("0.0", "0.3")])
-    ref = stats.ttest_rel(x, y)
-    ci = ref.confidence_interval(0.95)
-    assert c.test == "paired" and c.n_level == 8 and c.unpaired == []
-    assert c.statistic == pytest.approx(ref.statistic, **TOL)
-    assert c.p == pytest.approx(ref.pvalue, **TOL)
-    assert c.df == 7
-    assert c.diff == pytest.approx(np.mean(x - y), **TOL)
-    assert (c.diff_ci_low, c.diff_ci_high) == (pytest.approx(ci.low, **TOL),
-                                               pytest.approx(ci.high, **TOL))
-
-
-def test_welch_comparison_equals_scipy_when_no_trial_has_a_twin():
-    seeds = {cell: [s + (10 if cell[0] == "se" else 0) for s in range(4)] for cell in FIXTURE}
-    c = rs.compare_levels(frame(FIXTURE, seeds=seeds), factor=ATT, level="se", design=DESIGN,
-                          alpha=0.05)
-    x = np.array(FIXTURE[("se", "0.0")] + FIXTURE[("se", "0.3")])
-    y = np.array(FIXTURE[("none", "0.0")] + FIXTURE[("none", "0.3")])
-    ref = stats.ttest_ind(x, y, equal_var=False)
-    ci = ref.confidence_interval(0.95)
-    assert c.test == "welch" and (c.n_level, c.n_baseline) == (8, 8) and c.unpaired == []
-    assert c.statistic == pytest.approx(ref.statistic, **TOL)
-    assert c.p == pytest.approx(ref.pvalue, **TOL)
-    assert c.df == pytest.approx(ref.df, **TOL)
-    assert (c.diff_ci_low, c.diff_ci_high) == (pytest.approx(ci.low, **TOL),
-                                               pytest.approx(ci.high, **TOL))
-
-
 def test_hedges_g_is_cohens_d_times_the_exact_gamma_correction():
     x, y = np.array(FIXTURE[("se", "0.0")]), np.array(FIXTURE[("none", "0.0")])
     df = len(x) + len(y) - 2
@@ -108,22 +48,6 @@ def test_hedges_g_is_cohens_d_times_the_exact_gamma_correction():
     assert rs.hedges_g_paired(d) == pytest.approx(d.mean() / d.std(ddof=1) * j_z, **TOL)
     # The usual approximation 1 - 3 / (4 df - 1) agrees closely once df is moderate.
     assert rs.small_sample_factor(20) == pytest.approx(1 - 3 / (4 * 20 - 1), abs=1e-3)
-
-
-def test_paired_2x2_interaction_equals_ttest_1samp_of_the_difference_of_differences():
-    it = rs.interaction(frame(FIXTURE), factors=(ATT, DROP), design=DESIGN)
-    f = {k: np.array(v) for k, v in FIXTURE.items()}
-    # Baselines first: (dropout 0.3 − 0.0 at se) − (dropout 0.3 − 0.0 at none).
-    dod = (f[("se", "0.3")] - f[("se", "0.0")]) - (f[("none", "0.3")] - f[("none", "0.0")])
-    ref = stats.ttest_1samp(dod, 0.0)
-    ci = ref.confidence_interval(0.95)
-    assert it.test == "paired" and it.statistic_kind == "t" and it.n_blocks == 4
-    assert it.statistic == pytest.approx(ref.statistic, **TOL)
-    assert it.p == pytest.approx(ref.pvalue, **TOL)
-    assert it.contrast == pytest.approx(dod.mean(), **TOL)
-    assert (it.contrast_ci_low, it.contrast_ci_high) == (pytest.approx(ci.low, **TOL),
-                                                         pytest.approx(ci.high, **TOL))
-    assert it.means.loc["se", "0.3"] == pytest.approx(f[("se", "0.3")].mean(), **TOL)
 
 
 def test_repeated_measures_interaction_f_is_the_squared_paired_t_for_2x2():
@@ -158,31 +82,6 @@ def test_repeated_measures_interaction_equals_a_least_squares_fit_for_3x2():
     expected = ((reduced - full) / 2) / (full / (2 * (n - 1)))
     assert (df1, df2) == (2, 8)
     assert f == pytest.approx(expected, rel=1e-9)
-
-
-def test_two_way_anova_interaction_equals_the_classical_balanced_formula():
-    seeds = {cell: [s + 10 * i for s in range(4)] for i, cell in enumerate(FIXTURE)}
-    trials = frame(FIXTURE, seeds=seeds)  # no shared seeds: no blocks, so ANOVA
-    it = rs.interaction(trials, factors=(ATT, DROP), design=DESIGN)
-    y = np.array([FIXTURE[(a, d)] for a in ("none", "se") for d in ("0.0", "0.3")]).reshape(2, 2, 4)
-    grand, m_ab = y.mean(), y.mean(axis=2)
-    m_a, m_b = m_ab.mean(axis=1), m_ab.mean(axis=0)
-    ss_ab = 4 * ((m_ab - m_a[:, None] - m_b[None, :] + grand) ** 2).sum()
-    ss_within = ((y - m_ab[:, :, None]) ** 2).sum()
-    f = ss_ab / (ss_within / 12)
-    assert it.test == "anova" and it.df == (1, 12)
-    assert it.statistic == pytest.approx(f, **TOL)
-    assert it.p == pytest.approx(stats.f.sf(f, 1, 12), **TOL)
-
-
-def test_cells_are_ranked_best_first_with_their_intervals():
-    cells = rs.rank_cells(frame(FIXTURE), design=DESIGN)
-    assert list(cells["rank"]) == [1, 2, 3, 4]
-    assert cells["mean"].is_monotonic_decreasing
-    top = np.array(FIXTURE[(cells.loc[0, ATT], cells.loc[0, DROP])])
-    low, high = stats.t.interval(0.95, 3, loc=top.mean(), scale=stats.sem(top))
-    assert (cells.loc[0, "ci_low"], cells.loc[0, "ci_high"]) == (pytest.approx(low, **TOL),
-                                                                 pytest.approx(high, **TOL))
 
 
 def test_learning_curves_are_mean_and_t_interval_per_group_and_epoch():
@@ -242,94 +141,175 @@ def test_minimal_detectable_effect_has_exactly_the_target_power():
         assert rs.t_test_power(d, n=10, alpha=0.05, paired=paired) == pytest.approx(0.8, abs=1e-9)
 
 
-def test_seeds_needed_counts_the_pairs_each_seed_adds():
-    # A 2×2 design: each seed adds two attention pairs (one per dropout level).
-    trials = simulated(np.random.default_rng(0), se_gain=0.002, noise=0.003, n_seeds=4)
-    c = rs.compare_levels(trials, factor=ATT, level="se", design=DESIGN, alpha=0.05)
-    d = trials[trials[ATT] == "se"]["test_acc"].to_numpy() - \
-        trials[trials[ATT] == "none"]["test_acc"].to_numpy()
-    n_pairs = rs.n_for_power(d.mean() / d.std(ddof=1), alpha=0.05, paired=True)
-    assert c.seeds_needed == max(2, math.ceil(n_pairs / 2))
+def test_every_sample_size_search_is_bounded_and_defined_at_the_extremes():
+    # An infinite effect (zero variance) once looped forever; a tiny one must stop too.
+    assert rs.n_for_power(math.inf, alpha=0.05, paired=True) == 2
+    assert rs.n_for_power(-math.inf, alpha=0.05, paired=False) == 2
+    assert rs.n_for_power(1e-9, alpha=0.05, paired=True) == math.inf
+    assert math.isnan(rs.n_for_power(math.nan, alpha=0.05, paired=True))
+    assert rs.n_for_equivalence(0.01, 0.0, 0.005, alpha=0.05, paired=True) == math.inf
+    assert rs.n_for_equivalence(0.0, 0.0, 0.005, alpha=0.05, paired=True) == 2
+    assert rs.n_for_equivalence(0.0, 1e-9, 1.0, alpha=0.05, paired=True) == 2
+    assert rs.minimal_detectable_effect(n=2, alpha=1e-12, paired=True) > 0
+    calls = []
+
+    def never(n):
+        calls.append(n)
+        return False
+
+    assert rs.smallest_n(never) == math.inf and len(calls) == 2
+
+
+def test_equivalence_sample_size_is_the_first_n_with_the_target_tost_power():
+    n = rs.n_for_equivalence(0.001, 0.004, 0.005, alpha=0.05, paired=True)
+    assert rs.tost_power(0.001, 0.004, 0.005, n=n, alpha=0.05, paired=True) >= 0.8
+    assert rs.tost_power(0.001, 0.004, 0.005, n=n - 1, alpha=0.05, paired=True) < 0.8
+
+
+def test_tost_power_matches_a_simulation():
+    rng = np.random.default_rng(5)
+    n, sd, margin, diff = 8, 0.004, 0.005, 0.001
+    d = rng.normal(diff, sd, size=(20000, n))
+    test_p = []
+    for row in d[:4000]:
+        test_p.append(rs.tost(rs.one_sample(row), margin, alpha=0.05).p)
+    simulated = np.mean(np.array(test_p) <= 0.05)
+    predicted = rs.tost_power(diff, sd, margin, n=n, alpha=0.05, paired=True)
+    assert abs(simulated - predicted) < 0.03  # sd of the simulated rate is about 0.008
 
 
 # ---------------------------------------------------------------------------------------------
-# Judgements
+# Tests of a difference against scipy and statsmodels (to 1e-9)
 
 
-def test_a_planted_two_point_gain_with_0_3_point_noise_is_judged_real():
-    trials = simulated(np.random.default_rng(1), se_gain=0.02, noise=0.003, n_seeds=3)
-    report = rs.significance_report(trials, design=DESIGN, alpha=0.05)
-    (se,) = report.factors[0].comparisons
-    assert se.test == "paired" and se.significant and se.p_holm < 1e-4
-    assert se.diff == pytest.approx(0.02, abs=0.003)
-    assert se.diff_ci_low < 0.02 < se.diff_ci_high
+def test_one_sample_equals_scipy_ttest_1samp_and_ttest_rel():
+    x, y = np.array(FIXTURE[("se", "0.0")]), np.array(FIXTURE[("none", "0.0")])
+    t = rs.one_sample(x - y)
+    ref = stats.ttest_rel(x, y)
+    ci = ref.confidence_interval(0.95)
+    assert (t.statistic, t.p, t.df) == (pytest.approx(ref.statistic, **TOL),
+                                        pytest.approx(ref.pvalue, **TOL), 3)
+    assert (t.ci_low, t.ci_high) == (pytest.approx(ci.low, **TOL), pytest.approx(ci.high, **TOL))
 
 
-@pytest.mark.parametrize("disjoint_seeds", [False, True], ids=["paired", "welch"])
-def test_simulated_nulls_are_judged_significant_at_about_alpha(disjoint_seeds):
-    rng = np.random.default_rng(7)
-    n_reps, alpha = 500, 0.05
-    p_values, family_rejections = [], 0
-    for _ in range(n_reps):
-        # Paired: seeds shared by every cell carry an effect of their own, which pairing
-        # removes.  Welch: no seed is shared, so the trials are independent.
-        trials = simulated(rng, se_gain=0.0, noise=0.003, n_seeds=5,
-                           seed_effect=0.0 if disjoint_seeds else 0.004,
-                           disjoint_seeds=disjoint_seeds)
-        comparisons = [rs.compare_levels(trials, factor=f, level=level, design=DESIGN, alpha=alpha)
-                       for f, level in ((ATT, "se"), (DROP, "0.3"))]
-        assert comparisons[0].test == ("welch" if disjoint_seeds else "paired")
-        p = [c.p for c in comparisons]
-        p_values += p
-        family_rejections += bool((rs.holm(p) <= alpha).any())
-    # 1000 null comparisons: the rate's sd is 0.007; allow 3.5 sd either side.
-    assert abs(np.mean(np.array(p_values) <= alpha) - alpha) < 0.025
-    # Holm keeps the chance of any false verdict in the family at or below alpha.
-    assert family_rejections / n_reps < alpha + 0.025
+def test_welch_equals_scipy_ttest_ind_with_unequal_variances():
+    x = np.array(FIXTURE[("se", "0.0")] + FIXTURE[("se", "0.3")][:2])
+    y = np.array(FIXTURE[("none", "0.3")])
+    t = rs.welch(x, y)
+    ref = stats.ttest_ind(x, y, equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    assert (t.statistic, t.p, t.df) == (pytest.approx(ref.statistic, **TOL),
+                                        pytest.approx(ref.pvalue, **TOL),
+                                        pytest.approx(ref.df, **TOL))
+    assert (t.ci_low, t.ci_high) == (pytest.approx(ci.low, **TOL), pytest.approx(ci.high, **TOL))
 
 
-# ---------------------------------------------------------------------------------------------
-# Pairing
+def test_paired_tost_equals_statsmodels_ttost_paired():
+    from statsmodels.stats.weightstats import ttost_paired
+
+    x, y = np.array(FIXTURE[("se", "0.3")]), np.array(FIXTURE[("none", "0.3")])
+    for margin in (0.005, 0.012, 0.02):
+        mine = rs.tost(rs.one_sample(x - y), margin, alpha=0.05)
+        p, lower, upper = ttost_paired(x, y, -margin, margin)
+        assert mine.p == pytest.approx(p, **TOL)
+        # The 90% interval TOST reads is the paired mean ± t(0.95, df) SE.
+        half = stats.t.ppf(0.95, 3) * stats.sem(x - y)
+        assert (mine.ci_low, mine.ci_high) == (pytest.approx((x - y).mean() - half, **TOL),
+                                               pytest.approx((x - y).mean() + half, **TOL))
 
 
-def test_pairing_is_used_when_every_trial_has_a_twin():
-    c = rs.compare_levels(frame(FIXTURE), factor=DROP, level="0.3", design=DESIGN, alpha=0.05)
-    assert c.test == "paired" and c.n_level == 8 and c.unpaired == [] and c.n_not_crossed == 0
+def test_welch_tost_equals_statsmodels_ttost_ind_with_unequal_variances():
+    from statsmodels.stats.weightstats import ttost_ind
+
+    x = np.array(FIXTURE[("se", "0.0")] + FIXTURE[("se", "0.3")])
+    y = np.array(FIXTURE[("none", "0.0")] + FIXTURE[("none", "0.3")][:3])
+    for margin in (0.005, 0.02):
+        mine = rs.tost(rs.welch(x, y), margin, alpha=0.05)
+        p, _, _ = ttost_ind(x, y, -margin, margin, usevar="unequal")
+        assert mine.p == pytest.approx(p, **TOL)
 
 
-def test_a_trial_without_a_twin_is_reported_not_silently_dropped():
-    trials = frame(FIXTURE)
-    trials = trials.drop(trials[(trials[ATT] == "none") & (trials[DROP] == "0.3")
-                                & (trials["seed"] == 2)].index)
-    c = rs.compare_levels(trials, factor=ATT, level="se", design=DESIGN, alpha=0.05)
-    assert c.test == "paired" and c.n_level == 7
-    assert c.unpaired == [{ATT: "se", DROP: "0.3", "seed": "2"}]
+def test_tost_decides_equivalence_exactly_when_the_90_percent_interval_is_inside_the_margin():
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        d = rng.normal(rng.uniform(-0.01, 0.01), 0.004, size=6)
+        e = rs.tost(rs.one_sample(d), 0.006, alpha=0.05)
+        assert (e.p <= 0.05) == (-0.006 < e.ci_low and e.ci_high < 0.006)
 
 
-def test_welch_is_used_when_no_trial_has_a_twin_and_nothing_is_left_out():
-    seeds = {cell: [s + (10 if cell[1] == "0.3" else 0) for s in range(4)] for cell in FIXTURE}
-    c = rs.compare_levels(frame(FIXTURE, seeds=seeds), factor=DROP, level="0.3", design=DESIGN,
-                          alpha=0.05)
-    assert c.test == "welch" and (c.n_level, c.n_baseline) == (8, 8) and c.unpaired == []
+def test_zero_variance_is_exact_not_an_error():
+    same = rs.one_sample(np.full(4, 0.01))
+    assert (same.se, same.p, same.ci_low, same.ci_high) == (0.0, 0.0, 0.01, 0.01)
+    assert math.isinf(same.statistic) and same.exact
+    zero = rs.one_sample(np.zeros(4))
+    assert (zero.p, zero.statistic) == (1.0, 0.0)
+    assert rs.tost(zero, 0.005, alpha=0.05).p == 0.0
+    assert rs.tost(same, 0.005, alpha=0.05).p == 1.0
+    both = rs.welch(np.full(3, 5.0), np.full(4, 4.0))
+    assert (both.estimate, both.se, both.p, both.df) == (1.0, 0.0, 0.0, 5)
 
 
-def test_one_at_a_time_cells_without_a_counterpart_are_counted_as_not_crossed():
-    # Base (none, 0.0); SE alone (se, 0.0); dropout alone (none, 0.3): no (se, 0.3) cell.
-    cells = {k: v for k, v in FIXTURE.items() if k != ("se", "0.3")}
-    trials = frame(cells)
-    c = rs.compare_levels(trials, factor=ATT, level="se", design=DESIGN, alpha=0.05)
-    assert c.test == "paired" and c.n_level == 4 and c.unpaired == []
-    assert c.n_not_crossed == 4  # the dropout-alone cell has no SE counterpart
-    it = rs.interaction(trials, factors=(ATT, DROP), design=DESIGN)
-    assert it.test == "none" and "not crossed" in it.note
+def test_one_unit_gives_no_test():
+    t = rs.one_sample(np.array([0.3]))
+    assert t.estimate == 0.3 and math.isnan(t.p) and math.isnan(t.ci_low)
+    assert math.isnan(rs.tost(t, 0.1, alpha=0.05).p)
+    assert math.isnan(rs.welch(np.array([1.0]), np.array([2.0, 3.0])).p)
 
 
-def test_fewer_than_two_trials_on_a_side_is_not_tested():
-    trials = frame({("se", "0.0"): [0.9], ("none", "0.0"): [0.8, 0.81]})
-    design = rs.Design([ATT], {ATT: ["se", "none"]}, {ATT: "none"}, "test_acc")
-    c = rs.compare_levels(trials.drop(columns=DROP), factor=ATT, level="se", design=design,
-                          alpha=0.05)
-    assert c.test == "none" and math.isnan(c.p) and "fewer than 2" in c.note
+def _unbalanced_frame(seed: int = 4) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(6):
+        intercept, slope = rng.normal(0, 0.004), rng.normal(0.003, 0.003)
+        for x in (0.0, 1.0):
+            for d in (0, 1):
+                if (s, x, d) in {(0, 1.0, 1), (3, 0.0, 0), (5, 1.0, 0)}:
+                    continue  # missing cells
+                rows.append({"seed": s, "x": x, "d": d,
+                             "y": 0.9 + intercept + slope * x + 0.002 * d + rng.normal(0, 0.001)})
+    return pd.DataFrame(rows)
+
+
+def test_mixed_slope_equals_statsmodels_mixedlm_with_a_random_slope_by_seed():
+    import statsmodels.formula.api as smf
+
+    frame = _unbalanced_frame()
+    fit = rs.mixed_slope(frame["y"].to_numpy(), frame["x"].to_numpy(), frame["seed"].to_numpy(),
+                         frame[["d"]].to_numpy(float))
+    # The same model through statsmodels' formula interface, on the standardised values the
+    # fit uses, with the same optimiser.
+    scale = frame["y"].std(ddof=0)
+    scaled = frame.assign(z=(frame["y"] - frame["y"].mean()) / scale)
+    ref = smf.mixedlm("z ~ x + d", scaled, groups=scaled["seed"], re_formula="~x").fit(
+        reml=True, method=["powell"])
+    assert fit.converged
+    assert fit.estimate == pytest.approx(ref.fe_params["x"] * scale, **TOL)
+    assert fit.se == pytest.approx(ref.bse_fe["x"] * scale, **TOL)
+
+
+def test_mixed_slope_reduces_to_the_paired_test_over_seeds_in_a_balanced_design():
+    rng = np.random.default_rng(8)
+    rows = []
+    for s in range(6):
+        slope = rng.normal(0.004, 0.003)
+        for x in (0.0, 1.0):
+            for d in (0, 1):
+                rows.append({"seed": s, "x": x, "d": d,
+                             "y": 0.9 + rng.normal(0, 0.003) + slope * x + rng.normal(0, 0.001)})
+    frame = pd.DataFrame(rows)
+    fit = rs.mixed_slope(frame["y"].to_numpy(), frame["x"].to_numpy(), frame["seed"].to_numpy(),
+                         frame[["d"]].to_numpy(float))
+    means = frame.groupby(["seed", "x"])["y"].mean().unstack()
+    d = (means[1.0] - means[0.0]).to_numpy()
+    # The fixed slope is the mean per-seed difference exactly; its SE, at the REML optimum,
+    # the paired test's (the optimiser's tolerance bounds the agreement).
+    assert fit.estimate == pytest.approx(d.mean(), rel=1e-9)
+    assert fit.se == pytest.approx(stats.sem(d), rel=1e-3)
+
+
+def test_a_mixed_model_that_cannot_be_fitted_says_so():
+    fit = rs.mixed_slope(np.full(8, 0.5), np.array([0, 1] * 4, float), np.repeat([0, 1], 4))
+    assert math.isnan(fit.estimate) and not fit.converged and "do not vary" in fit.message
 
 
 def test_stats_imports_neither_mlflow_nor_matplotlib():

@@ -1,0 +1,626 @@
+"""Verdicts: each level against its baseline with the seed as the unit of replication, decided
+as better, worse, equivalent within a margin, or undecided.
+
+A frame has a ``seed`` column, one column per grid factor holding the level's label, and a value
+column (the metric).  ``stats`` does the arithmetic; this module chooses which test a
+comparison gets, decides it, and says why.
+
+**The unit.**  Trials that share a seed share its data order and, for the same architecture,
+its initial weights: they are a block, not independent samples.  So every comparison is made
+between seeds, never between trials:
+
+- *paired over seeds* when every seed holds every compared cell at both levels (a complete
+  factorial, or a one-at-a-time design against its base): each seed's value at a level is its
+  mean over the other factors' compared cells, and the per-seed differences are tested with a
+  one-sample t-test (df = n_seeds - 1).  The seed × factor variation is the error term.
+- *a mixed model* when the levels share seeds but cells are missing or unbalanced: ``MixedLM``
+  with a random intercept and a random slope for the level by seed, the other factors' cells
+  as fixed effects, REML.  Its slope is tested with a t on n_shared_seeds - 1 df, the df of the
+  paired test it reduces to in a balanced design (statsmodels' own z would count the trials).
+  If it fails to fit, the complete seeds are tested paired, with a note.
+- *Welch over seed means* when the levels share no seed.
+
+**Verdicts.**  Two-sided tests, Holm-adjusted over the family of every level-vs-baseline
+comparison: p_holm <= alpha is *better* or *worse* (by the metric's direction).  With a margin
+δ (``report.margin``, ``--margin``; in the metric's units), two one-sided tests of |Δ| < δ,
+Holm-adjusted over the same family, make the rest *equivalent*; what neither decides is
+*undecided*.  A difference that is significant and also inside the margin is better or worse,
+with a note that it is smaller than the margin.
+
+**Seeds to decide** is an estimate: the smallest number of seeds at which a comparison would
+reach a verdict (an effect at 80% power, or equivalence at 80% power when a margin is set) at
+the family's strictest Holm level alpha/m, evaluated at the observed effect and SD and over
+their 80% confidence limits, so it is given as a range.
+
+**Degenerate data** has a defined answer: non-finite values are left out with a note; a cell
+whose seeds all give one value (``n_params``, a constant metric) makes the difference exact;
+one seed, or one seed on a side, is undecided with a note.  Nothing here loops without a bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import special
+from scipy import stats as distributions
+
+from harness.report import stats
+from harness.report.stats import CONFIDENCE, POWER, Summary, summarize
+
+SEED = "seed"
+BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
+INTERACTION = "interaction"
+# The confidence of the effect and SD limits the seeds-to-decide range is evaluated over.
+RANGE_CONFIDENCE = 0.8
+_RANGE_POINTS = 21
+
+
+@dataclass(frozen=True)
+class ReportDesign:
+    """What the frame's columns mean: the factors, their levels in grid order, the baselines,
+    the metric, its direction and the equivalence margin (None: no equivalence verdicts)."""
+
+    factors: list[str]
+    levels: dict[str, list[str]]
+    baseline: dict[str, str]
+    metric: str
+    higher_is_better: bool = True
+    margin: float | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# One factor: each level against the baseline
+
+
+@dataclass(frozen=True)
+class LevelSummary:
+    factor: str
+    level: str
+    is_baseline: bool
+    summary: Summary  # over seeds: each seed's mean over the level's cells
+    n_trials: int = 0
+
+
+@dataclass
+class Comparison:
+    """One level of a factor against its baseline level, decided."""
+
+    factor: str
+    level: str
+    baseline: str
+    test: Literal["paired", "mixed", "welch", "none"]
+    unit: str  # "seed"
+    n_seeds: int  # units in the test: seeds with both levels (paired, mixed), or all (Welch)
+    n_level: int  # seeds of the level in the compared cells
+    n_baseline: int  # seeds of the baseline
+    n_trials_level: int
+    n_trials_baseline: int
+    diff: float  # level - baseline
+    diff_ci_low: float
+    diff_ci_high: float
+    se: float
+    statistic: float  # t
+    df: float
+    p: float
+    effect_size: float  # Hedges' g (see effect_size_kind)
+    effect_size_kind: Literal["g_z", "g_s", ""]
+    seeds_needed: float  # estimate at the observed effect and SD (inf: never; nan: unknown)
+    seeds_needed_low: float  # over the 80% limits of effect and SD
+    seeds_needed_high: float
+    mde: float  # minimal detectable |difference| at the current n, in the metric's units
+    method: str = ""  # how it was tested, in words
+    margin: float | None = None
+    p_equivalence: float = math.nan  # TOST, unadjusted
+    equivalence_ci_low: float = math.nan  # the (1 - 2 alpha) interval TOST reads
+    equivalence_ci_high: float = math.nan
+    exact: bool = False  # no seed-to-seed variation: the difference is exact
+    unpaired: list[dict[str, str]] = field(default_factory=list)  # trials of incomplete seeds
+    n_not_crossed: int = 0  # trials in cells with no counterpart at the other level
+    p_holm: float = math.nan
+    p_equivalence_holm: float = math.nan
+    significant: bool = False
+    equivalent: bool = False
+    verdict: str = UNDECIDED
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def note(self) -> str:
+        return "; ".join(self.notes)
+
+
+@dataclass
+class FactorReport:
+    factor: str
+    baseline: str
+    levels: list[LevelSummary]
+    comparisons: list[Comparison]
+
+
+def _others(design: ReportDesign, factor: str) -> list[str]:
+    return [f for f in design.factors if f != factor]
+
+
+def _tuples(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
+    if not columns:
+        return [()] * len(frame)
+    return list(zip(*(frame[c].tolist() for c in columns)))
+
+
+def seed_means(frame: pd.DataFrame, *, value: str) -> pd.Series:
+    """Each seed's mean of ``value`` over its rows (its cells), indexed by seed."""
+    return frame.groupby(SEED, sort=True)[value].mean()
+
+
+@dataclass
+class _Split:
+    level: pd.DataFrame  # trials of the level in cells that exist at both levels
+    baseline: pd.DataFrame
+    not_crossed: pd.DataFrame
+    cells: list[tuple]  # the compared cells (other factors' levels)
+
+
+def _split(trials: pd.DataFrame, *, factor: str, level: str, baseline: str,
+           others: list[str]) -> _Split:
+    a = trials[trials[factor] == level]
+    b = trials[trials[factor] == baseline]
+    cells_a, cells_b = _tuples(a, others), _tuples(b, others)
+    shared = set(cells_a) & set(cells_b)
+    in_a = np.array([c in shared for c in cells_a], dtype=bool)
+    in_b = np.array([c in shared for c in cells_b], dtype=bool)
+    not_crossed = pd.concat([a[~in_a], b[~in_b]])
+    cells = sorted(shared, key=lambda c: tuple(map(str, c)))
+    return _Split(a[in_a], b[in_b], not_crossed, cells)
+
+
+def _complete_seeds(frame: pd.DataFrame, *, others: list[str], n_cells: int) -> set:
+    """Seeds holding every compared cell (at least one trial in each)."""
+    if not len(frame):
+        return set()
+    if not others:
+        return set(frame[SEED].unique())
+    counts = frame.groupby(SEED)[others].apply(lambda g: len(set(_tuples(g, others))))
+    return set(counts[counts == n_cells].index)
+
+
+def _exact_difference(split: _Split, *, others: list[str], value: str) -> float | None:
+    """The difference when every compared cell at both levels has at least two seeds and they
+    all give one value (``n_params``, a constant metric); else None."""
+    by_cell = []
+    for frame in (split.level, split.baseline):
+        grouped = frame.groupby(others, observed=True)[value] if others else \
+            frame.assign(_cell=0).groupby("_cell")[value]
+        if (grouped.size() < 2).any() or (grouped.nunique() != 1).any():
+            return None
+        by_cell.append(grouped.first())
+    return float((by_cell[0] - by_cell[1]).mean())
+
+
+def compare_levels(trials: pd.DataFrame, *, factor: str, level: str, design: ReportDesign,
+                   alpha: float, power: float = POWER, family_size: int = 1,
+                   estimate_seeds: bool = True) -> Comparison:
+    """``level`` against the factor's baseline, the seed as the unit (see the module's notes).
+
+    The verdict fields are left for ``decide`` (they need the whole family); ``family_size``
+    sets the level the seeds-to-decide estimate uses (alpha / family_size).  Without
+    ``estimate_seeds`` the seeds-to-decide and MDE fields are NaN (resampling studies by the
+    thousand needs only the test).
+    """
+    baseline = design.baseline[factor]
+    value = design.metric
+    others = _others(design, factor)
+    split = _split(trials, factor=factor, level=level, baseline=baseline, others=others)
+    a, b = split.level, split.baseline
+    seeds_a, seeds_b = set(a[SEED].unique()), set(b[SEED].unique())
+    shared = seeds_a & seeds_b
+    n_cells = len(split.cells)
+    complete = (_complete_seeds(a, others=others, n_cells=n_cells)
+                & _complete_seeds(b, others=others, n_cells=n_cells))
+    notes: list[str] = []
+    base = dict(factor=factor, level=level, baseline=baseline, unit=SEED,
+                n_level=len(seeds_a), n_baseline=len(seeds_b), n_trials_level=len(a),
+                n_trials_baseline=len(b), n_not_crossed=len(split.not_crossed),
+                margin=design.margin)
+    cells_text = (f"each seed's mean over {n_cells} cells of {', '.join(others)}"
+                  if others and n_cells > 1 else "")
+
+    paired_all = bool(shared) and complete == seeds_a | seeds_b
+    if not shared:
+        kind = "welch"
+    elif paired_all:
+        kind = "paired"  # one seed: tested as too few below
+    elif len(shared) >= 2:
+        kind = "mixed"
+    else:
+        kind = "welch"
+        notes.append(f"only seed {next(iter(shared))} holds both levels: Welch over seed means"
+                     " treats its two means as independent")
+
+    exact = _exact_difference(split, others=others, value=value)
+    mean_a, mean_b = seed_means(a, value=value), seed_means(b, value=value)
+    effect, kind_g, sd, paired_power = math.nan, "", math.nan, True
+    if kind == "paired":
+        d = (mean_a - mean_b).loc[sorted(shared)].to_numpy(float)
+        test = stats.one_sample(d)
+        n_units = len(d)
+        method = f"paired t over {n_units} seeds" + (f" ({cells_text})" if cells_text else "")
+        effect, kind_g = stats.hedges_g_paired(d), "g_z"
+        sd = float(np.std(d, ddof=1)) if len(d) > 1 else math.nan
+    elif kind == "mixed":
+        test, n_units, method, fit_notes = _mixed(a, b, others=others, value=value,
+                                                  shared=shared, complete=complete)
+        notes += fit_notes
+        if test is not None and math.isfinite(test.se):
+            sd = test.se * math.sqrt(n_units)
+            effect = stats.ratio(test.estimate, sd) * stats.small_sample_factor(n_units - 1)
+            kind_g = "g_z"
+        if test is None:
+            kind = "none"
+    else:
+        x, y = mean_a.to_numpy(float), mean_b.to_numpy(float)
+        test = stats.welch(x, y)
+        n_units = len(x) + len(y)
+        method = (f"Welch t over seed means, {len(x)} and {len(y)} seeds"
+                  + (f" ({cells_text})" if cells_text else ""))
+        effect, kind_g = stats.hedges_g_independent(x, y), "g_s"
+        sd, paired_power = stats.pooled_sd(x, y), False
+
+    if exact is not None and kind != "none":
+        df = test.df if test is not None and test.df > 0 else math.nan
+        test = stats.t_test(exact, 0.0, df if df > 0 else 1.0)
+        sd = 0.0
+        notes.append("no seed-to-seed variation: every seed gives one value in each cell, so the"
+                     " difference is exact (the interval has zero width)")
+    if kind == "none" or test is None or not test.df > 0 or math.isnan(test.p):
+        few = len(shared) if kind in ("paired", "mixed") else min(len(seeds_a), len(seeds_b))
+        notes.append(_too_few(kind, seeds_a, seeds_b, shared, few))
+        return Comparison(
+            **base, test="none", n_seeds=len(shared) if shared else len(seeds_a | seeds_b),
+            diff=_mean_diff(mean_a, mean_b), diff_ci_low=math.nan, diff_ci_high=math.nan,
+            se=math.nan, statistic=math.nan, df=math.nan, p=math.nan, effect_size=math.nan,
+            effect_size_kind="", seeds_needed=math.nan, seeds_needed_low=math.nan,
+            seeds_needed_high=math.nan, mde=math.nan, method="none", notes=notes,
+            unpaired=_incomplete(a, b, complete, factor, others),
+        )
+
+    equivalence = stats.tost(test, design.margin, alpha=alpha) if design.margin else None
+    level_alpha = alpha / max(1, family_size)
+    n_now = (n_units // 2) if not paired_power else n_units
+    needed, mde = (math.nan,) * 3, math.nan
+    if estimate_seeds:
+        needed = seeds_to_decide(test, sd=sd, n=n_now, paired=paired_power, alpha=level_alpha,
+                                 margin=design.margin, power=power)
+        mde = stats.minimal_detectable_effect(n=n_now if paired_power else len(mean_a),
+                                              n_other=None if paired_power else len(mean_b),
+                                              alpha=alpha, paired=paired_power, power=power)
+    return Comparison(
+        **base, test=kind, n_seeds=n_units, diff=test.estimate, diff_ci_low=test.ci_low,
+        diff_ci_high=test.ci_high, se=test.se, statistic=test.statistic, df=test.df, p=test.p,
+        effect_size=effect, effect_size_kind=kind_g, seeds_needed=needed[0],
+        seeds_needed_low=needed[1], seeds_needed_high=needed[2],
+        mde=mde * sd if math.isfinite(sd) else math.nan, method=method,
+        p_equivalence=equivalence.p if equivalence else math.nan,
+        equivalence_ci_low=equivalence.ci_low if equivalence else math.nan,
+        equivalence_ci_high=equivalence.ci_high if equivalence else math.nan,
+        exact=test.exact, notes=notes,
+        unpaired=_incomplete(a, b, complete, factor, others) if kind == "mixed" else [],
+    )
+
+
+def _mixed(a: pd.DataFrame, b: pd.DataFrame, *, others: list[str], value: str, shared: set,
+           complete: set) -> tuple[stats.TTest | None, int, str, list[str]]:
+    """The mixed model's slope as a t-test on n_shared - 1 df; the complete seeds paired when
+    it cannot be fitted."""
+    rows = pd.concat([a.assign(_x=1.0), b.assign(_x=0.0)], ignore_index=True)
+    covariates = (pd.get_dummies(rows[others].astype(str), drop_first=True, dtype=float)
+                  .to_numpy() if others else None)
+    fit = stats.mixed_slope(rows[value].to_numpy(float), rows["_x"].to_numpy(float),
+                            rows[SEED].to_numpy(), covariates)
+    k = len(shared)
+    if math.isfinite(fit.estimate) and math.isfinite(fit.se) and fit.se > 0:
+        notes = [] if fit.converged else [f"the mixed model did not converge cleanly"
+                                          f" ({fit.message or 'statsmodels says so'})"]
+        method = (f"mixed model over {len(set(rows[SEED]))} seeds, random intercept and slope"
+                  f" by seed (t on df = {k - 1}: {k} seeds hold both levels)")
+        return stats.t_test(fit.estimate, fit.se, k - 1), k, method, notes
+    reason = fit.message or "its standard error is not finite"
+    if len(complete) >= 2:
+        d = (seed_means(a[a[SEED].isin(complete)], value=value)
+             - seed_means(b[b[SEED].isin(complete)], value=value)).to_numpy(float)
+        return (stats.one_sample(d), len(d),
+                f"paired t over the {len(d)} complete seeds",
+                [f"the mixed model could not be fitted ({reason}); the seeds holding every"
+                 " cell are tested paired and the others left out"])
+    return None, k, "none", [f"the mixed model could not be fitted ({reason}) and fewer than 2"
+                             " seeds hold every cell"]
+
+
+def _too_few(kind: str, seeds_a: set, seeds_b: set, shared: set, few: int) -> str:
+    if kind in ("paired", "mixed") or shared:
+        return (f"{len(shared)} seed{'s' if len(shared) != 1 else ''} with both levels: the seed"
+                " is the unit, and a test needs at least 2")
+    return (f"{len(seeds_a)} and {len(seeds_b)} seeds on the two sides: Welch over seed means"
+            " needs at least 2 on each")
+
+
+def _mean_diff(mean_a: pd.Series, mean_b: pd.Series) -> float:
+    if not len(mean_a) or not len(mean_b):
+        return math.nan
+    return float(mean_a.mean() - mean_b.mean())
+
+
+def _incomplete(a: pd.DataFrame, b: pd.DataFrame, complete: set, factor: str,
+                others: list[str]) -> list[dict[str, str]]:
+    """The trials of seeds that do not hold every compared cell at both levels."""
+    rows = pd.concat([a, b])
+    rows = rows[~rows[SEED].isin(complete)]
+    columns = [factor, *others, SEED]
+    return [{c: str(row[c]) for c in columns} for _, row in rows.iterrows()]
+
+
+def seeds_to_decide(test: stats.TTest, *, sd: float, n: int, paired: bool, alpha: float,
+                    margin: float | None, power: float = POWER
+                    ) -> tuple[float, float, float]:
+    """Seeds (per level when unpaired) to reach a verdict with ``power``: (at the estimate,
+    lowest, highest over the 80% limits of the effect and SD).
+
+    A verdict is an effect (two-sided t-test at ``alpha``) or, with a margin, equivalence
+    (TOST): whichever needs fewer seeds at that effect.  Bounded: a fixed grid of effects,
+    bisection for each n.
+    """
+    if not (math.isfinite(test.estimate) and math.isfinite(sd)) or not test.df > 0:
+        return math.nan, math.nan, math.nan
+    if sd == 0:  # exact: any two seeds decide
+        return 2.0, 2.0, 2.0
+
+    def needed(diff: float, s: float) -> float:
+        n_effect = stats.n_for_power(stats.ratio(diff, s), alpha=alpha, paired=paired,
+                                     power=power)
+        if margin is None:
+            return n_effect
+        n_equiv = stats.n_for_equivalence(diff, s, margin, alpha=alpha, paired=paired,
+                                          power=power)
+        return min(n_effect, n_equiv)
+
+    sd_low, sd_high = stats.sd_interval(sd, test.df, confidence=RANGE_CONFIDENCE)
+    half = test.se * float(special.stdtrit(test.df, 0.5 + RANGE_CONFIDENCE / 2))
+    lo, hi = test.estimate - half, test.estimate + half
+    nearest = 0.0 if lo < 0 < hi else min(abs(lo), abs(hi))  # the |effect| closest to zero
+    farthest = max(abs(lo), abs(hi))
+    point = needed(test.estimate, sd)
+    if margin is None:
+        # Seeds for an effect fall as |effect| grows and rise with the SD.
+        return point, needed(farthest, sd_low), needed(nearest, sd_high)
+    # With a margin, equivalence is easiest near zero and an effect far from it: the least
+    # favourable effect lies in between, so the range is searched over a fixed grid.
+    grid = np.unique(np.concatenate([np.linspace(nearest, farthest, _RANGE_POINTS),
+                                     [abs(test.estimate)]]))
+    low = min(needed(farthest, sd_low), needed(nearest, sd_low))
+    high = max(needed(d, sd_high) for d in grid)
+    return point, low, high
+
+
+def level_summaries(trials: pd.DataFrame, *, factor: str,
+                    design: ReportDesign) -> list[LevelSummary]:
+    """Each level over seeds: every seed's mean over the level's cells, then their mean and CI."""
+    baseline = design.baseline[factor]
+    out = []
+    for level in design.levels[factor]:
+        rows = trials[trials[factor] == level]
+        out.append(LevelSummary(factor, level, level == baseline,
+                                summarize(seed_means(rows, value=design.metric)), len(rows)))
+    return out
+
+
+def factor_report(trials: pd.DataFrame, *, factor: str, design: ReportDesign, alpha: float,
+                  power: float = POWER, family_size: int = 1) -> FactorReport:
+    baseline = design.baseline[factor]
+    comparisons = [
+        compare_levels(trials, factor=factor, level=level, design=design, alpha=alpha,
+                       power=power, family_size=family_size)
+        for level in design.levels[factor] if level != baseline
+    ]
+    return FactorReport(factor, baseline, level_summaries(trials, factor=factor, design=design),
+                        comparisons)
+
+
+def decide(comparisons: list[Comparison], *, alpha: float, higher_is_better: bool) -> None:
+    """Holm over the family, then each comparison's verdict (in place)."""
+    for c, p in zip(comparisons, stats.holm([c.p for c in comparisons])):
+        c.p_holm, c.significant = float(p), bool(p <= alpha)
+    for c, p in zip(comparisons, stats.holm([c.p_equivalence for c in comparisons])):
+        c.p_equivalence_holm, c.equivalent = float(p), bool(p <= alpha)
+    for c in comparisons:
+        if c.significant:
+            c.verdict = BETTER if (c.diff > 0) == higher_is_better else WORSE
+            if c.equivalent:
+                c.notes.append(f"real but smaller than the margin ±{c.margin:g}")
+        elif c.equivalent:
+            c.verdict = EQUIVALENT
+        else:
+            c.verdict = UNDECIDED
+
+
+# ---------------------------------------------------------------------------------------------
+# Two factors: cell means and the interaction
+
+
+@dataclass
+class Interaction:
+    """Whether the effect of one factor depends on another's level, the seed as the unit."""
+
+    factors: tuple[str, str]
+    means: pd.DataFrame  # rows: first factor's levels, columns: second's; mean over trials
+    counts: pd.DataFrame
+    test: Literal["paired", "anova", "none"]
+    statistic: float  # t (paired 2x2) or F
+    statistic_kind: Literal["t", "F", ""]
+    df: tuple[float, ...]
+    p: float
+    # Paired 2x2 only: the difference of differences (level2-base2 gain at level1 minus at base1).
+    contrast: float = math.nan
+    contrast_ci_low: float = math.nan
+    contrast_ci_high: float = math.nan
+    unit: str = SEED
+    n_blocks: int = 0  # complete seeds (every A×B cell), when paired
+    n_left_out: int = 0  # trials of seeds without every cell, when paired
+    margin: float | None = None
+    p_equivalence: float = math.nan  # paired 2×2 with a margin: TOST of the contrast
+    p_holm: float = math.nan
+    p_equivalence_holm: float = math.nan
+    significant: bool = False
+    equivalent: bool = False
+    verdict: str = UNDECIDED
+    note: str = ""
+
+
+def interaction(trials: pd.DataFrame, *, factors: tuple[str, str], design: ReportDesign,
+                alpha: float = 0.05) -> Interaction:
+    """The A×B cell means and a test of the interaction, per seed.
+
+    Each seed's value in an A×B cell is its mean over the other factors.  Paired when at least
+    two seeds hold every A×B cell: for 2×2 a one-sample t-test of the per-seed difference of
+    differences (df = n_seeds - 1), otherwise the repeated-measures F = MS_AB / MS_AB×seed.
+    Without such seeds, the A×B F-test of a two-way ANOVA on the seeds' cell means.
+    """
+    a, b = factors
+    value = design.metric
+    la, lb = _ordered_with_baseline(design, a), _ordered_with_baseline(design, b)
+    grouped = trials.groupby([a, b], observed=True)[value]
+    means = grouped.mean().unstack(b).reindex(index=la, columns=lb)
+    counts = grouped.size().unstack(b).reindex(index=la, columns=lb).fillna(0).astype(int)
+    base = dict(factors=factors, means=means, counts=counts, margin=design.margin)
+    if (counts.to_numpy() == 0).any():
+        return Interaction(**base, test="none", statistic=math.nan, statistic_kind="", df=(),
+                           p=math.nan, note="not crossed: some cells have no trials")
+
+    blocks = trials.pivot_table(index=SEED, columns=[a, b], values=value, aggfunc="mean",
+                                observed=True)
+    wanted = pd.MultiIndex.from_product([la, lb], names=[a, b])
+    blocks = blocks.reindex(columns=wanted)
+    complete = blocks.dropna()
+    if len(complete) >= 2:
+        n_left_out = int((~trials[SEED].isin(complete.index)).sum())
+        cube = complete.to_numpy(float).reshape(len(complete), len(la), len(lb))
+        if len(la) == 2 and len(lb) == 2:
+            dod = (cube[:, 1, 1] - cube[:, 1, 0]) - (cube[:, 0, 1] - cube[:, 0, 0])
+            test = stats.one_sample(dod)
+            equivalence = stats.tost(test, design.margin, alpha=alpha) if design.margin else None
+            return Interaction(**base, test="paired", statistic=test.statistic,
+                               statistic_kind="t", df=(test.df,), p=test.p,
+                               contrast=test.estimate, contrast_ci_low=test.ci_low,
+                               contrast_ci_high=test.ci_high, n_blocks=len(complete),
+                               n_left_out=n_left_out,
+                               p_equivalence=equivalence.p if equivalence else math.nan)
+        f, df1, df2 = stats.repeated_measures_interaction(cube)
+        return Interaction(**base, test="paired", statistic=f, statistic_kind="F",
+                           df=(df1, df2), p=_f_p(f, df1, df2), n_blocks=len(complete),
+                           n_left_out=n_left_out)
+    cell_means = trials.groupby([SEED, a, b], observed=True)[value].mean().reset_index()
+    f, df1, df2 = stats.anova_interaction(cell_means, factors=factors, others=[], value=value)
+    p = _f_p(f, df1, df2)
+    note = ("" if df2 > 0 else "no replicates within cells") + (
+        "; fewer than 2 seeds hold every cell: the seeds' cell means are treated as independent")
+    return Interaction(**base, test="anova", statistic=f, statistic_kind="F", df=(df1, df2), p=p,
+                       note=note.lstrip("; "))
+
+
+def _f_p(f: float, df1: float, df2: float) -> float:
+    """The F-test's p; with no residual variation, 0 for an exact interaction, 1 for none."""
+    if not (df1 > 0 and df2 > 0):
+        return math.nan
+    if math.isnan(f):  # 0 / 0: every cell mean is additive and nothing varies
+        return 1.0
+    return 0.0 if math.isinf(f) else float(distributions.f.sf(f, df1, df2))
+
+
+def _ordered_with_baseline(design: ReportDesign, factor: str) -> list[str]:
+    """The factor's levels with the baseline first, so a 2×2 contrast reads as gains."""
+    base = design.baseline[factor]
+    return [base, *(lv for lv in design.levels[factor] if lv != base)]
+
+
+def decide_interactions(interactions: list[Interaction], *, alpha: float) -> None:
+    for it, p in zip(interactions, stats.holm([it.p for it in interactions])):
+        it.p_holm, it.significant = float(p), bool(p <= alpha)
+    for it, p in zip(interactions, stats.holm([it.p_equivalence for it in interactions])):
+        it.p_equivalence_holm, it.equivalent = float(p), bool(p <= alpha)
+    for it in interactions:
+        it.verdict = INTERACTION if it.significant else EQUIVALENT if it.equivalent else UNDECIDED
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells and the whole report
+
+
+def rank_cells(trials: pd.DataFrame, *, design: ReportDesign) -> pd.DataFrame:
+    """Every grid cell's n, mean, SD and 95% CI over seeds, best first, with a ``rank`` column."""
+    rows = []
+    for key, group in trials.groupby(design.factors, observed=True, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        s = summarize(group[design.metric])
+        rows.append({**dict(zip(design.factors, key)), "n_seeds": s.n, "mean": s.mean,
+                     "std": s.std, "ci_low": s.ci_low, "ci_high": s.ci_high})
+    cells = pd.DataFrame(rows, columns=[*design.factors, "n_seeds", "mean", "std", "ci_low",
+                                        "ci_high"])
+    cells = cells.sort_values("mean", ascending=not design.higher_is_better, kind="stable")
+    cells.insert(0, "rank", np.arange(1, len(cells) + 1))
+    return cells.reset_index(drop=True)
+
+
+@dataclass
+class SignificanceReport:
+    design: ReportDesign
+    alpha: float
+    factors: list[FactorReport]
+    interactions: list[Interaction]
+    cells: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def comparisons(self) -> list[Comparison]:
+        return [c for f in self.factors for c in f.comparisons]
+
+
+def finite_trials(trials: pd.DataFrame, *, metric: str) -> tuple[pd.DataFrame, list[str]]:
+    """The trials with a finite value; a note counting what was left out."""
+    values = pd.to_numeric(trials[metric], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return trials, []
+    kinds = {"NaN": int(np.isnan(values).sum()), "infinite": int(np.isinf(values).sum())}
+    what = " and ".join(f"{n} {k}" for k, n in kinds.items() if n)
+    return (trials[~bad].reset_index(drop=True),
+            [f"{what} {metric} values left out ({int(bad.sum())} trials)"])
+
+
+def significance_report(trials: pd.DataFrame, *, design: ReportDesign, alpha: float = 0.05,
+                        power: float = POWER) -> SignificanceReport:
+    """Every factor against its baseline, every pair's interaction, every cell; decided."""
+    trials, notes = finite_trials(trials, metric=design.metric)
+    family_size = sum(len(design.levels[f]) - 1 for f in design.factors)
+    factors = [factor_report(trials, factor=f, design=design, alpha=alpha, power=power,
+                             family_size=family_size) for f in design.factors]
+    comparisons = [c for f in factors for c in f.comparisons]
+    decide(comparisons, alpha=alpha, higher_is_better=design.higher_is_better)
+    interactions = [interaction(trials, factors=(a, b), design=design, alpha=alpha)
+                    for i, a in enumerate(design.factors) for b in design.factors[i + 1:]]
+    decide_interactions(interactions, alpha=alpha)
+    n_seeds = trials[SEED].nunique()
+    if n_seeds < 2:
+        notes.append(f"{n_seeds} seed{'s' if n_seeds != 1 else ''}: the seed is the unit of"
+                     " replication, so nothing can be decided; run at least 2 (seeds: [0, 1, 2])")
+    return SignificanceReport(design, alpha, factors, interactions,
+                              rank_cells(trials, design=design), notes)
+
+
+def summary_report(trials: pd.DataFrame, *, design: ReportDesign,
+                   alpha: float = 0.05) -> SignificanceReport:
+    """Levels and cells only, without tests (the report without ``--significance``)."""
+    trials, notes = finite_trials(trials, metric=design.metric)
+    factors = [FactorReport(f, design.baseline[f], level_summaries(trials, factor=f, design=design),
+                            []) for f in design.factors]
+    return SignificanceReport(design, alpha, factors, [], rank_cells(trials, design=design), notes)
