@@ -1,0 +1,254 @@
+"""Benchmark: are the report's verdicts calibrated on real training noise? (issue 13)
+
+Planted effects in synthetic frames check the arithmetic; they cannot say whether the noise of
+real training, where trials that share a seed share its data order and initial weights, is what
+the tests assume.  This benchmark trains a pool of real trials and resamples studies from it.
+
+**The pool** (real Fashion-MNIST from ``../shared/data``, copied into a temporary data root: a
+stratified subset of 4,000 training and 2,000 test images, the fixed 1,000-image validation
+split; ResNet-18 with the ImageNet stem, AdamW, cosine, 3 epochs, about 1.5 s a trial at width
+0.125).  Every arm is crossed with a second factor, ``model.dropout`` 0.0 / 0.2, and trained at
+``--pool-seeds`` seeds (default 40):
+
+- ``aa``: an A/A factor, two arms with the same configuration that differ only in their
+  randomness: arm ``a`` trains study seed *s* with torch seed *s*, arm ``b`` with torch seed
+  *s* + 1000.  Within an arm, the two dropout levels of a seed share that seed's data order
+  and initial weights, as twins in a real study do; so the arm difference at one dropout level
+  is correlated with the one at the other.  Any better/worse verdict on it is a false positive.
+- ``width``: a real effect, width 0.25 against 0.125 (arm ``a`` of the A/A pool), same seeds.
+
+**The resampling.**  ``--studies`` studies (default 4,000) of n = 3, 5 and 10 seeds drawn
+without replacement from the pool's seeds, analysed two ways, side by side:
+
+- *pooled pairs*, the report before issue 13: every twin pair (same seed, same dropout) is one
+  observation of a paired t-test (df = 2n − 1);
+- *seed unit*, the report now (``harness.report.stats.compare_levels``): the seed's mean over
+  the dropout levels, paired over seeds (df = n − 1).
+
+It prints the false-positive rate of better/worse verdicts on the A/A pool (goal: at most
+alpha = 0.05 plus its Monte-Carlo error) and the power on the real effect.  The Monte-Carlo
+error printed is the binomial one of the resampled studies; the pool itself is a finite sample
+of seeds, so studies of n = 10 from 40 seeds overlap and the rate's true uncertainty is larger.
+
+    .venv/bin/python benchmarks/calibration.py [--pool-seeds 40] [--studies 4000]
+        [--pool /tmp/harness-calibration/pool.csv] [--data /work/shared/data]
+
+The pool is cached in ``--pool`` (a CSV, one row per trial) and grown, not retrained, when the
+benchmark runs again with more seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.report import stats  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+POOL = Path(tempfile.gettempdir()) / "harness-calibration" / "pool.csv"
+N_TRAIN, N_TEST, N_VAL = 4000, 2000, 1000
+DROPOUT = ("0.0", "0.2")
+AA_OFFSET = 1000
+# pool arm -> (width, torch seed offset)
+ARMS = {"a": (0.125, 0), "b": (0.125, AA_OFFSET), "wide": (0.25, 0)}
+ALPHA = 0.05
+SIZES = (3, 5, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pool
+
+
+def trial_config(width: float, dropout: str):
+    from harness.config import TrialConfig
+
+    return TrialConfig.model_validate({
+        "data": {"dataset": "fashion_mnist", "val_size": N_VAL, "download": False},
+        "model": {"arch": "resnet18", "stem": "imagenet", "width": width,
+                  "dropout": float(dropout)},
+        "optim": {"name": "adamw", "lr": 3e-3, "weight_decay": 5e-4},
+        "schedule": {"name": "cosine"},
+        "train": {"epochs": 3, "batch_size": 128, "eval_batch_size": 1000, "plots": False},
+        "augment": {"preset": "none"},
+    })
+
+
+def load_subset(data: Path):
+    """Fashion-MNIST from a temporary copy of ``data``, cut to the pool's subset."""
+    from harness.config import DataConfig
+    from harness.data import DataBundle, load_dataset
+    from harness.data.datasets import stratified_split
+
+    source = data / "FashionMNIST"
+    if not (source / "raw").is_dir():
+        raise SystemExit(f"{source / 'raw'} not found: this benchmark needs the real"
+                         " Fashion-MNIST (--data FOLDER holding FashionMNIST/raw)")
+    root = Path(tempfile.mkdtemp(prefix="harness-calibration-data-"))
+    shutil.copytree(source, root / "FashionMNIST")
+    bundle = load_dataset(DataConfig(dataset="fashion_mnist", val_size=N_VAL, download=False),
+                          root=root)
+    shutil.rmtree(root, ignore_errors=True)
+    _, train = stratified_split(bundle.train.labels.numpy(), N_TRAIN, seed=1)
+    _, test = stratified_split(bundle.test.labels.numpy(), N_TEST, seed=1)
+    return DataBundle(bundle.info, bundle.train.subset(train), bundle.val,
+                      bundle.test.subset(test))
+
+
+def grow_pool(path: Path, *, n_seeds: int, data: Path) -> pd.DataFrame:
+    """Train every (arm, dropout, seed) of the pool not yet in ``path``; return the pool."""
+    pool = pd.read_csv(path, dtype={"dropout": str}) if path.is_file() else pd.DataFrame(
+        columns=["arm", "dropout", "seed", "test_acc", "seconds"])
+    done = set(zip(pool["arm"], pool["dropout"], pool["seed"].astype(int)))
+    todo = [(arm, d, s) for s in range(n_seeds) for arm in ARMS for d in DROPOUT
+            if (arm, d, s) not in done]
+    if not todo:
+        return pool
+    import torch
+
+    from harness.engine import fit
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    bundle = load_subset(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"training {len(todo)} trials into {path}", flush=True)
+    for i, (arm, dropout, seed) in enumerate(todo, 1):
+        width, offset = ARMS[arm]
+        started = time.perf_counter()
+        result = fit(trial_config(width, dropout), bundle, seed=seed + offset, device="cpu")
+        row = {"arm": arm, "dropout": dropout, "seed": seed,
+               "test_acc": float(result.final["test_acc"]),
+               "seconds": round(time.perf_counter() - started, 3)}
+        pool = pd.concat([pool, pd.DataFrame([row])], ignore_index=True)
+        pool.to_csv(path, index=False)  # after every trial: a killed run keeps what it trained
+        if i % 20 == 0 or i == len(todo):
+            print(f"  {i}/{len(todo)} trials", flush=True)
+    return pool
+
+
+# ---------------------------------------------------------------------------------------------
+# Resampled studies, two analyses
+
+ARM, DROP = "arm", "model.dropout"
+
+
+def study_frame(pool: pd.DataFrame, *, arms: tuple[str, str], seeds: np.ndarray) -> pd.DataFrame:
+    """A study of ``seeds`` (pool seeds, relabelled 0..n-1) over two arms × the dropout levels."""
+    rows = pool[pool["arm"].isin(arms) & pool["seed"].isin(seeds)]
+    relabel = {int(s): i for i, s in enumerate(seeds)}
+    return pd.DataFrame({"seed": rows["seed"].map(relabel).to_numpy(),
+                         ARM: rows["arm"].to_numpy(), DROP: rows["dropout"].to_numpy(),
+                         "test_acc": rows["test_acc"].to_numpy(float)})
+
+
+def pooled_pairs_p(study: pd.DataFrame, *, factor: str, level: str, baseline: str,
+                   other: str) -> float:
+    """The analysis before issue 13: every twin (same seed, same other level) one pair."""
+    from scipy import stats as scipy_stats
+
+    a = study[study[factor] == level].set_index(["seed", other])["test_acc"]
+    b = study[study[factor] == baseline].set_index(["seed", other])["test_acc"]
+    a, b = a.align(b, join="inner")
+    return float(scipy_stats.ttest_rel(a.to_numpy(), b.to_numpy()).pvalue)
+
+
+def seed_unit_p(study: pd.DataFrame, *, factor: str, level: str, baseline: str,
+                other: str) -> float:
+    """The report's comparison now (``verdicts.compare_levels``), without its estimates."""
+    from harness.report import verdicts
+
+    levels = {factor: sorted({level, baseline}), other: sorted(study[other].unique())}
+    design = verdicts.ReportDesign([factor, other], levels,
+                                   {factor: baseline, other: levels[other][0]}, "test_acc")
+    c = verdicts.compare_levels(study, factor=factor, level=level, design=design, alpha=ALPHA,
+                                estimate_seeds=False)
+    return c.p
+
+
+# What each resampled design asks: (pool arms, factor, level, baseline, other, real effect?)
+QUESTIONS = {
+    "A/A: arm b vs arm a (x dropout)": (("a", "b"), ARM, "b", "a", DROP, False),
+    "width 0.25 vs 0.125 (x dropout)": (("a", "wide"), ARM, "wide", "a", DROP, True),
+    "dropout 0.2 vs 0.0 (x width)": (("a", "wide"), DROP, "0.2", "0.0", ARM, True),
+}
+
+
+def resample(pool: pd.DataFrame, *, n_studies: int, sizes=SIZES, seed: int = 0) -> pd.DataFrame:
+    """For each question and n: the rate of better/worse verdicts (p <= alpha) of each analysis."""
+    rng = np.random.default_rng(seed)
+    seeds = np.array(sorted(pool["seed"].unique()))
+    rows = []
+    for name, (arms, factor, level, baseline, other, real) in QUESTIONS.items():
+        for n in sizes:
+            hits = {"pooled pairs": 0, "seed unit": 0}
+            for _ in range(n_studies):
+                study = study_frame(pool, arms=arms, seeds=rng.choice(seeds, n, replace=False))
+                keys = dict(factor=factor, level=level, baseline=baseline, other=other)
+                hits["pooled pairs"] += pooled_pairs_p(study, **keys) <= ALPHA
+                hits["seed unit"] += seed_unit_p(study, **keys) <= ALPHA
+            for analysis, k in hits.items():
+                rows.append({"question": name, "real": real, "n_seeds": n, "analysis": analysis,
+                             "rate": k / n_studies})
+    return pd.DataFrame(rows)
+
+
+def print_table(pool: pd.DataFrame, rates: pd.DataFrame, *, n_studies: int) -> None:
+    mc = 2 * math.sqrt(ALPHA * (1 - ALPHA) / n_studies)
+    per_arm = pool.groupby(["arm", "dropout"])["test_acc"].agg(["count", "mean", "std"])
+    print(f"pool: {len(pool)} trials, {pool['seed'].nunique()} seeds per cell,"
+          f" {pool['seconds'].sum() / 60:.1f} min of training")
+    for (arm, dropout), r in per_arm.iterrows():
+        print(f"  {arm:>4} dropout {dropout}: n={int(r['count'])} test_acc"
+              f" {100 * r['mean']:.2f} ± {100 * r['std']:.2f} %")
+    # How strongly twins' differences share their seed: what pooling them ignores.
+    for arms, label in ((("b", "a"), "arm b - arm a"), (("wide", "a"), "wide - a")):
+        d = {dropout: (pool[(pool["arm"] == arms[0]) & (pool["dropout"] == dropout)]
+                       .set_index("seed")["test_acc"]
+                       - pool[(pool["arm"] == arms[1]) & (pool["dropout"] == dropout)]
+                       .set_index("seed")["test_acc"]) for dropout in DROPOUT}
+        rho = float(np.corrcoef(d[DROPOUT[0]], d[DROPOUT[1]])[0, 1])
+        print(f"  correlation of {label} at dropout {DROPOUT[0]} and {DROPOUT[1]}, over seeds:"
+              f" {rho:+.2f}")
+    print(f"\n{n_studies} resampled studies per row; better/worse verdicts at alpha = {ALPHA}"
+          f" (one comparison, so no Holm); Monte-Carlo error of a rate near alpha ±{mc:.3f}")
+    wide = rates.pivot_table(index=["question", "n_seeds"], columns="analysis", values="rate",
+                             sort=False)
+    print(f"\n| question | n seeds | pooled pairs | seed unit | goal |")
+    print("|---|---:|---:|---:|---|")
+    for (question, n), r in wide.iterrows():
+        real = QUESTIONS[question][5]
+        goal = "power (higher is better)" if real else f"false-positive rate ≤ {ALPHA + mc:.3f}"
+        print(f"| {question} | {n} | {r['pooled pairs']:.3f} | {r['seed unit']:.3f} | {goal} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pool-seeds", type=int, default=40)
+    parser.add_argument("--studies", type=int, default=4000)
+    parser.add_argument("--pool", type=Path, default=POOL)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--train-only", action="store_true")
+    args = parser.parse_args(argv)
+    pool = grow_pool(args.pool, n_seeds=args.pool_seeds, data=args.data)
+    if args.train_only:
+        return
+    pool = pool[pool["seed"] < args.pool_seeds]
+    started = time.perf_counter()
+    rates = resample(pool, n_studies=args.studies)
+    print_table(pool, rates, n_studies=args.studies)
+    print(f"\n(resampling took {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
