@@ -13,6 +13,7 @@ from harness.engine import Callback, FitInfo
 from harness.study.executors import TrialOutcome
 from harness.study.runner import Display, StudyOutcome
 from harness.study.spec import TrialSpec
+from harness.uris import redact_uri
 
 
 def trial_table(study: Study, specs: list[TrialSpec]) -> Table:
@@ -136,7 +137,8 @@ def tune_summary(console: Console, study: Study, outcome, *, storage_url: str) -
             f"best config: {outcome.best_study_path}  (check it over seeds: harness run"
             f" {outcome.best_study_path})"
         )
-    console.print(f"optuna storage: {storage_url}  (optuna-dashboard {storage_url})")
+    console.print(f"optuna storage: {redact_uri(storage_url)}"
+                  f"  (optuna-dashboard {redact_uri(storage_url)})")
 
 
 def status_table(status) -> Table:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from harness.config import Study, dump_yaml
 from harness.engine.callbacks import Callback, FitInfo, FitResult
 from harness.errors import TrackingError
+from harness.uris import redact_text, redact_uri, split_credentials
 
 if TYPE_CHECKING:
     from harness.study.spec import TrialSpec
@@ -235,6 +236,11 @@ class MlflowTracker(Tracker):
 
     # -- connection ---------------------------------------------------------------------------
 
+    @property
+    def display_uri(self) -> str:
+        """The URI as shown in messages and reports: its password masked."""
+        return redact_uri(self.uri)
+
     def check(self) -> None:
         """Fail with one line if the store cannot be written, before anything is created."""
         local = local_store_paths(self.uri)
@@ -254,13 +260,20 @@ class MlflowTracker(Tracker):
             import urllib.error
             import urllib.request
 
+            # urllib cannot read credentials in the host part (http://user:pass@host): they
+            # go into a basic Authorization header, as MLflow's own client sends them.
+            url, authorization = split_credentials(self.uri.rstrip("/") + "/health")
+            request = urllib.request.Request(url)
+            if authorization is not None:
+                request.add_header("Authorization", authorization)
             try:
-                with urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=5):
+                with urllib.request.urlopen(request, timeout=5):
                     pass
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 raise TrackingError(
-                    f"tracking server {self.uri} is not reachable ({reason}); start it"
+                    f"tracking server {self.display_uri} is not reachable"
+                    f" ({redact_text(str(reason), self.uri)}); start it"
                     " (mlflow server …) or pass another --tracking-uri"
                 ) from None
 
@@ -283,7 +296,7 @@ class MlflowTracker(Tracker):
                     client._tracking_client.store  # noqa: B018 - opens (and migrates) it now
                 self._client = client
             except Exception as exc:  # noqa: BLE001 - any backend failure is one line
-                raise TrackingError(f"tracking store {self.uri}: cannot open ({exc})") from None
+                raise TrackingError(f"tracking store {self.display_uri}: cannot open ({redact_text(str(exc), self.uri)})") from None
         return self._client
 
     # -- study --------------------------------------------------------------------------------
@@ -311,7 +324,7 @@ class MlflowTracker(Tracker):
             else:
                 if experiment.lifecycle_stage == "deleted":
                     raise TrackingError(
-                        f"experiment {name!r} is deleted in {self.uri}; restore it"
+                        f"experiment {name!r} is deleted in {self.display_uri}; restore it"
                         " (mlflow experiments restore) or rename the study"
                     )
                 self.experiment_id = experiment.experiment_id
@@ -336,7 +349,7 @@ class MlflowTracker(Tracker):
         except TrackingError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise TrackingError(f"tracking store {self.uri}: {exc}") from None
+            raise TrackingError(f"tracking store {self.display_uri}: {redact_text(str(exc), self.uri)}") from None
 
     def find_study(self, study: Study, *, mode: str = "run") -> bool:
         """Look the study's experiment up without creating anything; whether it exists."""

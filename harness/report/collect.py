@@ -34,6 +34,7 @@ import pandas as pd
 from harness.config import Study, parse_yaml, study_from_mapping
 from harness.errors import ConfigError, HarnessError
 from harness.tracking import CELL_KEY, FACTOR_PREFIX, KIND, SEED, TRIAL_KEY
+from harness.uris import redact_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -108,7 +109,7 @@ def latest_study(client: MlflowClient, *, uri: str) -> StoredStudy:
     studies = list_studies(client)
     if not studies:
         raise HarnessError(
-            f"no studies in the tracking store {uri}; run one first"
+            f"no studies in the tracking store {redact_uri(uri)}; run one first"
             " (harness run studies/quickstart.yaml) or pass --tracking-uri"
         )
     name, experiment_id, parent = max(
@@ -125,10 +126,10 @@ def find_study(client: MlflowClient, name: str, *, uri: str,
     if experiment is None or experiment.lifecycle_stage != "active":
         if study is not None:
             raise HarnessError(f"study {name} ({study.source}) has no runs in the tracking store"
-                               f" {uri}; run it first: harness run {study.source}")
+                               f" {redact_uri(uri)}; run it first: harness run {study.source}")
         known = sorted({s[0] for s in list_studies(client)})
         hint = f"; studies there: {', '.join(known)}" if known else "; the store holds no studies"
-        raise HarnessError(f"unknown study {name!r} in the tracking store {uri}{hint}")
+        raise HarnessError(f"unknown study {name!r} in the tracking store {redact_uri(uri)}{hint}")
     parents = client.search_runs([experiment.experiment_id],
                                  filter_string=f"tags.`{KIND}` = 'study'",
                                  order_by=["attributes.start_time DESC"], max_results=1)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from harness.config import Study, load_study, parse_value
+from harness.directions import higher_is_better
 from harness.errors import HarnessError, TrackingError
 from harness.report import render, stats, verdicts
 from harness.report.collect import (
@@ -31,6 +32,7 @@ from harness.report.collect import (
     read_history,
 )
 from harness.tracking import MlflowTracker, local_store_paths
+from harness.uris import redact_text, redact_uri
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -94,7 +96,7 @@ def report_command(
     content = render.ReportContent(
         study=stored.name, metric=metric_name,
         value_kind="value at the best epoch" if best_epoch else "final value",
-        tracking_uri=tracker.uri, parent_run_id=stored.parent_run_id, result=result,
+        tracking_uri=tracker.display_uri, parent_run_id=stored.parent_run_id, result=result,
         trials=trials[["run_id", "trial_key", *design.factors, "seed", metric_name]],
         significance=significance, excluded=runs.excluded, n_outside=runs.n_outside,
         n_missing=runs.n_missing, n_retried=runs.n_retried, notes=notes,
@@ -134,7 +136,8 @@ def store_errors(uri: str) -> Iterator[None]:
         yield
     except (MlflowException, SQLAlchemyError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrackingError(f"tracking store {uri}: {first_line}") from None
+        raise TrackingError(f"tracking store {redact_uri(uri)}:"
+                            f" {redact_text(first_line, uri)}") from None
 
 
 def parse_formats(fmt: str) -> list[str]:
@@ -262,9 +265,9 @@ def build_design(runs: StudyRuns, trials: pd.DataFrame, *, metric: str, baseline
                     f"{factor}, or report without --significance)"
                 )
     chosen = _baselines(study, factors, levels, baseline, study_name=name)
-    lower_better = metric.endswith(("loss", "ece", "time_s")) or metric == "n_params"
     return verdicts.ReportDesign(factors=factors, levels=levels, baseline=chosen, metric=metric,
-                                 higher_is_better=not lower_better, margin=margin)
+                                 higher_is_better=higher_is_better(metric),
+                                 margin=margin)
 
 
 def _levels(study: Study | None, factor: str, trials: pd.DataFrame) -> list[str]:

@@ -44,6 +44,7 @@ from harness.study.workers import spawn as spawn_workers
 from harness.study.workers import stop as stop_workers
 from harness.study.workers import wait as wait_workers
 from harness.tracking import local_store_paths, Tracker
+from harness.uris import redact_text, redact_uri
 
 SUPPORTED_STORAGES = ("sqlite:///PATH", "postgresql://USER:PASSWORD@HOST:PORT/DB")
 
@@ -222,7 +223,7 @@ def open_storage(url: str, *, heartbeat_s: float = 30, retry_stale: bool = False
     scheme = url.split(":", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
         raise HarnessError(
-            f"--storage {url}: unsupported kind {scheme!r}; valid: {', '.join(SUPPORTED_STORAGES)}"
+            f"--storage {redact_uri(url)}: unsupported kind {scheme!r}; valid: {', '.join(SUPPORTED_STORAGES)}"
         )
     if scheme.startswith("postgresql"):
         engine_kwargs: dict[str, Any] = {"connect_args": {"connect_timeout": 5},
@@ -245,28 +246,20 @@ def open_storage(url: str, *, heartbeat_s: float = 30, retry_stale: bool = False
                     ),
                 )
         except Exception as exc:  # noqa: BLE001 - driver errors come in many types
-            reason = " ".join(str(exc).split())[:300]
+            reason = redact_text(" ".join(str(exc).split()), url)[:300]
             # Workers that start together on an empty database race to create its tables;
             # the losers see a duplicate key and only need to look again.
             if "duplicate key" in reason or "already exists" in reason:
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            raise HarnessError(f"--storage {_redact(url)}: cannot open ({reason})") from None
-    raise HarnessError(f"--storage {_redact(url)}: cannot open (tables kept changing under it)")
+            raise HarnessError(f"--storage {redact_uri(url)}: cannot open ({reason})") from None
+    raise HarnessError(f"--storage {redact_uri(url)}: cannot open (tables kept changing under it)")
 
 
 def _retry_callback(optuna):
     """Optuna 4.9 renamed RetryFailedTrialCallback; either puts a stale trial back."""
     return getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback",
                    optuna.storages.RetryFailedTrialCallback)
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
 
 
 class OptunaPruning(Callback):

@@ -25,6 +25,7 @@ from harness.data import DatasetInfo, load_dataset
 from harness.engine import resolve_device
 from harness.errors import HarnessError, TrackingError
 from harness.models import build_model
+from harness.uris import redact_text, redact_uri
 from harness.viz.evaluation import render_evaluation
 
 CONFIG, HISTORY, CHECKPOINT = "config.yaml", "history.json", "checkpoints/best.pt"
@@ -50,7 +51,8 @@ def _client(tracking_uri: str):
     try:
         return MlflowClient(tracking_uri=tracking_uri)
     except Exception as exc:  # noqa: BLE001 - any backend failure is one line
-        raise TrackingError(f"tracking store {tracking_uri}: cannot open ({_first_line(exc)})") from None
+        raise TrackingError(f"tracking store {redact_uri(tracking_uri)}: cannot open"
+                            f" ({redact_text(_first_line(exc), tracking_uri)})") from None
 
 
 def _trial_run(client, run_id: str, uri: str):
@@ -60,10 +62,12 @@ def _trial_run(client, run_id: str, uri: str):
         run = client.get_run(run_id)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise HarnessError(f"run {run_id}: no such run in {uri}") from None
-        raise TrackingError(f"tracking store {uri}: {_first_line(exc)}") from None
+            raise HarnessError(f"run {run_id}: no such run in {redact_uri(uri)}") from None
+        raise TrackingError(f"tracking store {redact_uri(uri)}:"
+                            f" {redact_text(_first_line(exc), uri)}") from None
     except Exception as exc:  # noqa: BLE001 - unreachable server, broken database
-        raise TrackingError(f"tracking store {uri}: {_first_line(exc)}") from None
+        raise TrackingError(f"tracking store {redact_uri(uri)}:"
+                            f" {redact_text(_first_line(exc), uri)}") from None
     kind = run.data.tags.get("harness.kind")
     if kind != "trial":
         what = f"a harness {kind} run" if kind else "not a harness run"
