@@ -237,6 +237,26 @@ class _TorchvisionIdx(DatasetSource):
         return splits[0], splits[1], list(cls.classes)
 
 
+class CifarUnpickler(pickle.Unpickler):
+    """Reads only what CIFAR batches hold: dicts, lists, strings, bytes, numbers and numpy
+    arrays with their dtypes.  A plain ``pickle.load`` runs whatever callable a crafted file
+    names; here any other global is refused before it is looked up."""
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        # Python 3 pickles (protocol 2) of bytes, as numpy writes its dtype codes.
+        ("_codecs", "encode"),
+    })
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(
+                f"it asks for {module}.{name}, which a CIFAR batch never holds (refused)")
+        return super().find_class(module, name)
+
+
 class _CifarPickles(DatasetSource):
     """CIFAR-10/100: torchvision downloads and extracts the archive; the pickles are read here."""
 
@@ -301,7 +321,7 @@ class _CifarPickles(DatasetSource):
     def _unpickle(self, path: Path) -> object:
         try:
             with path.open("rb") as f:
-                return pickle.load(f, encoding="latin1")  # written by Python 2
+                return CifarUnpickler(f, encoding="latin1").load()  # written by Python 2
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
             raise DataError(
                 f"{self.name}: {path} is corrupt ({_one_line(exc)});"

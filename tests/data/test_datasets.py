@@ -210,6 +210,48 @@ def test_a_corrupt_cifar_pickle_is_a_data_error_naming_the_file(tmp_path: Path) 
         load_dataset(DataConfig(dataset="cifar10", download=False), root=tmp_path)
 
 
+class _RunsCode:
+    """A pickle that calls a function of its choosing when loaded, as a crafted file would."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_cifar_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp_path: Path) -> None:
+    folder = write_cifar10(tmp_path / "root")
+    marker = tmp_path / "ran"
+    _dump(folder / "data_batch_2", {"labels": [0], "data": _RunsCode(marker)})
+    with pytest.raises(DataError, match=r"cifar10: .*data_batch_2 is corrupt \(.*it asks for"
+                                        r" \S+, which a CIFAR batch never holds"):
+        load_dataset(DataConfig(dataset="cifar10", download=False), root=tmp_path / "root")
+    assert not marker.exists()
+    # The same file through a plain pickle.load would have run it.
+    with (folder / "data_batch_2").open("rb") as f:
+        pickle.load(f)
+    assert marker.exists()
+
+
+def test_the_restricted_reader_takes_numpy_pickles_of_either_numpy_layout(tmp_path: Path) -> None:
+    import io
+
+    from harness.data.datasets import CifarUnpickler
+
+    payload = {"data": np.arange(6, dtype=np.uint8).reshape(2, 3), "labels": [1, 2],
+               "batch_label": "b", "name": b"raw", "scalar": np.int64(3)}
+    for protocol in (2, 4):
+        data = pickle.dumps(payload, protocol=protocol)
+        loaded = CifarUnpickler(io.BytesIO(data), encoding="latin1").load()
+        assert np.array_equal(loaded["data"], payload["data"]) and loaded["labels"] == [1, 2]
+        assert loaded["scalar"] == 3 and loaded["name"] == b"raw"
+        # numpy 1.x wrote numpy.core.multiarray, as the real CIFAR files do.
+        old = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+        assert np.array_equal(CifarUnpickler(io.BytesIO(old), encoding="latin1").load()["data"],
+                              payload["data"])
+
+
 def test_a_cifar_pickle_with_wrong_shapes_is_a_data_error_naming_the_file(tmp_path: Path) -> None:
     folder = write_cifar10(tmp_path)
     _dump(folder / "test_batch", {"labels": [0, 1], "data": np.zeros((2, 100), np.uint8)})
