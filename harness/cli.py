@@ -61,6 +61,7 @@ def run(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Trials at once, one per device slot (a GPU each, else a share of the CPU cores).")] = 1,
     storage: Annotated[Optional[str], typer.Option(help="Join a shared study: a work queue in this Optuna storage (postgresql://… for several machines).")] = None,
     heartbeat: Annotated[float, typer.Option(help="Seconds between a worker's heartbeats; a trial silent for 3 is retried elsewhere.", min=0.5)] = 30.0,
+    max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="Refuse a grid that expands to more trials than this (counted before expanding).")] = 100_000,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
     held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
 ) -> None:
@@ -73,18 +74,20 @@ def run(
         # the workers' own start-up overlaps it; held, they load the same study file with the
         # same options and wait until the study's stores exist.
         args = [*_worker_args(overrides, storage=storage, data_root=data_root,
-                              tracking_uri=tracking_uri), "--heartbeat", str(heartbeat)]
+                              tracking_uri=tracking_uri), "--heartbeat", str(heartbeat),
+                "--max-trials", str(max_trials)]
         started = spawn("run", study_file, [args] * (workers - 1), device=device,
                         n_slots=workers, held=True)
     try:
         from harness.config import load_study
         from harness.console import RichDisplay, summary_table, trial_table
-        from harness.study.design import expand
+        from harness.study.design import check_size, expand
         from harness.study.runner import run_study
         from harness.tracking import MlflowTracker
 
         with errors_left_to_parent(held):
             study = load_study(study_file, overrides=overrides or [])
+            check_size(study, max_trials=max_trials)
             specs = expand(study)
             if dry_run:
                 console.print(trial_table(study, specs))
@@ -106,7 +109,7 @@ def run(
     for line in outcome.worker_errors:
         err_console.print(f"error: {line}")
     console.print(summary_table(study, outcome))
-    console.print(f"tracking store: {tracker.uri}  (open it with: harness ui)")
+    console.print(f"tracking store: {tracker.display_uri}  (open it with: harness ui)")
     if outcome.failed or outcome.worker_errors:
         raise typer.Exit(1)
 
@@ -199,7 +202,7 @@ def status(
     """Trials pending, running (worker and heartbeat age), finished and failed."""
     from harness.config import load_study
     from harness.console import status_table
-    from harness.study.design import expand
+    from harness.study.design import check_size, expand
     from harness.study.queue import WorkQueue, default_queue_storage
     from harness.study.status import study_status
     from harness.study.tune import open_storage
@@ -207,6 +210,7 @@ def status(
 
     try:
         study = load_study(study_file, overrides=overrides or [])
+        check_size(study)
         tracker = MlflowTracker(tracking_uri)
         local = local_store_paths(tracker.uri)
         if local is not None and not local[0].exists():
@@ -264,7 +268,7 @@ def ui(
            "--port", str(port), "--workers", "1"]
     if local is not None:
         cmd += ["--default-artifact-root", local[1].as_uri()]
-    console.print(f"MLflow UI on http://127.0.0.1:{port}  ({tracker.uri})")
+    console.print(f"MLflow UI on http://127.0.0.1:{port}  ({tracker.display_uri})")
     sys.stdout.flush()
     # One user on localhost: a single worker, and without MLflow's background job runner
     # (a dozen processes serving GenAI features this project does not use).

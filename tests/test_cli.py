@@ -234,3 +234,33 @@ def test_run_with_an_unreachable_or_unsupported_storage_exits_2_and_records_noth
     line = assert_one_line_error(result, fragment)
     assert "secret" not in line
     assert not (tmp_path / "store").exists()
+
+
+def test_a_grid_of_millions_of_trials_is_refused_before_it_is_expanded(write_study, tmp_path):
+    import time
+
+    study = {"name": "huge", "seeds": list(range(10)),
+             "grid": {f"model.{key}": values for key, values in {
+                 "dropout": [i / 20 for i in range(10)], "width": [0.1 * (i + 1) for i in range(10)],
+                 "se_reduction": list(range(1, 11)), "drop_path": [i / 20 for i in range(10)],
+                 "widen_factor": [1.0 + i for i in range(10)],
+                 "attention": ["none", "se"] * 5}.items()}
+             | {"optim.lr": [10.0 ** -i for i in range(10)]}}
+    path = write_study(study)
+    started = time.perf_counter()
+    result = invoke("run", str(path), "--dry-run")
+    assert time.perf_counter() - started < 30
+    line = assert_one_line_error(result, "100,000,000 trials", "--max-trials 100,000",
+                                 "model.dropout (10)", "x 10 seeds")
+    assert "optim.lr (10)" in line
+    status = invoke("status", str(path), "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}")
+    assert_one_line_error(status, "100,000,000 trials")
+
+
+def test_max_trials_raises_the_limit(write_study, tiny_study):
+    tiny_study["seeds"] = [0, 1, 2]  # 2 levels x 3 seeds = 6 trials
+    path = write_study(tiny_study)
+    assert_one_line_error(invoke("run", str(path), "--dry-run", "--max-trials", "5"),
+                          "6 trials", "--max-trials 5")
+    result = invoke("run", str(path), "--dry-run", "--max-trials", "6")
+    assert result.exit_code == 0, result.output

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,6 +141,34 @@ def _apply(
     except ValidationError as exc:
         loc, msg = describe_validation_error(exc, model=TrialConfig)
         raise ConfigError(f"{source}: {where}: {dotted(loc)}: {msg}") from None
+
+
+# Above this many trials `harness run` and `harness status` stop before expanding the grid
+# (--max-trials raises it): a grid of 7 axes x 10 levels x 10 seeds is 100 million trials.
+MAX_TRIALS = 100_000
+
+
+def count_trials(study: Study) -> int:
+    """How many trials the grid expands to, counted without expanding it (an upper bound for
+    one-at-a-time designs, whose levels equal to the base collapse into it)."""
+    sizes = [len(levels) if isinstance(levels, list) else 1
+             for levels in (study.grid or {}).values()]
+    cells = math.prod(sizes) if study.design == "factorial" else 1 + sum(sizes)
+    return cells * len(study.seeds)
+
+
+def check_size(study: Study, *, max_trials: int = MAX_TRIALS) -> int:
+    """The number of trials, or a ConfigError naming it and the axes when above ``max_trials``."""
+    n = count_trials(study)
+    if n > max_trials:
+        axes = ", ".join(f"{axis} ({len(levels) if isinstance(levels, list) else 1})"
+                         for axis, levels in (study.grid or {}).items())
+        raise ConfigError(
+            f"{study.source}: grid: {n:,} trials ({study.design} over {axes}, x"
+            f" {len(study.seeds)} seeds) is more than --max-trials {max_trials:,}; shrink the"
+            " grid or the seeds, or raise --max-trials"
+        )
+    return n
 
 
 def expand(study: Study) -> list[TrialSpec]:
