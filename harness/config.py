@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from harness.directions import direction
 from harness.errors import ConfigError
 
 Scalar = Union[str, int, float, bool]
@@ -264,13 +265,29 @@ class SearchParam(Section):
 class TuneConfig(Section):
     # A per-epoch metric of the validation split: the test split never steers a search.
     metric: Literal["val_acc", "val_loss"] = "val_acc"
-    direction: Literal["maximize", "minimize"] = "maximize"
+    # Default: the metric's own (maximize val_acc, minimize val_loss); a contradicting one is
+    # an error rather than a search for the worst trials.
+    direction: Literal["maximize", "minimize"] | None = Field(default=None,
+                                                             validate_default=True)
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()
     # Dotted config key → its range, in the order they are decided (conditions look back).
     space: dict[str, SearchParam] = Field(min_length=1)
     # The seed every tuning trial trains with; the best config is re-run over several seeds.
     seed: int = 0
+
+    @field_validator("direction")
+    @classmethod
+    def _direction_of_the_metric(cls, value: str | None, info: ValidationInfo) -> str:
+        metric = info.data.get("metric")
+        if metric is None:  # the metric itself is invalid: that error is the one to show
+            return value or "maximize"
+        expected = direction(metric)
+        if value is not None and value != expected:
+            raise ValueError(f"{value} contradicts tune.metric {metric}, where"
+                             f" {'higher' if expected == 'maximize' else 'lower'} is better;"
+                             f" use {expected} or leave it out")
+        return expected
 
 
 class Study(Section):

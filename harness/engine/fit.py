@@ -35,6 +35,7 @@ from harness.engine.losses import build_criterion
 from harness.engine.metrics import classification_metrics
 from harness.engine.mixing import Mixer, build_mixer, mixed_hits, mixed_loss
 from harness.engine.optim import create_optimizer, create_schedule
+from harness.directions import improves
 from harness.errors import HarnessError
 from harness.models import BackboneFreeze, build_model, count_parameters, load_pretrained
 
@@ -98,14 +99,6 @@ def _save(obj: dict, path: Path) -> None:
     os.replace(partial, path)
 
 
-def _better(metric: str, value: float, best: float | None, min_delta: float = 0.0) -> bool:
-    if best is None:
-        return True
-    if metric.endswith("_loss"):
-        return value < best - min_delta
-    return value > best + min_delta
-
-
 def train_one_epoch(
     model: nn.Module,
     loader: DeviceLoader,
@@ -150,8 +143,11 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: DeviceLoader, *, label_smoothing: float = 0.0,
+def evaluate(model: nn.Module, loader: DeviceLoader, *,
              autocast: torch.dtype | None = None) -> dict:
+    """Metrics of one split.  Its loss is the plain cross-entropy (the negative log-likelihood
+    of the labels), for validation and test alike: label smoothing, class weights and focal
+    terms shape the training objective (``train_loss``), not how a model is judged."""
     model.eval()
     device = next(model.parameters()).device
     logits, labels = [], []
@@ -160,9 +156,7 @@ def evaluate(model: nn.Module, loader: DeviceLoader, *, label_smoothing: float =
             # Metrics (softmax, calibration) in fp32 whatever the forward pass ran in.
             logits.append(model(images).float())
         labels.append(target)
-    return classification_metrics(
-        torch.cat(logits), torch.cat(labels), label_smoothing=label_smoothing
-    )
+    return classification_metrics(torch.cat(logits), torch.cat(labels))
 
 
 def _sync(device: torch.device) -> None:
@@ -271,8 +265,7 @@ def fit(
                                   mixer=build_mixer(cfg.augment))
         _sync(device)
         train_time = time.perf_counter() - t0
-        val = evaluate(step_model, val_loader, label_smoothing=train.label_smoothing,
-                       autocast=autocast)
+        val = evaluate(step_model, val_loader, autocast=autocast)
         metrics = {
             "train_loss": trained["loss"],
             "train_acc": trained["acc"],
@@ -286,7 +279,7 @@ def fit(
         for key, value in metrics.items():
             history[_HISTORY_NAME.get(key, key)].append(value)
 
-        if _better(monitor, metrics[monitor], best_value):
+        if improves(monitor, metrics[monitor], best_value):
             best_value, best_epoch = metrics[monitor], epoch
             best_state = copy.deepcopy(model.state_dict())
             if checkpoint_dir is not None:
@@ -296,7 +289,7 @@ def fit(
             cb.on_epoch_end(epoch, metrics)
 
         if stop is not None:
-            if _better(stop.metric, metrics[stop.metric], stop_best, stop.min_delta):
+            if improves(stop.metric, metrics[stop.metric], stop_best, stop.min_delta):
                 stop_best, stale_epochs = metrics[stop.metric], 0
             else:
                 stale_epochs += 1

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from harness.directions import higher_is_better
 from harness.config import DataConfig, Study
 from harness.data import DataBundle, load_dataset
 from harness.engine import Callback, PruneTrial, fit, resolve_device
@@ -141,8 +142,7 @@ def summarise(study: Study, specs: list[TrialSpec], finished: list[FinishedTrial
         )
         for key, vals in values.items()
     ]
-    descending = not study.report.metric.endswith(("loss", "ece"))
-    return sorted(cells, key=lambda c: c.mean, reverse=descending)
+    return sorted(cells, key=lambda c: c.mean, reverse=higher_is_better(study.report.metric))
 
 
 def run_study(

@@ -124,6 +124,29 @@ def test_checkpoints_hold_the_best_and_last_epochs_and_the_test_uses_the_best(di
     assert count_parameters(model) == result.final["n_params"]
 
 
+def test_validation_and_test_losses_are_the_same_plain_cross_entropy(digits, tmp_path):
+    # Label smoothing shapes train_loss; val_loss and test_loss are the labels' NLL, so a
+    # checkpoint chosen on val_loss and the test_loss it reports measure the same thing.
+    cfg = tiny_config(train={"epochs": 1, "label_smoothing": 0.5})
+    result = fit(cfg, digits, seed=0, device="cpu", checkpoint_dir=tmp_path)
+    model = build_model(cfg.model, in_channels=1, num_classes=10)
+    model.load_state_dict(torch.load(result.best_checkpoint, weights_only=True)["model"])
+    from harness.data import DeviceLoader
+
+    def plain_nll(split) -> float:
+        loader = DeviceLoader(split, batch_size=512, device=torch.device("cpu"), transform=None,
+                              info=digits.info, shuffle=False, seed=0)
+        model.eval()
+        with torch.no_grad():
+            batches = [(model(x), y) for x, y in loader]
+        logits = torch.cat([b[0] for b in batches])
+        labels = torch.cat([b[1] for b in batches])
+        return torch.nn.functional.cross_entropy(logits, labels).item()
+
+    assert result.history["val_loss"][0] == pytest.approx(plain_nll(digits.val), rel=1e-5)
+    assert result.final["test_loss"] == pytest.approx(plain_nll(digits.test), rel=1e-5)
+
+
 def test_a_few_epochs_learn_the_digits(digits):
     cfg = tiny_config(train={"epochs": 4}, model={"width": 0.25})
     result = fit(cfg, digits, seed=0, device="cpu")
