@@ -124,7 +124,7 @@ def verdict_text(c: Comparison | Interaction, units: Units) -> str:
         q = f"p_holm{'' if q[0] == '<' else '='}{q}"
         what = "additive" if isinstance(c, Interaction) else "equivalent"
         return f"{what} within {margin} (TOST {q})"
-    return f"undecided ({p}{f'; not within {margin}' if margin else ''})"
+    return f"undecided ({p}{f'; not shown within {margin}' if margin else ''})"
 
 
 def _count(x: float) -> str:
