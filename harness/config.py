@@ -105,6 +105,12 @@ class OptimConfig(Section):
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
     weight_decay: float = Field(default=0.0, ge=0.0)
+    # Whether weight decay also applies to normalisation weights and biases (every parameter
+    # with one dimension).  On by default, as in the seed documents' scripts and torchvision's
+    # reference recipes (and so in every result recorded before this key); timm's default,
+    # and the usual advice for AdamW, is off: decay pulls BN scales to zero without
+    # regularising what the network computes.
+    decay_norm_and_bias: bool = True
     betas: list[float] = Field(default_factory=lambda: [0.9, 0.999], min_length=2, max_length=2)
 
     _name = field_validator("name")(lambda v: _check_name("optimizer", v))

@@ -99,6 +99,55 @@ def _save(obj: dict, path: Path) -> None:
     os.replace(partial, path)
 
 
+def random_state(device: torch.device) -> dict:
+    """Every generator a trial draws from: torch's CPU generator, each CUDA device's (dropout
+    and DropPath draw there on a GPU), Python's and NumPy's global ones.  Plain lists and
+    tensors, so ``torch.load(weights_only=True)`` reads it back."""
+    version, internal, gauss = random.getstate()
+    numpy = np.random.get_state(legacy=False)
+    state = {"torch": torch.get_rng_state(),
+             "python": [version, list(internal), gauss],
+             "numpy": {"key": torch.from_numpy(numpy["state"]["key"].astype(np.int64)),
+                       "pos": int(numpy["state"]["pos"]), "has_gauss": int(numpy["has_gauss"]),
+                       "gauss": float(numpy["gauss"])}}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state: dict | torch.Tensor, device: torch.device) -> None:
+    """Restore ``random_state``'s generators (a bare tensor: a checkpoint from before it)."""
+    if isinstance(state, torch.Tensor):
+        torch.set_rng_state(state.cpu())
+        return
+    torch.set_rng_state(state["torch"].cpu())
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": numpy["key"].numpy().astype(np.uint32),
+                                   "pos": numpy["pos"]},
+                         "has_gauss": numpy["has_gauss"], "gauss": numpy["gauss"]})
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _settle_best(checkpoint_dir: Path, best_epoch: int) -> None:
+    """Make ``best.pt`` the best epoch ``last.pt`` names.
+
+    An epoch that improves writes ``best.next.pt``, then ``last.pt``, then renames the first to
+    ``best.pt``: a crash before ``last.pt`` leaves a ``best.next.pt`` of an epoch the history
+    lacks (dropped here), a crash after it one that only needs its rename (done here)."""
+    pending = checkpoint_dir / "best.next.pt"
+    if not pending.is_file():
+        return
+    epoch = torch.load(pending, map_location="cpu", weights_only=True)["epoch"]
+    if epoch == best_epoch:
+        os.replace(pending, checkpoint_dir / "best.pt")
+    else:
+        pending.unlink()
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DeviceLoader,
@@ -240,11 +289,12 @@ def fit(
         model.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
         schedule.load_state_dict(last["schedule"])
-        torch.set_rng_state(last["rng"].cpu())
+        set_random_state(last["rng"], device)
         train_loader.generator.set_state(last["loader_rng"].cpu())
         history = last["history"]
         best_value, best_epoch = last["best_value"], last["best_epoch"]
         stop_best, stale_epochs = last["stop_best"], last["stale_epochs"]
+        _settle_best(checkpoint_dir, best_epoch)
         best = torch.load(checkpoint_dir / "best.pt", map_location=device, weights_only=True)
         best_state = best["model"]
         first_epoch = last["epoch"] + 1
@@ -279,12 +329,14 @@ def fit(
         for key, value in metrics.items():
             history[_HISTORY_NAME.get(key, key)].append(value)
 
-        if improves(monitor, metrics[monitor], best_value):
+        improved = improves(monitor, metrics[monitor], best_value)
+        if improved:
             best_value, best_epoch = metrics[monitor], epoch
             best_state = copy.deepcopy(model.state_dict())
             if checkpoint_dir is not None:
+                # Renamed to best.pt only once last.pt records this epoch (see _settle_best).
                 _save({"model": best_state, "epoch": epoch, monitor: best_value},
-                      checkpoint_dir / "best.pt")
+                      checkpoint_dir / "best.next.pt")
         for cb in callbacks:
             cb.on_epoch_end(epoch, metrics)
 
@@ -298,11 +350,13 @@ def fit(
             _save(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "schedule": schedule.state_dict(), "epoch": epoch, "history": history,
-                 "rng": torch.get_rng_state(), "loader_rng": train_loader.generator.get_state(),
+                 "rng": random_state(device), "loader_rng": train_loader.generator.get_state(),
                  "best_value": best_value, "best_epoch": best_epoch,
                  "stop_best": stop_best, "stale_epochs": stale_epochs},
                 last_path,
             )
+        if improved and checkpoint_dir is not None:
+            os.replace(checkpoint_dir / "best.next.pt", checkpoint_dir / "best.pt")
         if stop is not None and stale_epochs >= stop.patience:
             stopped_early = True
             break

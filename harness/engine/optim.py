@@ -61,7 +61,17 @@ def _adamw(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.opti
 def create_optimizer(
     params: Iterable[torch.nn.Parameter], cfg: OptimConfig
 ) -> torch.optim.Optimizer:
-    return OPTIMIZERS.get(cfg.name)(params, cfg)
+    """The optimizer ``cfg`` names; without ``decay_norm_and_bias`` the one-dimensional
+    parameters (biases, normalisation weights) form a second group with no weight decay."""
+    params = list(params)
+    if cfg.decay_norm_and_bias or cfg.weight_decay == 0:
+        return OPTIMIZERS.get(cfg.name)(params, cfg)
+    decayed = [p for p in params if p.ndim > 1]
+    exempt = [p for p in params if p.ndim <= 1]
+    optimizer = OPTIMIZERS.get(cfg.name)(decayed, cfg)
+    if exempt:
+        optimizer.add_param_group({"params": exempt, "weight_decay": 0.0})
+    return optimizer
 
 
 @SCHEDULES.register("none")

@@ -97,3 +97,51 @@ def test_a_mixer_that_mixes_no_batch_trains_exactly_as_no_mixer(digits) -> None:
     plain = epoch(None)
     assert epoch(Mixer(mixup_alpha=1.0, cutmix_alpha=1.0, mix_rate=0.0)) == plain
     assert epoch(Mixer(mixup_alpha=1.0, cutmix_alpha=1.0))["loss"] != plain["loss"]
+
+
+def test_a_trial_killed_between_its_checkpoints_leaves_a_consistent_pair(digits, tmp_path):
+    cfg = config(train={"epochs": 3})
+    whole = fit(cfg, digits, seed=4, device="cpu", checkpoint_dir=tmp_path / "whole")
+    # StopAt ends the fit after epoch 2's best checkpoint is written, before its last.pt.
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, digits, seed=4, device="cpu", checkpoint_dir=tmp_path / "killed",
+            callbacks=[StopAt(2)])
+    last = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
+    best = torch.load(tmp_path / "killed" / "best.pt", weights_only=True)
+    assert last["epoch"] == 1 and best["epoch"] == last["best_epoch"]
+    # Epoch 2 improved: its weights wait beside best.pt until a last.pt records the epoch.
+    assert torch.load(tmp_path / "killed" / "best.next.pt", weights_only=True)["epoch"] == 2
+    resumed = fit(cfg, digits, seed=4, device="cpu", checkpoint_dir=tmp_path / "killed",
+                  resume=True)
+    assert _history(resumed) == _history(whole)
+    assert resumed.final["test_loss"] == whole.final["test_loss"]
+    assert not (tmp_path / "killed" / "best.next.pt").exists()
+
+
+def test_every_generator_is_in_the_last_checkpoint(digits, tmp_path):
+    fit(config(train={"epochs": 1}), digits, seed=4, device="cpu", checkpoint_dir=tmp_path)
+    rng = torch.load(tmp_path / "last.pt", weights_only=True)["rng"]
+    assert set(rng) == {"torch", "python", "numpy"}  # and "cuda" on a CUDA device
+    import random
+
+    import numpy as np
+
+    from harness.engine.fit import random_state, set_random_state
+
+    saved = random_state(torch.device("cpu"))
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_random_state(saved, torch.device("cpu"))
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_a_best_checkpoint_written_before_a_crash_is_kept_only_if_last_pt_records_it(tmp_path):
+    from harness.engine.fit import _settle_best
+
+    for recorded, kept in ((2, 2), (1, 1)):
+        folder = tmp_path / str(recorded)
+        folder.mkdir()
+        torch.save({"epoch": 1}, folder / "best.pt")
+        torch.save({"epoch": 2}, folder / "best.next.pt")
+        _settle_best(folder, recorded)
+        assert torch.load(folder / "best.pt", weights_only=True)["epoch"] == kept
+        assert not (folder / "best.next.pt").exists()

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from harness.config import OptimConfig, ScheduleConfig
+from harness.config import ModelConfig, OptimConfig, ScheduleConfig
 from harness.engine.optim import create_optimizer, create_schedule
 
 
@@ -68,3 +68,39 @@ def test_optimizers_take_their_slice(name, cls):
     assert (group["lr"], group["weight_decay"]) == (0.01, 0.05)
     if name == "sgd":
         assert (group["momentum"], group["nesterov"]) == (0.8, True)
+
+
+def _decayed_after_one_step(decay_norm_and_bias: bool, name: str) -> dict[str, bool]:
+    from harness.models import build_model
+
+    model = build_model(ModelConfig(width=0.125, attention="se", se_reduction=2), in_channels=1,
+                        num_classes=10)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = OptimConfig(name=name, lr=0.1, momentum=0.0, weight_decay=0.5,
+                      decay_norm_and_bias=decay_norm_and_bias)
+    optimizer = create_optimizer(model.parameters(), cfg)
+    for p in model.parameters():  # no gradient: only the decay moves a weight
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    return {n: not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters()
+            if before[n].abs().sum() > 0}
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_norm_weights_and_biases_are_decayed_only_when_asked(name):
+    everything = _decayed_after_one_step(True, name)
+    assert all(everything.values())
+    weights_only = _decayed_after_one_step(False, name)
+    one_dim = {n for n in weights_only if n.endswith(("bias", "bn1.weight", "bn2.weight"))
+               or ".bn" in n or "norm" in n}
+    assert one_dim and not any(weights_only[n] for n in one_dim)
+    convs = [n for n in weights_only if "conv" in n and n.endswith("weight")]
+    assert convs and all(weights_only[n] for n in convs)
+
+
+def test_the_default_keeps_decaying_everything_so_recorded_results_stand():
+    assert OptimConfig().decay_norm_and_bias is True
+    optimizer = create_optimizer([torch.nn.Parameter(torch.ones(3, 3)),
+                                  torch.nn.Parameter(torch.ones(3))],
+                                 OptimConfig(weight_decay=0.1))
+    assert len(optimizer.param_groups) == 1
