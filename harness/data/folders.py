@@ -256,7 +256,10 @@ def preview_images(split: FileSplit, *, size: int, n: int) -> Tensor:
 
 class ImageFiles(torch.utils.data.Dataset):
     """Items are ``(index, seed)``: the image is decoded, then transformed with torch's random
-    state set from ``seed``, so its draws do not depend on which worker got it."""
+    state set from ``seed``, so its draws do not depend on which worker got it.  torchvision's
+    transforms draw from the global generator, so it is forked for the image and restored
+    after: with ``data.workers: 0`` these items run in the training process, whose own draws
+    (dropout, mixing) must not be reset image by image."""
 
     def __init__(self, split: FileSplit, transform: Callable) -> None:
         self.paths = split.paths
@@ -268,8 +271,10 @@ class ImageFiles(torch.utils.data.Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[Tensor, Tensor]:
         index, seed = item
-        torch.manual_seed(seed)
-        return self.transform(decode(self.paths[index])), self.labels[index]
+        image = decode(self.paths[index])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(image), self.labels[index]
 
 
 class SeededOrder(torch.utils.data.Sampler):

@@ -134,6 +134,9 @@ class FolderLoader:
             drop_last=drop_last,
             pin_memory=on_device,
             persistent_workers=workers > 0,
+            # Its workers' base seed from a generator of its own, not the training process's
+            # global one (each image's draws come from its own seed anyway).
+            generator=torch.Generator().manual_seed(seed),
         )
 
     @property

@@ -271,6 +271,24 @@ def test_folder_batches_are_normalised_and_the_same_whatever_the_worker_count(tm
     assert -1.5 < torch.cat([x for x, _ in a1]).mean() < 1.5
 
 
+def test_a_folder_epoch_in_the_training_process_leaves_its_random_state_alone(tmp_path):
+    # data.workers: 0 transforms the images in this process; each image's seeded draws must
+    # not reset the generator that dropout and mixing draw from.
+    tiny_imagenet(tmp_path)
+    cfg = _folder_trial()
+    data = load_dataset(cfg.data, root=tmp_path)
+    train, _, _ = build_loaders(data, cfg, device=torch.device("cpu"), seed=7)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = _epoch(train)
+    assert torch.equal(torch.rand(3), expected)
+    # And the images' own draws still come from their seeds alone.
+    torch.manual_seed(999)  # another global state: the images do not depend on it
+    again = build_loaders(data, cfg, device=torch.device("cpu"), seed=7)[0]
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, _epoch(again)))
+
+
 def test_folder_loader_generator_state_repeats_an_epoch(tmp_path: Path) -> None:
     tiny_imagenet(tmp_path)
     cfg = _folder_trial(cutout=8)
