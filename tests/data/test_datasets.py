@@ -246,7 +246,10 @@ def test_the_restricted_reader_takes_numpy_pickles_of_either_numpy_layout(tmp_pa
         loaded = CifarUnpickler(io.BytesIO(data), encoding="latin1").load()
         assert np.array_equal(loaded["data"], payload["data"]) and loaded["labels"] == [1, 2]
         assert loaded["scalar"] == 3 and loaded["name"] == b"raw"
-        # numpy 1.x wrote numpy.core.multiarray, as the real CIFAR files do.
+        if protocol != 2:
+            continue
+        # numpy 1.x wrote numpy.core.multiarray, as the real CIFAR files do (protocol 2 names
+        # globals as text lines, so the module can be swapped in place).
         old = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
         assert np.array_equal(CifarUnpickler(io.BytesIO(old), encoding="latin1").load()["data"],
                               payload["data"])
