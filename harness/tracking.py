@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 DEFAULT_STORE = "mlruns"
 KIND, TRIAL_KEY, CELL_KEY, SEED = "harness.kind", "harness.trial_key", "harness.cell_key", "harness.seed"
 STUDY_TAG, FACTOR_PREFIX = "harness.study", "harness.factor."
+# What else decides a seed's numbers, recorded per trial (the report warns when they mix).
+DEVICE, PRECISION, THREADS = "harness.device", "harness.precision", "harness.threads"
+CODE_VERSION, TORCH_VERSION = "harness.code_version", "harness.torch"
+PROVENANCE = {"device": DEVICE, "precision": PRECISION, "threads": THREADS,
+              "code version": CODE_VERSION, "torch": TORCH_VERSION,
+              "torchvision": "harness.torchvision"}
 
 
 @dataclass
@@ -512,7 +518,11 @@ class MlflowTrialRun(TrialRun):
         self.tracker.client.log_batch(
             self.run_id,
             metrics=[_metric("n_params", info.n_params, 0)],
-            tags=[RunTag("harness.device", info.device),
+            tags=[RunTag(DEVICE, info.device),
+                  RunTag(PRECISION, info.precision),
+                  RunTag(THREADS, str(info.threads)),
+                  *(RunTag(f"harness.{name}", version)
+                    for name, version in (info.versions or {}).items()),
                   RunTag("harness.n_train", str(info.n_train)),
                   RunTag("harness.n_val", str(info.n_val)),
                   RunTag("harness.n_test", str(info.n_test))],

@@ -27,6 +27,11 @@ class FitInfo:
     # A resumed trial starts after the epochs it already has; their history comes along.
     first_epoch: int = 1
     history: dict[str, list[float]] | None = None
+    # Provenance: what else decides the numbers a seed gives (floating-point reduction order
+    # follows the precision and the thread count).
+    precision: str = "fp32"  # fp32 | bf16, as resolved
+    threads: int = 1  # torch intra-op threads
+    versions: dict[str, str] | None = None  # torch, torchvision
 
 
 @dataclass

@@ -99,6 +99,12 @@ def _save(obj: dict, path: Path) -> None:
     os.replace(partial, path)
 
 
+def library_versions() -> dict[str, str]:
+    import torchvision
+
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
 def random_state(device: torch.device) -> dict:
     """Every generator a trial draws from: torch's CPU generator, each CUDA device's (dropout
     and DropPath draw there on a GPU), Python's and NumPy's global ones.  Plain lists and
@@ -270,6 +276,9 @@ def fit(
         n_test=len(data.test.labels),
         device=str(device),
         class_names=list(info.class_names),
+        precision="bf16" if autocast == torch.bfloat16 else "fp32",
+        threads=torch.get_num_threads(),
+        versions=library_versions(),
     )
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)

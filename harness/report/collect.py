@@ -33,7 +33,7 @@ import pandas as pd
 
 from harness.config import Study, parse_yaml, study_from_mapping
 from harness.errors import ConfigError, HarnessError
-from harness.tracking import CELL_KEY, FACTOR_PREFIX, KIND, SEED, TRIAL_KEY
+from harness.tracking import CELL_KEY, FACTOR_PREFIX, KIND, PROVENANCE, SEED, TRIAL_KEY
 from harness.uris import redact_uri
 
 if TYPE_CHECKING:
@@ -69,6 +69,8 @@ class StudyRuns:
     n_outside: int = 0  # finished trials of configs the study no longer defines
     n_missing: int = 0  # trials the study defines that have no run at all
     n_retried: int = 0  # earlier runs of trials that later finished
+    # Per trial (rows as ``trials``): device, precision, threads, code version, torch, ...
+    provenance: pd.DataFrame | None = None
 
     @property
     def n_excluded(self) -> int:
@@ -265,7 +267,8 @@ def _read_sql(client: MlflowClient, experiment_id: str,
         tags = session.execute(
             sa.select(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
             .where(SqlTag.run_uuid.in_(trial_runs),
-                   sa.or_(SqlTag.key.in_([TRIAL_KEY, CELL_KEY, SEED, STATE_TAG]),
+                   sa.or_(SqlTag.key.in_([TRIAL_KEY, CELL_KEY, SEED, STATE_TAG,
+                                          *PROVENANCE.values()]),
                           SqlTag.key.startswith(FACTOR_PREFIX, autoescape=True)))
         ).all()
         names = session.execute(
@@ -345,15 +348,42 @@ def collect(client: MlflowClient, stored: StoredStudy, *,
     })
     for factor in factors:
         trials[factor] = _column(finished, "tags." + FACTOR_PREFIX + factor)
+    provenance = pd.DataFrame({name: _column(finished, "tags." + tag)
+                               for name, tag in PROVENANCE.items()})
     for column in metric_columns:
         trials[column.removeprefix("metrics.")] = finished[column].to_numpy(float)
-    trials = trials.sort_values([*factors, "seed"], kind="stable").reset_index(drop=True)
+    order = trials.sort_values([*factors, "seed"], kind="stable").index
+    trials = trials.loc[order].reset_index(drop=True)
+    provenance = provenance.loc[order].reset_index(drop=True)
     logged = [m for m in metric_names if f"metrics.{m}" not in finished
               or finished[f"metrics.{m}"].notna().any()]
     return StudyRuns(
         study=stored, trials=trials, factors=factors, metrics=logged,
         excluded=excluded, n_outside=n_outside, n_missing=n_missing, n_retried=n_retried,
+        provenance=provenance,
     )
+
+
+def provenance_notes(runs: StudyRuns) -> list[str]:
+    """One warning per provenance field whose value is not the same for every trial: the
+    same seed gives other numbers on another device, precision, thread count or code."""
+    notes = []
+    frame = runs.provenance
+    if frame is None or frame.empty:
+        return notes
+    cells = runs.trials["cell_key"]
+    for name in frame.columns:
+        values = frame[name].dropna().astype(str)
+        if values.nunique() <= 1:
+            continue
+        counts = ", ".join(f"{v}: {n}" for v, n in values.value_counts().sort_index().items())
+        mixed = values.groupby(cells.loc[values.index]).nunique()
+        within = int((mixed > 1).sum())
+        where = (f"; {within} cell{'s' if within != 1 else ''} mix them, so their seeds differ"
+                 " by more than training noise" if within else "")
+        notes.append(f"trials ran with more than one {name} ({counts}){where}: the same seed"
+                     f" gives the same result only with the same {name}")
+    return notes
 
 
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:

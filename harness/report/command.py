@@ -29,6 +29,7 @@ from harness.report.collect import (
     collect,
     find_study,
     latest_study,
+    provenance_notes,
     read_history,
 )
 from harness.tracking import MlflowTracker, local_store_paths
@@ -85,6 +86,7 @@ def report_command(
         metric_name = metric or (stored.study.report.metric if stored.study else "test_acc")
         runs = collect(client, stored, metrics=[metric_name, "best_epoch"])
     trials, notes = metric_values(runs, metric=metric_name, best_epoch=best_epoch, client=client)
+    notes += provenance_notes(runs)
     design = build_design(runs, trials, metric=metric_name, baseline=baseline or [],
                           significance=significance,
                           margin=resolve_margin(margin, stored.study))

@@ -273,3 +273,41 @@ def test_a_trained_2x2_study_reports_attention_and_dropout_with_paired_tests(tin
     client = MlflowClient(tracking_uri)
     parent = result.content.parent_run_id
     assert "report/report.html" in [a.path for a in client.list_artifacts(parent, "report")]
+
+
+def test_a_cell_that_mixes_precisions_or_devices_is_warned_about(log_study, tracking_uri,
+                                                                 tmp_path):
+    from harness.report.synthetic import SyntheticTrial
+
+    def trial(spec):
+        # Seed 0 of every cell ran in bf16 on a GPU, the others in fp32 on the CPU.
+        gpu = spec.seed == 0
+        return SyntheticTrial(final={"test_acc": 0.9 + 0.001 * spec.seed},
+                              tags={"harness.precision": "bf16" if gpu else "fp32",
+                                    "harness.device": "cuda:0" if gpu else "cpu",
+                                    "harness.code_version": "abc123"})
+
+    log_study(synthetic_study(seeds=3), trial)
+    outcome, text = report(tracking_uri, out=tmp_path / "out", fmt="json")
+    notes = json.loads((tmp_path / "out" / "report.json").read_text())["notes"]
+    precision = next(n for n in notes if "more than one precision" in n)
+    assert "bf16: 4, fp32: 8" in precision and "4 cells mix them" in precision
+    assert any("more than one device (cpu: 8, cuda:0: 4)" in n for n in notes)
+    assert not any("code version" in n for n in notes)
+    assert "more than one precision" in text
+
+
+def test_a_trained_trial_records_its_device_precision_threads_and_versions(tiny_study,
+                                                                          tracking_uri):
+    import torch
+    import torchvision
+
+    outcome = run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri),
+                        device="cpu")
+    client = MlflowClient(tracking_uri)
+    tags = client.get_run(outcome.finished[0].run_id).data.tags
+    assert tags["harness.device"] == "cpu" and tags["harness.precision"] == "fp32"
+    assert int(tags["harness.threads"]) == torch.get_num_threads()
+    assert tags["harness.torch"] == torch.__version__
+    assert tags["harness.torchvision"] == torchvision.__version__
+    assert tags["harness.code_version"]
