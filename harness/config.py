@@ -161,6 +161,9 @@ class TrainConfig(Section):
     # Train only what the pretrained weights did not provide (the classifier) for this many
     # epochs, with the backbone's batch-norm statistics frozen too; then everything.
     freeze_backbone_epochs: int = Field(default=0, ge=0)
+    # Deterministic algorithms and no cuDNN autotuning, for runs that must repeat bit for bit
+    # on a GPU (the CPU path is deterministic already). Costs GPU speed; gpu_check.py measures.
+    deterministic: bool = False
 
 
 class AugmentConfig(Section):

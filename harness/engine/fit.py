@@ -16,12 +16,13 @@ the eager model, so CPU results stay bit-for-bit repeatable.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +220,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@contextlib.contextmanager
+def determinism(enabled: bool) -> Iterator[None]:
+    """``train.deterministic``: deterministic algorithms, cuDNN's autotuner off and its
+    deterministic kernels on, cuBLAS's fixed workspace; the process's settings are restored
+    after the trial.  Ops with no deterministic kernel warn rather than fail (on CUDA,
+    adaptive pooling's backward is one), so gpu_check.py measures what remains."""
+    if not enabled:
+        yield
+        return
+    saved = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2:]
+
+
 def fit(
     cfg: TrialConfig,
     data: DataBundle,
@@ -235,13 +259,21 @@ def fit(
     trial continues after that epoch with its weights, optimizer, schedule, history and random
     state restored, so it ends as the uninterrupted trial would have.
     """
+    with determinism(cfg.train.deterministic):
+        return _fit(cfg, data, seed=seed, device=device, callbacks=callbacks,
+                    checkpoint_dir=checkpoint_dir, resume=resume)
+
+
+def _fit(cfg: TrialConfig, data: DataBundle, *, seed: int, device: torch.device | str,
+         callbacks: Sequence[Callback], checkpoint_dir: Path | None,
+         resume: bool) -> FitResult:
     device = resolve_device(device) if isinstance(device, str) else device
     seed_everything(seed)
     info = data.info
     train = cfg.train
     autocast = autocast_dtype(train.precision, device)
     cuda = device.type == "cuda"
-    if cuda:
+    if cuda and not train.deterministic:
         # Let cuDNN time its algorithms once per shape; every step after has the same shape.
         torch.backends.cudnn.benchmark = True
     memory_format = torch.channels_last if cuda else torch.contiguous_format

@@ -7,6 +7,7 @@ did with per-epoch schedulers.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable
 
@@ -20,9 +21,16 @@ OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer
 SCHEDULES: Registry[Callable[..., LRScheduler]] = Registry("schedule")
 
 
-def _multi_tensor(params: list[torch.nn.Parameter]) -> dict[str, bool]:
-    """One fused kernel per step on CUDA; the multi-tensor (foreach) path elsewhere."""
-    if params and all(p.is_cuda for p in params):
+def supports_fused(optimizer_class: type) -> bool:
+    """Whether this torch's optimizer takes ``fused`` (Adam and AdamW since 2.0, SGD since
+    2.3; the floor in pyproject is older)."""
+    return "fused" in inspect.signature(optimizer_class.__init__).parameters
+
+
+def _multi_tensor(params: list[torch.nn.Parameter], optimizer_class: type) -> dict[str, bool]:
+    """One fused kernel per step on CUDA where this torch has it; the multi-tensor (foreach)
+    path elsewhere."""
+    if params and all(p.is_cuda for p in params) and supports_fused(optimizer_class):
         return {"fused": True}
     return {"foreach": True}
 
@@ -36,7 +44,7 @@ def _sgd(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.
         momentum=cfg.momentum,
         nesterov=cfg.nesterov and cfg.momentum > 0,
         weight_decay=cfg.weight_decay,
-        **_multi_tensor(params),
+        **_multi_tensor(params, torch.optim.SGD),
     )
 
 
@@ -45,7 +53,7 @@ def _adam(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim
     params = list(params)
     return torch.optim.Adam(
         params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-        **_multi_tensor(params),
+        **_multi_tensor(params, torch.optim.Adam),
     )
 
 
@@ -54,7 +62,7 @@ def _adamw(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.opti
     params = list(params)
     return torch.optim.AdamW(
         params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-        **_multi_tensor(params),
+        **_multi_tensor(params, torch.optim.AdamW),
     )
 
 

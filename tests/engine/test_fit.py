@@ -160,3 +160,24 @@ def test_unknown_or_unavailable_devices_are_bad_input():
     if not torch.cuda.is_available():
         with pytest.raises(HarnessError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_deterministic_training_sets_the_flags_for_the_trial_and_restores_them(digits):
+    seen = {}
+
+    class Flags(Callback):
+        def on_epoch_end(self, epoch, metrics):
+            seen["deterministic"] = torch.are_deterministic_algorithms_enabled()
+            seen["benchmark"] = torch.backends.cudnn.benchmark
+            seen["cudnn_deterministic"] = torch.backends.cudnn.deterministic
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+              torch.backends.cudnn.deterministic)
+    cfg = tiny_config(train={"epochs": 1, "deterministic": True})
+    result = fit(cfg, digits, seed=0, device="cpu", callbacks=[Flags()])
+    assert seen == {"deterministic": True, "benchmark": False, "cudnn_deterministic": True}
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.deterministic) == before
+    # On the CPU the default path is deterministic already: the same numbers either way.
+    plain = fit(tiny_config(train={"epochs": 1}), digits, seed=0, device="cpu")
+    assert result.final["test_loss"] == plain.final["test_loss"]

@@ -104,3 +104,22 @@ def test_the_default_keeps_decaying_everything_so_recorded_results_stand():
                                   torch.nn.Parameter(torch.ones(3))],
                                  OptimConfig(weight_decay=0.1))
     assert len(optimizer.param_groups) == 1
+
+
+def test_fused_is_asked_for_only_where_this_torch_has_it():
+    from harness.engine.optim import _multi_tensor, supports_fused
+
+    class OldSGD(torch.optim.Optimizer):  # torch 2.2's SGD signature: no fused
+        def __init__(self, params, lr=0.1, momentum=0, foreach=None):
+            super().__init__(params, {"lr": lr})
+
+    assert not supports_fused(OldSGD) and supports_fused(torch.optim.AdamW)
+
+    class CudaLike(torch.nn.Parameter):
+        is_cuda = True
+
+    params = [CudaLike(torch.zeros(2))]
+    assert _multi_tensor(params, OldSGD) == {"foreach": True}
+    assert _multi_tensor(params, torch.optim.AdamW) == {"fused": True}
+    assert _multi_tensor([torch.nn.Parameter(torch.zeros(2))], torch.optim.AdamW) == {
+        "foreach": True}
