@@ -58,6 +58,20 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("HARNESS_WORK", str(tmp_path / "work"))
 
 
+@pytest.fixture(autouse=True)
+def _threads_left_as_found(request: pytest.FixtureRequest):
+    # A study run in-process (run or tune with workers) limits torch's threads while it
+    # trains; it must give them back, or every later test trains on one thread.
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    if after != before:
+        torch.set_num_threads(before)
+        pytest.fail(f"{request.node.name} left torch.set_num_threads({after}); it was {before}")
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1 with an SQLite backend and served artifacts."""

@@ -30,7 +30,8 @@ from harness.models import check_weights
 from harness.study.design import expand
 from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
 from harness.study.spec import TrialSpec
-from harness.study.workers import errors_left_to_parent, limit_threads, wait_for_release
+from harness.study.workers import (errors_left_to_parent, limit_threads, restores_threads,
+                                   wait_for_release)
 from harness.study.workers import prepare as prepare_worker
 from harness.study.workers import release as release_workers
 from harness.study.workers import spawn as spawn_workers
@@ -145,6 +146,7 @@ def summarise(study: Study, specs: list[TrialSpec], finished: list[FinishedTrial
     return sorted(cells, key=lambda c: c.mean, reverse=higher_is_better(study.report.metric))
 
 
+@restores_threads
 def run_study(
     study: Study,
     *,

@@ -36,8 +36,8 @@ from harness.study.design import check_key, set_key
 from harness.study.runner import (Display, dataset_loader, default_data_root, default_work_root,
                                   preflight, run_trial)
 from harness.study.spec import TrialSpec
-from harness.study.workers import (errors_left_to_parent, limit_threads, tune_shares,
-                                   wait_for_release)
+from harness.study.workers import (errors_left_to_parent, limit_threads, restores_threads,
+                                   tune_shares, wait_for_release)
 from harness.study.workers import prepare as prepare_worker
 from harness.study.workers import release as release_workers
 from harness.study.workers import spawn as spawn_workers
@@ -298,6 +298,7 @@ class TuneOutcome:
     failures: list[str] = field(default_factory=list)
 
 
+@restores_threads
 def run_tune(
     study: Study,
     *,

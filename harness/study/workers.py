@@ -15,17 +15,21 @@ nothing before its release: its parent checks the same study and says what is wr
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from harness.config import Study, dump_yaml
 from harness.errors import HarnessError
 
 GO = "go"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def cores_per_slot(n_slots: int) -> int:
@@ -38,10 +42,29 @@ def tune_shares(n_trials: int, n_workers: int) -> list[int]:
 
 
 def limit_threads(n_slots: int) -> None:
-    """This process's share of the cores when it trains beside worker processes."""
+    """This process's share of the cores when it trains beside worker processes (until the
+    study ends: ``restores_threads``)."""
     import torch
 
     torch.set_num_threads(cores_per_slot(n_slots))
+
+
+def restores_threads(fn: Callable[P, R]) -> Callable[P, R]:
+    """Give the caller back its torch thread count when ``fn`` returns or raises: a study run
+    in-process (a notebook, the tests) must not leave the rest of the session on one thread."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        import torch
+
+        previous = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != previous:
+                torch.set_num_threads(previous)
+
+    return wrapper
 
 
 def write_study(study: Study) -> Path:
