@@ -66,3 +66,15 @@ class StopAt(Callback):
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if epoch == self.epoch:
             raise KeyboardInterrupt
+
+
+def wait_until_held(proc: subprocess.Popen, held_file: Path, *, timeout_s: float = 180) -> None:
+    """Wait until a held worker says (``HARNESS_HELD_FILE``) that it prepared and waits for
+    its release; fail if it exits or takes longer."""
+    deadline = time.monotonic() + timeout_s
+    while not held_file.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the held worker exited with {proc.returncode} before waiting")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the held worker did not reach its wait in {timeout_s} s")
+        time.sleep(0.05)

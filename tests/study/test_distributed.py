@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from harness.config import load_study
 from harness.study.workers import release, spawn, stop
-from harness_testing import create_database, free_port, serving
+from harness_testing import create_database, free_port, serving, wait_until_held
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
@@ -75,7 +75,10 @@ def test_a_missing_dataset_with_two_workers_is_one_error_line_and_records_nothin
     assert not store.exists()
 
 
-def test_a_held_worker_opens_no_store_until_released(tiny_study, write_study, tmp_path):
+def test_a_held_worker_opens_no_store_until_released(tiny_study, write_study, tmp_path,
+                                                     monkeypatch):
+    held_file = tmp_path / "held"
+    monkeypatch.setenv("HARNESS_HELD_FILE", str(held_file))
     store = tmp_path / "store"
     args = ["--tracking-uri", f"sqlite:///{store}/mlflow.db",
             "--storage", f"sqlite:///{store}/queue.db"]
@@ -83,7 +86,7 @@ def test_a_held_worker_opens_no_store_until_released(tiny_study, write_study, tm
     (held,) = spawn("run", load_study(write_study(tiny_study)), [args], device="cpu", n_slots=2,
                     held=True)
     try:
-        time.sleep(5)  # into its preparing, or its waiting
+        wait_until_held(held, held_file)  # prepared: everything before the stores is done
         assert held.poll() is None and not store.exists()
         release([held])
         assert held.wait(timeout=300) == 0

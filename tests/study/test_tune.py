@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
+from harness_testing import wait_until_held
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -260,15 +260,17 @@ def test_a_bad_space_with_two_workers_is_one_error_line_and_writes_nothing(tune_
 
 
 def test_a_held_tune_worker_opens_no_store_until_released(tune_study, write_study, tracking_uri,
-                                                          storage, tmp_path):
+                                                          storage, tmp_path, monkeypatch):
     from harness.study.workers import release, spawn, stop
 
+    held_file = tmp_path / "held"
+    monkeypatch.setenv("HARNESS_HELD_FILE", str(held_file))
     store = Path(tracking_uri.removeprefix("sqlite:///")).parent
     queue = Path(storage.removeprefix("sqlite:///"))
     args = ["--trials", "1", "--tracking-uri", tracking_uri, "--storage", storage]
     (held,) = spawn("tune", write_study(tune_study), [args], device="cpu", n_slots=2, held=True)
     try:
-        time.sleep(5)  # into its preparing, or its waiting
+        wait_until_held(held, held_file)  # prepared: everything before the stores is done
         assert held.poll() is None and not store.exists() and not queue.exists()
         release([held])
         assert held.wait(timeout=300) == 0
