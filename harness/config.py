@@ -511,6 +511,11 @@ def load_study(path: str | Path, *, overrides: list[str] | None = None) -> Study
     """Read, override and validate a study file. Grid levels are validated on expansion."""
     path = Path(path)
     source = str(path)
+    if path.is_dir():
+        inside = sorted(str(p) for p in [*path.glob("*.yaml"), *path.glob("*.yml")])
+        hint = (f"; choose one of its study files: {', '.join(inside)}" if inside
+                else "; it holds no study files (*.yaml)")
+        raise ConfigError(f"{source} is a folder, not a study file{hint}")
     if not path.is_file():
         near = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         hint = f"; studies there: {', '.join(near)}" if near else ""

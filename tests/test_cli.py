@@ -264,3 +264,18 @@ def test_max_trials_raises_the_limit(write_study, tiny_study):
                           "6 trials", "--max-trials 5")
     result = invoke("run", str(path), "--dry-run", "--max-trials", "6")
     assert result.exit_code == 0, result.output
+
+
+def test_a_folder_given_as_the_study_names_its_own_study_files(tmp_path):
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    (folder / "b.yaml").write_text("name: b\n")
+    (folder / "a.yaml").write_text("name: a\n")
+    (tmp_path / "elsewhere.yaml").write_text("name: c\n")
+    line = assert_one_line_error(invoke("run", str(folder), "--dry-run"),
+                                 f"{folder} is a folder, not a study file",
+                                 f"{folder / 'a.yaml'}, {folder / 'b.yaml'}")
+    assert "elsewhere" not in line
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(invoke("run", str(empty), "--dry-run"), "holds no study files")
