@@ -44,6 +44,9 @@ class FitResult:
     last_checkpoint: Path | None = None
     stopped_early: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # The test split's logits (fp32, on the CPU) the final metrics came from: the evaluation
+    # plots use these, so they show exactly the numbers logged, at the trial's precision.
+    test_logits: Any = None
 
 
 class PruneTrial(Exception):

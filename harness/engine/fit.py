@@ -212,7 +212,8 @@ def evaluate(model: nn.Module, loader: DeviceLoader, *,
             # Metrics (softmax, calibration) in fp32 whatever the forward pass ran in.
             logits.append(model(images).float())
         labels.append(target)
-    return classification_metrics(torch.cat(logits), torch.cat(labels))
+    logits = torch.cat(logits)
+    return {**classification_metrics(logits, torch.cat(labels)), "logits": logits}
 
 
 def _sync(device: torch.device) -> None:
@@ -425,6 +426,7 @@ def _fit(cfg: TrialConfig, data: DataBundle, *, seed: int, device: torch.device 
         best_checkpoint=checkpoint_dir / "best.pt" if checkpoint_dir is not None else None,
         last_checkpoint=checkpoint_dir / "last.pt" if checkpoint_dir is not None else None,
         stopped_early=stopped_early,
+        test_logits=test["logits"].cpu(),
     )
     for cb in callbacks:
         cb.on_fit_end(result)

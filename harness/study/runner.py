@@ -255,7 +255,8 @@ def render_trial(
 
     try:
         model = model_from_checkpoint(result.best_checkpoint, spec.config, data.info)
-        render_evaluation(model, data, result.history, out_dir, device=device)
+        render_evaluation(model, data, result.history, out_dir, device=device,
+                          logits=result.test_logits)
     except Exception:  # noqa: BLE001 - the trained result stands without its pictures
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "plots_error.txt").write_text(traceback.format_exc())

@@ -44,10 +44,16 @@ EVAL_BATCH_SIZE = 512
 
 
 @torch.inference_mode()
-def logits_on_test(model: nn.Module, data: DataBundle, *, device: torch.device) -> torch.Tensor:
-    """The model's logits for the whole test split, in the split's order, on the CPU."""
+def logits_on_test(model: nn.Module, data: DataBundle, *, device: torch.device,
+                   autocast: torch.dtype | None = None) -> torch.Tensor:
+    """The model's logits for the whole test split, in the split's order, on the CPU, with the
+    forward pass in the trial's precision (``autocast``, as the engine's evaluation)."""
     loader = eval_loader(data, data.test, batch_size=EVAL_BATCH_SIZE, device=device)
-    return torch.cat([model(images).float().cpu() for images, _ in loader])
+    out = []
+    for images, _ in loader:
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            out.append(model(images).float().cpu())
+    return torch.cat(out)
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
@@ -71,12 +77,16 @@ def render_evaluation(
     *,
     device: torch.device,
     n_gradcam: int = 8,
+    logits: torch.Tensor | None = None,
+    autocast: torch.dtype | None = None,
 ) -> list[Path]:
     """Evaluate ``model`` on ``data.test`` and write every plot and data file under
     ``out_dir`` (layout in the module docstring); returns the files written.
 
     The model is moved to ``device`` and evaluated in eval mode; its train/eval mode is
-    restored afterwards.  Grad-CAM explains the predicted class of the first ``n_gradcam``
+    restored afterwards.  ``logits``: the test logits the trial's metrics came from (the end of
+    a trial passes them, so plots and logged metrics agree exactly); else they are computed
+    with ``autocast``.  Grad-CAM explains the predicted class of the first ``n_gradcam``
     test images."""
     out_dir = Path(out_dir)
     plot_dir, data_dir = out_dir / PLOTS_DIR, out_dir / DATA_DIR
@@ -87,7 +97,8 @@ def render_evaluation(
     was_training = model.training
     model.to(device).eval()
     try:
-        logits = logits_on_test(model, data, device=device)
+        if logits is None:  # harness viz: recomputed at the trial's precision
+            logits = logits_on_test(model, data, device=device, autocast=autocast)
         labels = test.labels.cpu()
         preds = logits.argmax(dim=1)
         confusion = confusion_matrix(preds, labels, info.num_classes)

@@ -23,6 +23,7 @@ from torch import nn
 from harness.config import TrialConfig, format_validation_error, parse_yaml
 from harness.data import DatasetInfo, load_dataset
 from harness.engine import resolve_device
+from harness.engine.fit import autocast_dtype
 from harness.errors import HarnessError, TrackingError
 from harness.models import build_model
 from harness.uris import redact_text, redact_uri
@@ -191,4 +192,6 @@ def regenerate(
         data = load_dataset(config.data, root=data_root)
         model = model_from_checkpoint(checkpoint, config, data.info,
                                       where=f"run {run_id}: {CHECKPOINT}")
-    return render_evaluation(model, data, history, Path(out_dir), device=resolved_device)
+    autocast = autocast_dtype(config.train.precision, resolved_device)
+    return render_evaluation(model, data, history, Path(out_dir), device=resolved_device,
+                             autocast=autocast)

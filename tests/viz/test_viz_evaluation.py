@@ -114,3 +114,32 @@ def test_colour_images_a_small_test_set_and_no_history(tmp_path):
     assert len(gradcam["images"]) == 3
     topk = json.loads((tmp_path / "evaluation" / "topk.json").read_text())
     assert topk["top3"] == topk["top5"] == 1.0
+
+
+def test_the_plots_at_the_end_of_a_bf16_trial_show_the_logged_test_metrics(tiny_study,
+                                                                           tracking_uri,
+                                                                           tmp_path):
+    # bf16 autocast runs on the CPU too: the plots must use the logits the metrics came from,
+    # not a second, fp32 forward pass.
+    import json
+
+    from mlflow import MlflowClient
+
+    from harness.config import study_from_mapping
+    from harness.study.runner import run_study
+    from harness.tracking import MlflowTracker
+
+    tiny_study["base"]["train"].update({"plots": True, "precision": "bf16"})
+    tiny_study["grid"] = {"model.attention": ["none"]}
+    outcome = run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri),
+                        device="cpu")
+    client = MlflowClient(tracking_uri)
+    run_id = outcome.finished[0].run_id
+    metrics = client.get_run(run_id).data.metrics
+    folder = tmp_path / "artifacts"
+    calibration = json.loads(open(client.download_artifacts(
+        run_id, "evaluation/calibration_bins.json", str(folder))).read())
+    topk = json.loads(open(client.download_artifacts(run_id, "evaluation/topk.json",
+                                                     str(folder))).read())
+    assert calibration["ece"] == metrics["test_ece"]
+    assert topk["top1"] == metrics["test_acc"] and topk["top5"] == metrics["test_top5"]
