@@ -69,7 +69,9 @@ def run(
     from harness.study.workers import errors_left_to_parent, spawn, stop
 
     started = []
-    if workers > 1 and not dry_run:
+    # An adaptive study starts its workers round by round (each round is its own set of
+    # trials), so none are started before it is loaded.
+    if workers > 1 and not dry_run and not _looks_adaptive(study_file, overrides):
         # Before this process loads the study and imports torch and MLflow (seconds), so that
         # the workers' own start-up overlaps it; held, they load the same study file with the
         # same options and wait until the study's stores exist.
@@ -88,12 +90,30 @@ def run(
         with errors_left_to_parent(held):
             study = load_study(study_file, overrides=overrides or [])
             check_size(study, max_trials=max_trials)
+            if study.adaptive is not None:
+                from harness.study.adaptive import make_plan
+
+                if storage is not None:
+                    raise HarnessError(
+                        f"{study.source}: seeds: adaptive seeds run with one machine's"
+                        " workers (--workers N) for now, not with --storage; list the seeds"
+                        " to share the study across machines")
+                plan = make_plan(study)  # bad input (a family, a baseline) stops here
             specs = expand(study)
             if dry_run:
+                if study.adaptive is not None:
+                    from harness.console import plan_table
+
+                    console.print(plan_table(study, plan))
+                    return
                 console.print(trial_table(study, specs))
                 return
             tracker = MlflowTracker(tracking_uri)
             tracker.check()
+        if study.adaptive is not None:
+            _run_adaptive(study, tracker=tracker, data_root=data_root, device=device,
+                          workers=workers, heartbeat=heartbeat)
+            return
         outcome = run_study(study, tracker=tracker, data_root=data_root, device=device,
                             display=None if worker else RichDisplay(console),
                             n_workers=workers, storage_url=storage, heartbeat_s=heartbeat,
@@ -111,6 +131,41 @@ def run(
     console.print(summary_table(study, outcome))
     console.print(f"tracking store: {tracker.display_uri}  (open it with: harness ui)")
     if outcome.failed or outcome.worker_errors:
+        raise typer.Exit(1)
+
+
+def _looks_adaptive(study_file: Path, overrides: list[str] | None) -> bool:
+    """Whether the file's seeds are a mapping (adaptive), read without loading the study."""
+    import yaml
+
+    if any(o.split("=", 1)[0].strip().startswith("seeds") for o in overrides or []):
+        return True  # decided once it is loaded; no early workers
+    try:
+        raw = yaml.safe_load(Path(study_file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False  # loading it reports the problem
+    return isinstance(raw, dict) and isinstance(raw.get("seeds"), dict)
+
+
+def _run_adaptive(study, *, tracker, data_root, device, workers, heartbeat) -> None:
+    from harness.console import RichDisplay, adaptive_table, round_line
+    from harness.study.adaptive import run_adaptive
+    from harness.study.runner import run_study
+
+    display = RichDisplay(console)
+    outcome = run_adaptive(
+        study, tracker=tracker,
+        run_round=lambda round_study: run_study(
+            round_study, tracker=tracker, data_root=data_root, device=device, display=display,
+            n_workers=workers, heartbeat_s=heartbeat),
+        on_round=lambda look, decisions: console.print(round_line(look, decisions)),
+    )
+    for result in outcome.outcomes:
+        for line in result.worker_errors:
+            err_console.print(f"error: {line}")
+    console.print(adaptive_table(study, outcome.state))
+    console.print(f"tracking store: {tracker.display_uri}  (open it with: harness ui)")
+    if outcome.failed:
         raise typer.Exit(1)
 
 
@@ -174,7 +229,7 @@ def report(
     significance: Annotated[bool, typer.Option("--significance", help="Decide each level against its baseline, the seed as the unit (paired over seeds, a mixed model when unbalanced, Welch when no seed is shared), Holm; better / worse / equivalent within --margin / undecided; seeds to decide; interactions.")] = False,
     metric: Annotated[Optional[str], typer.Option(help="Metric to compare (default: the study's report.metric, else test_acc).")] = None,
     baseline: Annotated[Optional[list[str]], typer.Option("--baseline", help="factor=level, repeatable (default: report.baseline, else the first level).")] = None,
-    alpha: Annotated[float, typer.Option(help="Significance level of the verdicts.")] = 0.05,
+    alpha: Annotated[Optional[float], typer.Option(help="The family's error rate (default: the study's report.alpha, else 0.05).")] = None,
     margin: Annotated[Optional[float], typer.Option(help="Equivalence margin in the metric's units (0.005 = 0.5 pp of accuracy); default: the study's report.margin. Without one the verdicts are better / worse / undecided.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Files to write: md, html, csv, json, comma-separated; '' for none. HTML is also logged to the parent run.")] = "html",
     out: Annotated[Optional[Path], typer.Option(help="Folder for the files (default: reports/<study>).")] = None,

@@ -216,6 +216,8 @@ class ReportConfig(Section):
     # The equivalence margin, in the metric's own units (0.005 is 0.5 pp of accuracy): a level
     # whose difference from the baseline is shown to lie within ±margin is "equivalent".
     margin: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # The family's error rate (--alpha overrides it in a report; an adaptive study plans on it).
+    alpha: float = Field(default=0.05, gt=0, lt=1)
 
 
 class SamplerConfig(Section):
@@ -299,6 +301,44 @@ class TuneConfig(Section):
         return expected
 
 
+class AdaptiveSeeds(Section):
+    """``seeds: {min: 3, max: 12}``: run ``min`` seeds of every trial, then add ``round`` seeds
+    at a time to the trials of comparisons still undecided, up to ``max`` (harness.study.adaptive)."""
+
+    min: int = Field(ge=2)
+    max: int = Field(ge=2)
+    round: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdaptiveSeeds:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is more than max {self.max};"
+                             f" valid: 2 <= min <= max")
+        return self
+
+    @property
+    def seeds(self) -> list[int]:
+        """The worst case: every seed up to ``max``."""
+        return list(range(self.max))
+
+
+def _seeds(value: Any) -> Any:
+    """A list of seeds (fixed), or a mapping ``{min, max, round}`` (adaptive)."""
+    if isinstance(value, dict):
+        try:
+            return AdaptiveSeeds.model_validate(value)
+        except ValidationError as exc:
+            loc, msg = describe_validation_error(exc, model=AdaptiveSeeds)
+            if loc and loc[0] in ("min", "max", "round") and "greater than or equal" in msg:
+                bound = {"min": "2 (a test needs two seeds)", "max": "2",
+                         "round": "1 (seeds added per round)"}[loc[0]]
+                msg = f"must be at least {bound} (got {value.get(loc[0])!r})"
+            raise ValueError(f"{'.'.join(map(str, loc)) + ': ' if loc else ''}{msg}") from None
+    if isinstance(value, list) and not value:
+        raise ValueError("no seeds; give a list (seeds: [0, 1, 2]) or {min: 3, max: 12}")
+    return value
+
+
 class Study(Section):
     """A study file, validated. ``grid`` levels are checked by ``harness.study.design``."""
 
@@ -307,15 +347,27 @@ class Study(Section):
     base: TrialConfig = TrialConfig()
     design: Literal["factorial", "one_at_a_time"] = "factorial"
     grid: dict[str, list[Any]] | None = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    # A list (fixed) or {min, max, round} (adaptive: rounds until each comparison is decided).
+    seeds: list[int] | AdaptiveSeeds = Field(default_factory=lambda: [0])
     report: ReportConfig = ReportConfig()
     tune: TuneConfig | None = None
     # Where the study was read from, for error messages; not part of any trial's identity.
     _source: str = PrivateAttr(default="<study>")
 
+    _check_seeds = field_validator("seeds", mode="before")(lambda v: _seeds(v))
+
     @property
     def source(self) -> str:
         return self._source
+
+    @property
+    def adaptive(self) -> AdaptiveSeeds | None:
+        return self.seeds if isinstance(self.seeds, AdaptiveSeeds) else None
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds to expand: the list, or an adaptive study's worst case (0 .. max - 1)."""
+        return self.seeds.seeds if isinstance(self.seeds, AdaptiveSeeds) else list(self.seeds)
 
 
 # ---------------------------------------------------------------------------------------------

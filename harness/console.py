@@ -50,6 +50,76 @@ def summary_table(study: Study, outcome: StudyOutcome) -> Table:
     return table
 
 
+def plan_table(study: Study, plan: dict) -> Table:
+    """``--dry-run`` of an adaptive study: the plan, the first round and the worst case."""
+    from harness.study.adaptive import worst_case
+
+    first, worst, looks = worst_case(study)
+    margin = plan["margin"]
+    table = Table(
+        title=(f"{study.name}: adaptive seeds, {first} trials in the first round"
+               f" ({plan['seeds']['min']} seeds of every cell), at most {worst}"
+               f" ({plan['seeds']['max']} seeds); looks at {', '.join(map(str, looks))} seeds"),
+        title_justify="left", caption=(
+            f"{plan['method']}; {plan['metric']}, family alpha {plan['alpha']}"
+            f" ({plan['alpha_per_comparison']:.4g} a comparison), margin"
+            f" {'±' + format(margin, 'g') if margin else 'none (better / worse / undecided)'}"),
+        caption_justify="left")
+    table.add_column("comparison")
+    for n, level in zip(looks, plan["nominal_levels"]):
+        table.add_column(f"n={n}", justify="right")
+    for c in plan["family"]:
+        table.add_row(f"{c['factor']}: {c['level']} vs {c['baseline']}",
+                      *(f"{p:.2g}" for p in plan["nominal_levels"]))
+    return table
+
+
+def round_line(look: int, decisions: dict) -> str:
+    decided = {k: d for k, d in decisions.items() if d.verdict != "undecided"}
+    ended = [k for k, d in decisions.items() if d.final]
+    parts = [f"{k} {d.verdict}" for k, d in decided.items()]
+    parts += [f"{k} undecided at max seeds" for k in ended]
+    still = len(decisions) - len(decided) - len(ended)
+    return (f"round {look}: " + ("; ".join(parts) if parts else "nothing decided")
+            + (f"; {still} still open" if still else ""))
+
+
+def adaptive_table(study: Study, state) -> Table:
+    """Each comparison's state: decided how, with how many seeds, or what runs next."""
+    from harness.study.adaptive import comparisons_of
+
+    plan = state.plan
+    latest = state.latest
+    table = Table(title=f"{study.name}: {len(state.rounds)} rounds decided, plan"
+                  f" {_plan_hash(plan)}", title_justify="left")
+    for column in ("comparison", "state", "seeds", "Δ", "repeated 95% interval", "round"):
+        table.add_column(column, justify="left" if column in ("comparison", "state") else "right")
+    open_ids = {c.id for c in state.open()}
+    looks = plan["looks"]
+    for c in comparisons_of(plan):
+        record = latest.get(c.id)
+        if record is None:
+            table.add_row(c.id, f"open: round 1 runs {looks[0]} seeds", "0", "", "", "")
+            continue
+        if c.id in open_ids and state.next_look < len(looks):
+            what = f"open: next round runs {looks[state.next_look]} seeds"
+        elif record.get("final"):
+            what = "undecided at max seeds (a normal end)"
+        else:
+            what = f"{record['verdict']} (decided)"
+        low, high = record.get("low"), record.get("high")
+        interval = "" if low is None or high is None else f"[{low:+.4f}, {high:+.4f}]"
+        diff = "" if record.get("diff") is None else f"{record['diff']:+.4f}"
+        table.add_row(c.id, what, str(record["n_seeds"]), diff, interval, str(record["look"]))
+    return table
+
+
+def _plan_hash(plan: dict) -> str:
+    from harness.study.adaptive import plan_hash
+
+    return plan_hash(plan)
+
+
 class _EpochProgress(Callback):
     def __init__(self, progress: Progress, task: int) -> None:
         self.progress, self.task = progress, task

@@ -98,6 +98,17 @@ class Tracker(ABC):
     @abstractmethod
     def close_study(self, *, failed: bool) -> None: ...
 
+    def save_study_file(self, name: str, text: str) -> None:
+        """A file kept with the open study (an adaptive study's plan and its rounds)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no study files")
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tags on the open study (its parent run)."""
+
+    def read_study_file(self, name: str) -> str | None:
+        """A file kept with the study by ``save_study_file``; None when there is none."""
+        return None
+
     def end_stale_runs(
         self, trial_key: str, *, alive: Callable[[dict[str, str]], bool] | None = None
     ) -> int:
@@ -142,9 +153,20 @@ class NullTracker(Tracker):
 
     def __init__(self) -> None:
         self.runs: list[NullTrialRun] = []
+        self.files: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
 
     def open_study(self, study: Study, *, mode: str = "run") -> None:
         pass
+
+    def save_study_file(self, name: str, text: str) -> None:
+        self.files[name] = text
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags)
+
+    def read_study_file(self, name: str) -> str | None:
+        return self.files.get(name)
 
     def finished(self) -> list[FinishedTrial]:
         return [
@@ -378,6 +400,29 @@ class MlflowTracker(Tracker):
         """An artifact of the study's parent run."""
         assert self.parent_run_id is not None, "open_study first"
         self._log_text(self.parent_run_id, name, text, artifact_path)
+
+    def save_study_file(self, name: str, text: str) -> None:
+        """An artifact of the parent run at ``name`` (``plan/plan.json``), replaced whole."""
+        folder, _, file = name.rpartition("/")
+        self.log_text(file, text, artifact_path=folder or None)
+
+    def read_study_file(self, name: str) -> str | None:
+        assert self.parent_run_id is not None, "open_study first"
+        from mlflow.exceptions import MlflowException
+
+        folder = name.rpartition("/")[0]
+        try:
+            listed = {a.path for a in self.client.list_artifacts(self.parent_run_id,
+                                                                 folder or None)}
+            if name not in listed:
+                return None
+            with tempfile.TemporaryDirectory() as tmp:
+                path = self.client.download_artifacts(self.parent_run_id, name, tmp)
+                return Path(path).read_text(encoding="utf-8")
+        except MlflowException as exc:
+            raise TrackingError(f"tracking store {self.display_uri}: cannot read {name} of run"
+                                f" {self.parent_run_id} ({redact_text(str(exc), self.uri)})"
+                                ) from None
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Tags on the study's parent run."""

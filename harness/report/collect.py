@@ -217,7 +217,8 @@ def _read_search(client: MlflowClient, experiment_id: str,
 
 
 def _wanted_tag(key: str) -> bool:
-    return key in (TRIAL_KEY, CELL_KEY, SEED, STATE_TAG) or key.startswith(FACTOR_PREFIX)
+    return (key in (TRIAL_KEY, CELL_KEY, SEED, STATE_TAG, *PROVENANCE.values())
+            or key.startswith(FACTOR_PREFIX))
 
 
 def _search(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[Any]:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from harness.config import Study, load_study, parse_value
 from harness.directions import higher_is_better
+from harness.study.design import match_level
 from harness.errors import HarnessError, TrackingError
 from harness.report import render, stats, verdicts
 from harness.report.collect import (
@@ -59,7 +60,7 @@ def report_command(
     significance: bool = True,
     metric: str | None = None,
     baseline: list[str] | None = None,
-    alpha: float = 0.05,
+    alpha: float | None = None,
     margin: float | None = None,
     fmt: str = "html",
     out: Path | None = None,
@@ -69,7 +70,7 @@ def report_command(
 ) -> ReportOutcome:
     """Report on ``study`` (a name, a study file, or None for the most recent study)."""
     formats = parse_formats(fmt)
-    if not 0 < alpha < 1:
+    if alpha is not None and not 0 < alpha < 1:
         raise HarnessError(f"--alpha {alpha}: must be between 0 and 1, e.g. 0.05")
     tracker = MlflowTracker(tracking_uri)
     local = local_store_paths(tracker.uri)
@@ -85,6 +86,8 @@ def report_command(
         stored = resolve_study(client, study, uri=tracker.uri)
         metric_name = metric or (stored.study.report.metric if stored.study else "test_acc")
         runs = collect(client, stored, metrics=[metric_name, "best_epoch"])
+    if alpha is None:
+        alpha = stored.study.report.alpha if stored.study is not None else 0.05
     trials, notes = metric_values(runs, metric=metric_name, best_epoch=best_epoch, client=client)
     notes += provenance_notes(runs)
     design = build_design(runs, trials, metric=metric_name, baseline=baseline or [],
@@ -308,32 +311,12 @@ def _baselines(study: Study | None, factors: list[str], levels: dict[str, list[s
         if key not in factors:
             raise HarnessError(f"{where}: {key} is not a factor of study {study_name};"
                                f" factors: {', '.join(factors)}")
-        label = _match_level(value, levels[key])
+        label = match_level(value, levels[key])
         if label is None:
             raise HarnessError(f"{where}: {value!r} is not a level of {key};"
                                f" levels: {', '.join(levels[key])}")
         chosen[key] = label
     return chosen
-
-
-def _match_level(value: object, labels: list[str]) -> str | None:
-    """A YAML value as its level label (``0.0`` → "0.0"), or a number equal to one (0 → 0.0)."""
-    from harness.study.design import level_label
-
-    label = level_label(value)
-    if label in labels:
-        return label
-    try:
-        number = float(label)
-    except ValueError:
-        return None
-    for candidate in labels:
-        try:
-            if math.isclose(float(candidate), number, rel_tol=0, abs_tol=1e-12):
-                return candidate
-        except ValueError:
-            continue
-    return None
 
 
 # ---------------------------------------------------------------------------------------------

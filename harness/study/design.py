@@ -44,6 +44,24 @@ def level_label(value: Any) -> str:
     return str(value)
 
 
+def match_level(value: Any, labels: list[str]) -> str | None:
+    """A YAML value as its level label (``0.0`` → "0.0"), or a number equal to one (0 → 0.0)."""
+    label = level_label(value)
+    if label in labels:
+        return label
+    try:
+        number = float(label)
+    except ValueError:
+        return None
+    for candidate in labels:
+        try:
+            if math.isclose(float(candidate), number, rel_tol=0, abs_tol=1e-12):
+                return candidate
+        except ValueError:
+            continue
+    return None
+
+
 def set_key(tree: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for part in parents:
@@ -154,7 +172,7 @@ def count_trials(study: Study) -> int:
     sizes = [len(levels) if isinstance(levels, list) else 1
              for levels in (study.grid or {}).values()]
     cells = math.prod(sizes) if study.design == "factorial" else 1 + sum(sizes)
-    return cells * len(study.seeds)
+    return cells * len(study.seed_list)
 
 
 def check_size(study: Study, *, max_trials: int = MAX_TRIALS) -> int:
@@ -165,7 +183,7 @@ def check_size(study: Study, *, max_trials: int = MAX_TRIALS) -> int:
                          for axis, levels in (study.grid or {}).items())
         raise ConfigError(
             f"{study.source}: grid: {n:,} trials ({study.design} over {axes}, x"
-            f" {len(study.seeds)} seeds) is more than --max-trials {max_trials:,}; shrink the"
+            f" {len(study.seed_list)} seeds) is more than --max-trials {max_trials:,}; shrink the"
             " grid or the seeds, or raise --max-trials"
         )
     return n
@@ -205,7 +223,7 @@ def expand(study: Study) -> list[TrialSpec]:
     specs: list[TrialSpec] = []
     seen: set[str] = set()
     for config, factors in cells:
-        for seed in study.seeds:
+        for seed in study.seed_list:
             spec = TrialSpec(study=study.name, config=config, seed=seed, factors=factors)
             if spec.trial_key not in seen:  # one-at-a-time levels equal to the base collapse
                 seen.add(spec.trial_key)

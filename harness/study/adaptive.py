@@ -1,0 +1,325 @@
+"""Adaptive seeds: spend seeds only where a comparison is still open, under a plan recorded
+before the first trial.
+
+``seeds: {min: 3, max: 12, round: 1}`` runs ``min`` seeds of every trial, decides each
+comparison of the report's family (every level against its factor's baseline, on
+``report.metric`` with ``report.margin`` and ``report.alpha``), then adds ``round`` seeds to the
+trials that feed a comparison still undecided, until each is better, worse, equivalent or has
+``max`` seeds.  The decisions are group-sequential (``harness.report.sequential``): repeated
+confidence intervals with O'Brien–Fleming alpha spending over the planned looks, Bonferroni over
+the family, so the family's error rate holds whenever each comparison stops.
+
+The plan (metric, direction, family, alpha, margin, seeds, looks, boundaries, method, code
+version) is written to the study's parent run as ``plan/plan.json``, with its hash as the tag
+``harness.plan_hash``, before any trial runs; a later run of the study with another plan is
+refused.  Each decided round is appended to ``plan/rounds.json`` (and the tag
+``harness.adaptive.round``) after its trials finished and before the next round starts, so a
+study killed mid-round resumes that round: its finished trials are kept, the missing ones run,
+and the round is decided once.
+
+Which trials a round runs: a level of a factor is needed while a comparison of that factor with
+the level (or its baseline) is undecided, and every level of a factor is needed while a
+comparison of another factor is undecided (that comparison averages each seed over this
+factor's levels).  The round's trials are the grid of the needed levels at the round's seeds,
+so they stay a complete factorial per seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from harness.config import Study
+from harness.directions import higher_is_better
+from harness.errors import ConfigError
+from harness.report import sequential, stats, verdicts
+from harness.study.design import expand, match_level, parse_levels
+from harness.tracking import Tracker, code_version
+
+PLAN_FILE, ROUNDS_FILE = "plan/plan.json", "plan/rounds.json"
+PLAN_HASH, ROUND_TAG = "harness.plan_hash", "harness.adaptive.round"
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One comparison of the family: ``level`` of ``factor`` against ``baseline``."""
+
+    factor: str
+    level: str
+    baseline: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.factor}: {self.level} vs {self.baseline}"
+
+
+def _levels(study: Study) -> dict[str, list[str]]:
+    return {axis: [lv.label for lv in parse_levels(axis, values, source=study.source)]
+            for axis, values in (study.grid or {}).items()}
+
+
+def check_adaptive(study: Study) -> None:
+    """What an adaptive study needs beyond its own keys: a factorial grid to compare."""
+    if study.adaptive is None:
+        return
+    if study.design != "factorial":
+        raise ConfigError(f"{study.source}: seeds: adaptive seeds need design: factorial"
+                          f" (got {study.design}); give a list of seeds instead")
+    if not study.grid:
+        raise ConfigError(f"{study.source}: seeds: adaptive seeds decide comparisons between"
+                          " grid levels; this study has no grid (add one, or list the seeds)")
+    for axis, labels in _levels(study).items():
+        if len(labels) < 2:
+            raise ConfigError(f"{study.source}: grid.{axis}: one level ({labels[0]}); adaptive"
+                              " seeds compare levels, so each axis needs two or more")
+
+
+def family(study: Study) -> tuple[dict[str, list[str]], dict[str, str], list[Planned]]:
+    """The factors' levels, their baselines (``report.baseline``, else the first level) and the
+    family of comparisons, in grid order."""
+    levels = _levels(study)
+    baseline = {axis: labels[0] for axis, labels in levels.items()}
+    for key, value in study.report.baseline.items():
+        if key not in levels:
+            raise ConfigError(f"{study.source}: report.baseline.{key}: not a grid axis;"
+                              f" axes: {', '.join(levels)}")
+        label = match_level(value, levels[key])
+        if label is None:
+            raise ConfigError(f"{study.source}: report.baseline.{key}: {value!r} is not a level;"
+                              f" levels: {', '.join(levels[key])}")
+        baseline[key] = label
+    comparisons = [Planned(axis, label, baseline[axis])
+                   for axis, labels in levels.items() for label in labels
+                   if label != baseline[axis]]
+    return levels, baseline, comparisons
+
+
+def make_plan(study: Study) -> dict[str, Any]:
+    """The pre-registered plan of an adaptive study."""
+    check_adaptive(study)
+    seeds = study.adaptive
+    assert seeds is not None
+    _, baseline, comparisons = family(study)
+    looks = sequential.looks(seeds.min, seeds.max, seeds.round)
+    alpha = study.report.alpha
+    per_comparison = alpha / len(comparisons)
+    z = sequential.boundaries([float(n) for n in looks], per_comparison)
+    metric = study.report.metric
+    return {
+        "version": PLAN_VERSION, "study": study.name, "metric": metric,
+        "higher_is_better": higher_is_better(metric), "alpha": alpha,
+        "alpha_per_comparison": per_comparison, "margin": study.report.margin,
+        "baseline": baseline,
+        "family": [{"factor": c.factor, "level": c.level, "baseline": c.baseline}
+                   for c in comparisons],
+        "seeds": {"min": seeds.min, "max": seeds.max, "round": seeds.round},
+        "looks": looks, "z_boundaries": z, "nominal_levels": sequential.nominal_levels(z),
+        "method": sequential.METHOD, "unit": "seed", "code_version": code_version(),
+    }
+
+
+def plan_hash(plan: dict[str, Any]) -> str:
+    """What the plan commits to, hashed; the code version is recorded but not hashed, so a
+    study resumed by a newer commit keeps its plan."""
+    committed = {k: v for k, v in plan.items() if k != "code_version"}
+    text = json.dumps(committed, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def comparisons_of(plan: dict[str, Any]) -> list[Planned]:
+    return [Planned(c["factor"], c["level"], c["baseline"]) for c in plan["family"]]
+
+
+@dataclass
+class Decision:
+    verdict: str  # better | worse | equivalent | undecided
+    look: int  # 1-based
+    n_seeds: int
+    diff: float
+    low: float  # the repeated confidence interval
+    high: float
+    df: float
+    nominal: float
+    test: str
+    final: bool  # undecided at max seeds: the comparison ends undecided
+
+    def record(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and v != v else v)
+                for k, v in self.__dict__.items()}
+
+
+@dataclass
+class PlanState:
+    """The plan and the rounds decided so far."""
+
+    plan: dict[str, Any]
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def decided(self) -> dict[str, dict[str, Any]]:
+        """Comparison id → the round record that decided it (or ended it undecided)."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.rounds:
+            for cid, record in r["decisions"].items():
+                if record["verdict"] != verdicts.UNDECIDED or record.get("final"):
+                    out.setdefault(cid, record)
+        return out
+
+    @property
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """Comparison id → its latest record, decided or not."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.rounds:
+            out.update(r["decisions"])
+        return {**out, **self.decided}
+
+    def open(self) -> list[Planned]:
+        decided = self.decided
+        return [c for c in comparisons_of(self.plan) if c.id not in decided]
+
+    @property
+    def next_look(self) -> int:
+        return len(self.rounds)
+
+    @property
+    def finished(self) -> bool:
+        return not self.open() or self.next_look >= len(self.plan["looks"])
+
+
+def load_state(tracker: Tracker) -> PlanState | None:
+    text = tracker.read_study_file(PLAN_FILE)
+    if text is None:
+        return None
+    rounds = tracker.read_study_file(ROUNDS_FILE)
+    return PlanState(json.loads(text), json.loads(rounds) if rounds else [])
+
+
+def record_plan(tracker: Tracker, study: Study) -> PlanState:
+    """The plan as recorded on the parent run: written now if there is none (before any trial),
+    else checked against the study as it is now."""
+    plan = make_plan(study)
+    state = load_state(tracker)
+    if state is None:
+        tracker.save_study_file(PLAN_FILE, json.dumps(plan, indent=2) + "\n")
+        tracker.set_tags({PLAN_HASH: plan_hash(plan), ROUND_TAG: "0"})
+        return PlanState(plan)
+    if plan_hash(state.plan) != plan_hash(plan):
+        changed = [k for k in plan if k != "code_version" and plan[k] != state.plan.get(k)]
+        raise ConfigError(
+            f"{study.source}: study {study.name} already runs under a recorded plan (hash"
+            f" {plan_hash(state.plan)}); this file changes its {', '.join(changed)}. Restore"
+            " them, or give the study another name for a new plan"
+        )
+    return state
+
+
+def round_study(study: Study, state: PlanState, n_seeds: int) -> Study:
+    """The trials round ``n_seeds`` needs: the needed levels' grid at seeds 0 .. n - 1."""
+    open_ = state.open()
+    open_factors = {c.factor for c in open_}
+    grid = {}
+    for axis, values in (study.grid or {}).items():
+        labels = [lv.label for lv in parse_levels(axis, values, source=study.source)]
+        if open_factors - {axis}:
+            keep = set(labels)  # another factor's comparison averages over this one
+        else:
+            keep = {x for c in open_ if c.factor == axis for x in (c.level, c.baseline)}
+        grid[axis] = [v for v, label in zip(values, labels) if label in keep]
+    return study.model_copy(update={"seeds": list(range(n_seeds)), "grid": grid})
+
+
+def trials_frame(study: Study, tracker: Tracker) -> pd.DataFrame:
+    """The study's finished trials (of this study's configurations) as the verdicts' frame."""
+    metric = study.report.metric
+    keys = {spec.trial_key for spec in expand(study)}
+    rows = [{"seed": t.seed, **t.factors, metric: t.metrics.get(metric, float("nan"))}
+            for t in tracker.finished() if t.trial_key in keys]
+    return pd.DataFrame(rows, columns=["seed", *(study.grid or {}), metric])
+
+
+def decide_round(frame: pd.DataFrame, state: PlanState, *, look: int) -> dict[str, Decision]:
+    """Each open comparison at ``look`` (0-based): its RCI on the seeds below the look's n."""
+    plan = state.plan
+    n = plan["looks"][look]
+    nominal = plan["nominal_levels"][look]
+    last = look == len(plan["looks"]) - 1
+    factors = list(plan["baseline"])
+    levels = {f: sorted({c["level"] for c in plan["family"] if c["factor"] == f}
+                        | {plan["baseline"][f]}) for f in factors}
+    design = verdicts.ReportDesign(factors, levels, dict(plan["baseline"]), plan["metric"],
+                                   higher_is_better=plan["higher_is_better"],
+                                   margin=plan["margin"])
+    sub, _ = verdicts.finite_trials(frame[frame["seed"] < n], metric=plan["metric"])
+    out = {}
+    for c in state.open():
+        comparison = verdicts.compare_levels(sub, factor=c.factor, level=c.level, design=design,
+                                             alpha=plan["alpha_per_comparison"],
+                                             estimate_seeds=False)
+        test = stats.t_test(comparison.diff, comparison.se, comparison.df)
+        interval = sequential.repeated_interval(test, nominal)
+        verdict = sequential.decide(interval, margin=plan["margin"],
+                                    higher_is_better=plan["higher_is_better"])
+        out[c.id] = Decision(verdict, look + 1, comparison.n_seeds, comparison.diff,
+                             interval.low, interval.high, comparison.df, nominal,
+                             comparison.test, final=last and verdict == verdicts.UNDECIDED)
+    return out
+
+
+@dataclass
+class AdaptiveOutcome:
+    state: PlanState
+    outcomes: list[Any] = field(default_factory=list)  # each round's StudyOutcome
+    failed: bool = False
+
+    @property
+    def n_trials(self) -> int:
+        return sum(len(o.outcomes) for o in self.outcomes)
+
+
+def run_adaptive(study: Study, *, tracker: Tracker,
+                 run_round: Callable[[Study], Any],
+                 on_round: Callable[[int, dict[str, Decision]], None] | None = None
+                 ) -> AdaptiveOutcome:
+    """Rounds until every comparison is decided or has ``max`` seeds.
+
+    ``run_round(round_study)`` runs a round's trials (every executor: in-process, local
+    workers) and returns its ``StudyOutcome``; a round with a failed trial stops the study
+    undecided (exit 1), so a rerun retries it.
+    """
+    tracker.open_study(study)
+    state = record_plan(tracker, study)
+    outcome = AdaptiveOutcome(state)
+    while not state.finished:
+        look = state.next_look
+        n = state.plan["looks"][look]
+        result = run_round(round_study(study, state, n))
+        outcome.outcomes.append(result)
+        if result.failed or getattr(result, "worker_errors", None):
+            outcome.failed = True
+            break
+        # Back on the full study: each round's run opened the parent with its own subset.
+        tracker.open_study(study)
+        decisions = decide_round(trials_frame(study, tracker), state, look=look)
+        state.rounds.append({"round": look + 1, "n_seeds": n,
+                             "decisions": {k: d.record() for k, d in decisions.items()}})
+        tracker.save_study_file(ROUNDS_FILE, json.dumps(state.rounds, indent=2) + "\n")
+        tracker.set_tags({ROUND_TAG: str(look + 1)})
+        if on_round is not None:
+            on_round(look + 1, decisions)
+    tracker.close_study(failed=outcome.failed)
+    return outcome
+
+
+def worst_case(study: Study) -> tuple[int, int, list[int]]:
+    """Trials in the first round, trials if every comparison needs ``max`` seeds, the looks."""
+    seeds = study.adaptive
+    assert seeds is not None
+    n_cells = len(expand(study)) // seeds.max
+    looks = sequential.looks(seeds.min, seeds.max, seeds.round)
+    return n_cells * seeds.min, n_cells * seeds.max, looks
