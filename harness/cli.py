@@ -102,8 +102,10 @@ def run(
             specs = expand(study)
             if dry_run:
                 if study.adaptive is not None:
-                    from harness.console import plan_table
+                    from harness.console import plan_lines, plan_table
 
+                    for line in plan_lines(study, plan):
+                        console.print(line, markup=False, highlight=False, soft_wrap=True)
                     console.print(plan_table(study, plan))
                     return
                 console.print(trial_table(study, specs))
@@ -276,9 +278,18 @@ def status(
             queue = WorkQueue.find(open_storage(url), study_name=study.name,
                                    all_keys=[s.trial_key for s in expand(study)])
         result = study_status(study, tracker=tracker, queue=queue)
+        state = None
+        if study.adaptive is not None and tracker.parent_run_id is not None:
+            from harness.study.adaptive import load_state
+
+            state = load_state(tracker)
     except HarnessError as exc:
         raise _fail(exc) from None
     console.print(status_table(result))
+    if state is not None:
+        from harness.console import adaptive_table
+
+        console.print(adaptive_table(study, state))
 
 
 @app.command()

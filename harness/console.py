@@ -50,23 +50,29 @@ def summary_table(study: Study, outcome: StudyOutcome) -> Table:
     return table
 
 
-def plan_table(study: Study, plan: dict) -> Table:
+def plan_lines(study: Study, plan: dict) -> list[str]:
     """``--dry-run`` of an adaptive study: the plan, the first round and the worst case."""
     from harness.study.adaptive import worst_case
 
     first, worst, looks = worst_case(study)
     margin = plan["margin"]
-    table = Table(
-        title=(f"{study.name}: adaptive seeds, {first} trials in the first round"
-               f" ({plan['seeds']['min']} seeds of every cell), at most {worst}"
-               f" ({plan['seeds']['max']} seeds); looks at {', '.join(map(str, looks))} seeds"),
-        title_justify="left", caption=(
-            f"{plan['method']}; {plan['metric']}, family alpha {plan['alpha']}"
-            f" ({plan['alpha_per_comparison']:.4g} a comparison), margin"
-            f" {'±' + format(margin, 'g') if margin else 'none (better / worse / undecided)'}"),
-        caption_justify="left")
+    return [
+        f"{study.name}: adaptive seeds, {first} trials in the first round"
+        f" ({plan['seeds']['min']} seeds of every cell), at most {worst}"
+        f" ({plan['seeds']['max']} seeds); looks at {', '.join(map(str, looks))} seeds",
+        f"plan: {plan['method']}; {plan['metric']}, family alpha {plan['alpha']}"
+        f" ({plan['alpha_per_comparison']:.4g} a comparison), margin"
+        f" {'±' + format(margin, 'g') if margin else 'none (better / worse / undecided)'}",
+    ]
+
+
+def plan_table(study: Study, plan: dict) -> Table:
+    """Each comparison's nominal level at each look."""
+    looks = plan["looks"]
+    table = Table(title="nominal two-sided level of each look's repeated interval",
+                  title_justify="left")
     table.add_column("comparison")
-    for n, level in zip(looks, plan["nominal_levels"]):
+    for n in looks:
         table.add_column(f"n={n}", justify="right")
     for c in plan["family"]:
         table.add_row(f"{c['factor']}: {c['level']} vs {c['baseline']}",

@@ -380,12 +380,15 @@ class MlflowTracker(Tracker):
             raise TrackingError(f"tracking store {self.display_uri}: {redact_text(str(exc), self.uri)}") from None
 
     def find_study(self, study: Study, *, mode: str = "run") -> bool:
-        """Look the study's experiment up without creating anything; whether it exists."""
+        """Look the study's experiment (and its parent run, if any) up without creating
+        anything; whether the experiment exists."""
         self.check()
         experiment = self.client.get_experiment_by_name(experiment_name(study.name, mode=mode))
         if experiment is None:
             return False
         self.experiment_id = experiment.experiment_id
+        parents = self._parent_runs()
+        self.parent_run_id = parents[0].info.run_id if parents else None
         return True
 
     def trial_runs(self) -> list:

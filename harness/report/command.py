@@ -98,6 +98,10 @@ def report_command(
         result = verdicts.significance_report(trials, design=design, alpha=alpha)
     else:
         result = verdicts.summary_report(trials, design=design, alpha=alpha)
+    analysis = {}
+    if significance and stored.study is not None and stored.study.adaptive is not None:
+        with store_errors(tracker.uri):
+            analysis = follow_plan(client, stored, result, design=design, alpha=alpha)
     content = render.ReportContent(
         study=stored.name, metric=metric_name,
         value_kind="value at the best epoch" if best_epoch else "final value",
@@ -106,6 +110,7 @@ def report_command(
         significance=significance, excluded=runs.excluded, n_outside=runs.n_outside,
         n_missing=runs.n_missing, n_retried=runs.n_retried, notes=notes,
         margin_source="--margin" if margin is not None else "report.margin",
+        analysis=analysis,
     )
     if "html" in formats:
         content.curve_metric = metric_name if metric_name in PER_EPOCH else "val_acc"
@@ -317,6 +322,76 @@ def _baselines(study: Study | None, factors: list[str], levels: dict[str, list[s
                                f" levels: {', '.join(levels[key])}")
         chosen[key] = label
     return chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# An adaptive study's plan
+
+
+def follow_plan(client, stored: StoredStudy, result: verdicts.SignificanceReport, *,
+                design: verdicts.ReportDesign, alpha: float) -> dict:
+    """Follow the recorded plan: its decisions become the verdicts.  An analysis that departs
+    from it (another metric, baseline, alpha or margin) keeps the fixed verdicts and is
+    labelled exploratory."""
+    import json
+    import tempfile
+
+    from harness.study.adaptive import PLAN_FILE, ROUNDS_FILE, PlanState, plan_hash
+
+    def read(name: str) -> str | None:
+        folder = name.rpartition("/")[0]
+        if name not in {a.path for a in client.list_artifacts(stored.parent_run_id, folder)}:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(client.download_artifacts(stored.parent_run_id, name, tmp)).read_text()
+
+    text = read(PLAN_FILE) if stored.parent_run_id else None
+    if text is None:
+        return {"kind": "exploratory", "departures": ["no recorded plan"],
+                "line": "EXPLORATORY: an adaptive study without a recorded plan"}
+    state = PlanState(json.loads(text), json.loads(read(ROUNDS_FILE) or "[]"))
+    plan, digest = state.plan, plan_hash(state.plan)
+    departures = []
+    if design.metric != plan["metric"]:
+        departures.append(f"metric {design.metric} (plan: {plan['metric']})")
+    if dict(design.baseline) != plan["baseline"]:
+        changed = [f"{k}={v}" for k, v in design.baseline.items() if plan["baseline"].get(k) != v]
+        departures.append(f"baseline {', '.join(changed)} (plan: "
+                          + ", ".join(f"{k}={v}" for k, v in plan["baseline"].items()) + ")")
+    if not math.isclose(alpha, plan["alpha"]):
+        departures.append(f"alpha {alpha:g} (plan: {plan['alpha']:g})")
+    if design.margin != plan["margin"]:
+        departures.append(f"margin {design.margin} (plan: {plan['margin']})")
+    if departures:
+        return {"kind": "exploratory", "plan_hash": digest, "departures": departures,
+                "line": f"EXPLORATORY: departs from the study's plan {digest}"
+                        f" ({'; '.join(departures)}): fixed-design verdicts, not the plan's"}
+    latest, open_ids = state.latest, {c.id for c in state.open()}
+    looks = plan["looks"]
+    for c in result.comparisons:
+        cid = f"{c.factor}: {c.level} vs {c.baseline}"
+        record = latest.get(cid)
+        if record is None:
+            continue
+        planned = dict(record)
+        if cid in open_ids and state.next_look < len(looks):
+            planned.update(open=True, next_seeds=looks[state.next_look])
+        c.planned = planned
+        c.verdict = verdicts.UNDECIDED if planned.get("open") else record["verdict"]
+        c.significant = c.verdict in (verdicts.BETTER, verdicts.WORSE)
+        c.equivalent = c.verdict == verdicts.EQUIVALENT
+        if not planned.get("open"):
+            interval = ("" if record.get("low") is None else
+                        f": repeated interval [{record['low']:+.4g}, {record['high']:+.4g}] at"
+                        f" nominal level {record['nominal']:.2g}")
+            how = ("ended undecided at the plan's max seeds" if record.get("final")
+                   else "the plan decided it")
+            c.notes.append(f"{how} at round {record['look']} with {record['n_seeds']} seeds"
+                           f"{interval}")
+    return {"kind": "planned", "plan_hash": digest, "departures": [],
+            "rounds": len(state.rounds),
+            "line": f"planned analysis: adaptive seeds under plan {digest} ({plan['method']});"
+                    f" {len(state.rounds)} rounds decided; verdicts are the plan's"}
 
 
 # ---------------------------------------------------------------------------------------------

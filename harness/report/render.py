@@ -55,6 +55,9 @@ class ReportContent:
     n_retried: int = 0
     notes: list[str] = field(default_factory=list)
     margin_source: str = "report.margin"
+    # An adaptive study's plan: {"kind": "planned" | "exploratory", "plan_hash", "departures",
+    # "line"} (the line is in every format's header).
+    analysis: dict = field(default_factory=dict)
     # Title → long frame of a per-epoch metric: group columns, epoch, n, mean, ci_low, ci_high.
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
     curve_metric: str = "val_acc"
@@ -111,6 +114,14 @@ def p_text(p: float) -> str:
 
 def verdict_text(c: Comparison | Interaction, units: Units) -> str:
     """The verdict in words with the adjusted p it rests on: "better (p_holm=0.003)"."""
+    planned = getattr(c, "planned", None)
+    if planned is not None:
+        if planned.get("open"):
+            return f"undecided (plan: open, next round runs {planned['next_seeds']} seeds)"
+        if planned.get("final"):
+            return f"undecided (plan: at max seeds, {planned['n_seeds']})"
+        return (f"{planned['verdict']} (plan: round {planned['look']}, {planned['n_seeds']}"
+                " seeds)")
     if not math.isfinite(c.p):
         return "undecided (no test)"
     p = p_text(c.p_holm)
@@ -190,6 +201,8 @@ def header_lines(content: ReportContent) -> list[str]:
             " a mixed model with a random slope by seed when cells are missing, Welch over seed"
             " means when the levels share no seed"
         )
+        if content.analysis:
+            lines.append(content.analysis["line"])
         lines.append(
             f"equivalence margin ±{units.value(margin)}{' pp' if units.percent else ''}"
             f" ({content.margin_source}): verdicts better / worse / equivalent / undecided"
@@ -457,6 +470,7 @@ def to_json(content: ReportContent) -> str:
         "created": content.created, "tracking_uri": content.tracking_uri,
         "parent_run_id": content.parent_run_id, "alpha": r.alpha,
         "margin": r.design.margin, "unit": "seed",
+        "analysis": {k: v for k, v in content.analysis.items() if k != "line"} or None,
         "n_trials": len(content.trials), "excluded": content.excluded,
         "n_outside": content.n_outside, "n_missing": content.n_missing,
         "n_retried": content.n_retried, "notes": content.notes + r.notes,

@@ -126,6 +126,9 @@ class Comparison:
     equivalent: bool = False
     verdict: str = UNDECIDED
     notes: list[str] = field(default_factory=list)
+    # An adaptive study's pre-registered decision (round, seeds, repeated interval), when the
+    # report follows its plan: the verdict is then the plan's, not this fixed analysis's.
+    planned: dict | None = None
 
     @property
     def note(self) -> str:

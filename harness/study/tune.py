@@ -323,6 +323,12 @@ def run_tune(
     prepare beside this process and open the stores once it has created them."""
     import optuna
 
+    if study.adaptive is not None:
+        raise ConfigError(
+            f"{study.source}: seeds: adaptive seeds ({{min: {study.adaptive.min}, max:"
+            f" {study.adaptive.max}}}) belong to harness run; harness tune trains each"
+            f" configuration once, with tune.seed ({study.tune.seed if study.tune else 0});"
+            " give a list of seeds or none")
     display = display or Display()
     data_root = data_root or default_data_root()
     shares = tune_shares(n_trials, n_workers)
