@@ -62,7 +62,7 @@ N_TRAIN, N_TEST, N_VAL = 4000, 2000, 1000
 DROPOUT = ("0.0", "0.2")
 AA_OFFSET = 1000
 # pool arm -> (width, torch seed offset)
-ARMS = {"a": (0.125, 0), "b": (0.125, AA_OFFSET), "wide": (0.25, 0)}
+ARMS = {"a": (0.125, 0), "b": (0.125, AA_OFFSET), "wide": (0.25, 0), "mid": (0.1875, 0)}
 ALPHA = 0.05
 SIZES = (3, 5, 10)
 
@@ -180,6 +180,7 @@ def seed_unit_p(study: pd.DataFrame, *, factor: str, level: str, baseline: str,
 QUESTIONS = {
     "A/A: arm b vs arm a (x dropout)": (("a", "b"), ARM, "b", "a", DROP, False),
     "width 0.25 vs 0.125 (x dropout)": (("a", "wide"), ARM, "wide", "a", DROP, True),
+    "width 0.1875 vs 0.125 (x dropout)": (("a", "mid"), ARM, "mid", "a", DROP, True),
     "dropout 0.2 vs 0.0 (x width)": (("a", "wide"), DROP, "0.2", "0.0", ARM, True),
 }
 
@@ -232,6 +233,90 @@ def print_table(pool: pd.DataFrame, rates: pd.DataFrame, *, n_studies: int) -> N
         print(f"| {question} | {n} | {r['pooled pairs']:.3f} | {r['seed unit']:.3f} | {goal} |")
 
 
+# ---------------------------------------------------------------------------------------------
+# The sequential procedure (issue 14)
+
+SEQ_MIN, SEQ_MAX = 3, 10
+
+
+def seed_differences(pool: pd.DataFrame, *, arms: tuple[str, str], factor: str, level: str,
+                     baseline: str, other: str) -> pd.Series:
+    """Each pool seed's difference, level minus baseline, averaged over the other factor:
+    exactly what ``compare_levels`` tests in a complete design (the report's tests check
+    that it equals the paired t over seed means)."""
+    rows = pool[pool["arm"].isin(arms)].rename(columns={"arm": ARM, "dropout": DROP})
+    means = rows.groupby(["seed", factor])["test_acc"].mean().unstack(factor)
+    return (means[level] - means[baseline]).sort_index()
+
+
+def sequential_study(d: np.ndarray, *, looks: list[int], nominal: list[float],
+                     margin: float | None) -> tuple[str, int]:
+    """The adaptive procedure on one resampled study: its verdict and the seeds it used."""
+    from harness.report import sequential
+    from harness.report import stats as report_stats
+
+    for n, level in zip(looks, nominal):
+        verdict = sequential.decide(sequential.repeated_interval(report_stats.one_sample(d[:n]),
+                                                                 level),
+                                    margin=margin, higher_is_better=True)
+        if verdict != "undecided":
+            return verdict, n
+    return "undecided", looks[-1]
+
+
+def sequential_rows(pool: pd.DataFrame, *, n_studies: int, margin: float | None,
+                    seed: int = 1) -> list[dict]:
+    """Per question: how often the adaptive procedure calls an effect, the seeds and trials it
+    spends, and the smallest fixed design with at least its power."""
+    from harness.report import sequential
+    from harness.report import stats as report_stats
+
+    looks = sequential.looks(SEQ_MIN, SEQ_MAX, 1)
+    nominal = sequential.nominal_levels(sequential.boundaries([float(n) for n in looks], ALPHA))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for name, (arms, factor, level, baseline, other, real) in QUESTIONS.items():
+        d_pool = seed_differences(pool, arms=arms, factor=factor, level=level,
+                                  baseline=baseline, other=other).to_numpy()
+        draws = [rng.permutation(d_pool)[:SEQ_MAX] for _ in range(n_studies)]
+        outcomes = [sequential_study(d, looks=looks, nominal=nominal, margin=margin)
+                    for d in draws]
+        effect_rate = np.mean([v in ("better", "worse") for v, _ in outcomes])
+        equivalent_rate = np.mean([v == "equivalent" for v, _ in outcomes])
+        mean_seeds = float(np.mean([n for _, n in outcomes]))
+        # The fixed designs on the same draws: power of the seed-unit paired t at each n.
+        fixed = {n: float(np.mean([report_stats.one_sample(d[:n]).p <= ALPHA for d in draws]))
+                 for n in range(SEQ_MIN, SEQ_MAX + 1)}
+        same = next((n for n, power in fixed.items() if power >= effect_rate), None)
+        rows.append({"question": name, "real": real, "effect_rate": effect_rate,
+                     "equivalent_rate": equivalent_rate, "mean_seeds": mean_seeds,
+                     "mean_trials": 4 * mean_seeds, "fixed_n": same,
+                     "fixed_power": fixed.get(same, math.nan) if same else math.nan,
+                     "fixed_trials": 4 * same if same else math.nan})
+    return rows
+
+
+def print_sequential(rows: list[dict], *, n_studies: int, margin: float | None) -> None:
+    mc = 2 * math.sqrt(ALPHA * (1 - ALPHA) / n_studies)
+    print(f"\nadaptive seeds: min {SEQ_MIN}, max {SEQ_MAX}, one seed a round,"
+          f" O'Brien-Fleming repeated intervals at alpha {ALPHA}, margin"
+          f" {margin if margin else 'none'}; {n_studies} resampled studies per row"
+          f" (Monte-Carlo error near alpha ±{mc:.3f}); 4 trials a seed (2 arms x 2 levels)")
+    print("\n| question | better/worse | equivalent | mean seeds | mean trials"
+          " | fixed design of the same power | its trials | fewer trials |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|")
+    for r in rows:
+        if r["fixed_n"] is None:
+            fixed, saving = "none up to 10 seeds", "n/a"
+        else:
+            fixed = f"{r['fixed_n']} seeds (power {r['fixed_power']:.3f})"
+            saving = f"{100 * (1 - r['mean_trials'] / r['fixed_trials']):.0f}%"
+        label = "(false positives)" if not r["real"] else "(power)"
+        print(f"| {r['question']} | {r['effect_rate']:.3f} {label} | {r['equivalent_rate']:.3f}"
+              f" | {r['mean_seeds']:.2f} | {r['mean_trials']:.1f} | {fixed}"
+              f" | {r['fixed_trials'] if r['fixed_n'] else 'n/a'} | {saving} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pool-seeds", type=int, default=40)
@@ -239,14 +324,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pool", type=Path, default=POOL)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--only", default="fixed,sequential",
+                        help="fixed (pooled pairs vs seed unit), sequential (adaptive seeds)")
+    parser.add_argument("--margin", type=float, default=0.01,
+                        help="the adaptive procedure's equivalence margin (0 for none)")
     args = parser.parse_args(argv)
     pool = grow_pool(args.pool, n_seeds=args.pool_seeds, data=args.data)
     if args.train_only:
         return
     pool = pool[pool["seed"] < args.pool_seeds]
+    only = {o.strip() for o in args.only.split(",")}
     started = time.perf_counter()
-    rates = resample(pool, n_studies=args.studies)
-    print_table(pool, rates, n_studies=args.studies)
+    if "fixed" in only:
+        rates = resample(pool, n_studies=args.studies)
+        print_table(pool, rates, n_studies=args.studies)
+    if "sequential" in only:
+        margin = args.margin or None
+        rows = sequential_rows(pool, n_studies=args.studies, margin=margin)
+        print_sequential(rows, n_studies=args.studies, margin=margin)
     print(f"\n(resampling took {time.perf_counter() - started:.0f} s)")
 
 

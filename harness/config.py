@@ -308,6 +308,10 @@ class AdaptiveSeeds(Section):
     min: int = Field(ge=2)
     max: int = Field(ge=2)
     round: int = Field(default=1, ge=1)
+    # How the family's error is spent over the looks (Lan–DeMets): pocock nearly evenly, the
+    # better choice with few seeds (a look at 3 seeds has 2 df); obrien_fleming keeps almost
+    # all of it for the last look.
+    spending: Literal["pocock", "obrien_fleming"] = "pocock"
 
     @model_validator(mode="after")
     def _ordered(self) -> AdaptiveSeeds:

@@ -6,8 +6,9 @@ comparison of the report's family (every level against its factor's baseline, on
 ``report.metric`` with ``report.margin`` and ``report.alpha``), then adds ``round`` seeds to the
 trials that feed a comparison still undecided, until each is better, worse, equivalent or has
 ``max`` seeds.  The decisions are group-sequential (``harness.report.sequential``): repeated
-confidence intervals with O'Brien–Fleming alpha spending over the planned looks, Bonferroni over
-the family, so the family's error rate holds whenever each comparison stops.
+confidence intervals with Lan–DeMets alpha spending (Pocock-type by default, O'Brien–Fleming on
+request: ``seeds.spending``) over the planned looks, Bonferroni over the family, so the family's
+error rate holds whenever each comparison stops.
 
 The plan (metric, direction, family, alpha, margin, seeds, looks, boundaries, method, code
 version) is written to the study's parent run as ``plan/plan.json``, with its hash as the tag
@@ -109,7 +110,8 @@ def make_plan(study: Study) -> dict[str, Any]:
     looks = sequential.looks(seeds.min, seeds.max, seeds.round)
     alpha = study.report.alpha
     per_comparison = alpha / len(comparisons)
-    z = sequential.boundaries([float(n) for n in looks], per_comparison)
+    z = sequential.boundaries([float(n) for n in looks], per_comparison,
+                              spending=seeds.spending)
     metric = study.report.metric
     return {
         "version": PLAN_VERSION, "study": study.name, "metric": metric,
@@ -118,9 +120,11 @@ def make_plan(study: Study) -> dict[str, Any]:
         "baseline": baseline,
         "family": [{"factor": c.factor, "level": c.level, "baseline": c.baseline}
                    for c in comparisons],
-        "seeds": {"min": seeds.min, "max": seeds.max, "round": seeds.round},
+        "seeds": {"min": seeds.min, "max": seeds.max, "round": seeds.round,
+                  "spending": seeds.spending},
         "looks": looks, "z_boundaries": z, "nominal_levels": sequential.nominal_levels(z),
-        "method": sequential.METHOD, "unit": "seed", "code_version": code_version(),
+        "method": sequential.method(seeds.spending), "unit": "seed",
+        "code_version": code_version(),
     }
 
 

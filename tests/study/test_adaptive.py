@@ -81,8 +81,8 @@ def test_the_plan_is_recorded_before_the_first_trial():
 
 
 def test_decided_comparisons_stop_and_their_seeds_are_not_spent():
-    # SE gains 5 pp (decided better within the first looks: O'Brien-Fleming's first looks are
-    # strict, and 3 seeds have 2 df); dropout gains nothing: equivalent within 1 pp once enough
+    # SE gains 5 pp (decided better within the first looks: 3 seeds have 2 df, so even
+    # Pocock's first level is strict); dropout gains nothing: equivalent within 1 pp once enough
     # seeds narrow its interval.
     tracker = NullTracker()
     planted = Planted(tracker, {(ATT, "se"): 0.05})
@@ -239,7 +239,7 @@ def test_the_dry_run_prints_the_plan_the_first_round_and_the_worst_case(tmp_path
     assert result.exit_code == 0, result.output
     assert "12 trials in the first round (3 seeds of every cell), at most 24 (6 seeds)" in \
         result.stdout
-    assert "looks at 3, 4, 5, 6 seeds" in result.stdout and "O'Brien-Fleming" in result.stdout
+    assert "looks at 3, 4, 5, 6 seeds" in result.stdout and "Pocock-type" in result.stdout
     assert not (tmp_path / "mlruns").exists()
 
 
