@@ -236,7 +236,8 @@ def print_table(pool: pd.DataFrame, rates: pd.DataFrame, *, n_studies: int) -> N
 # ---------------------------------------------------------------------------------------------
 # The sequential procedure (issue 14)
 
-SEQ_MIN, SEQ_MAX = 3, 10
+# The issue's example, seeds: {min: 3, max: 12}, one seed a round.
+SEQ_MIN, SEQ_MAX = 3, 12
 
 
 def seed_differences(pool: pd.DataFrame, *, arms: tuple[str, str], factor: str, level: str,
@@ -264,15 +265,20 @@ def sequential_study(d: np.ndarray, *, looks: list[int], nominal: list[float],
     return "undecided", looks[-1]
 
 
+# A fixed design has "the same power" when it is within this of the adaptive procedure's.
+SAME_POWER_TOLERANCE = 0.005
+
+
 def sequential_rows(pool: pd.DataFrame, *, n_studies: int, margin: float | None,
-                    seed: int = 1) -> list[dict]:
+                    spending: str, seed: int = 1) -> list[dict]:
     """Per question: how often the adaptive procedure calls an effect, the seeds and trials it
     spends, and the smallest fixed design with at least its power."""
     from harness.report import sequential
     from harness.report import stats as report_stats
 
     looks = sequential.looks(SEQ_MIN, SEQ_MAX, 1)
-    nominal = sequential.nominal_levels(sequential.boundaries([float(n) for n in looks], ALPHA))
+    nominal = sequential.nominal_levels(sequential.boundaries([float(n) for n in looks], ALPHA,
+                                                              spending=spending))
     rng = np.random.default_rng(seed)
     rows = []
     for name, (arms, factor, level, baseline, other, real) in QUESTIONS.items():
@@ -287,8 +293,10 @@ def sequential_rows(pool: pd.DataFrame, *, n_studies: int, margin: float | None,
         # The fixed designs on the same draws: power of the seed-unit paired t at each n.
         fixed = {n: float(np.mean([report_stats.one_sample(d[:n]).p <= ALPHA for d in draws]))
                  for n in range(SEQ_MIN, SEQ_MAX + 1)}
-        same = next((n for n, power in fixed.items() if power >= effect_rate), None)
+        same = next((n for n, power in fixed.items()
+                     if power >= effect_rate - SAME_POWER_TOLERANCE), None)
         rows.append({"question": name, "real": real, "effect_rate": effect_rate,
+                     "spending": spending, "fixed_curve": fixed,
                      "equivalent_rate": equivalent_rate, "mean_seeds": mean_seeds,
                      "mean_trials": 4 * mean_seeds, "fixed_n": same,
                      "fixed_power": fixed.get(same, math.nan) if same else math.nan,
@@ -298,23 +306,27 @@ def sequential_rows(pool: pd.DataFrame, *, n_studies: int, margin: float | None,
 
 def print_sequential(rows: list[dict], *, n_studies: int, margin: float | None) -> None:
     mc = 2 * math.sqrt(ALPHA * (1 - ALPHA) / n_studies)
-    print(f"\nadaptive seeds: min {SEQ_MIN}, max {SEQ_MAX}, one seed a round,"
-          f" O'Brien-Fleming repeated intervals at alpha {ALPHA}, margin"
-          f" {margin if margin else 'none'}; {n_studies} resampled studies per row"
-          f" (Monte-Carlo error near alpha ±{mc:.3f}); 4 trials a seed (2 arms x 2 levels)")
-    print("\n| question | better/worse | equivalent | mean seeds | mean trials"
+    print(f"\nadaptive seeds: min {SEQ_MIN}, max {SEQ_MAX}, one seed a round, repeated"
+          f" intervals at alpha {ALPHA} (one comparison), margin {margin if margin else 'none'};"
+          f" {n_studies} resampled studies per row (Monte-Carlo error near alpha ±{mc:.3f});"
+          " 4 trials a seed (2 arms x 2 levels); a fixed design has the same power within"
+          f" {SAME_POWER_TOLERANCE}")
+    print("\n| spending | question | better/worse | equivalent | mean seeds | mean trials"
           " | fixed design of the same power | its trials | fewer trials |")
-    print("|---|---:|---:|---:|---:|---|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
-        if r["fixed_n"] is None:
-            fixed, saving = "none up to 10 seeds", "n/a"
+        if not r["real"]:
+            fixed, saving = "n/a (no effect to detect)", "n/a"
+        elif r["fixed_n"] is None:
+            fixed, saving = f"none up to {SEQ_MAX} seeds", "n/a"
         else:
             fixed = f"{r['fixed_n']} seeds (power {r['fixed_power']:.3f})"
             saving = f"{100 * (1 - r['mean_trials'] / r['fixed_trials']):.0f}%"
         label = "(false positives)" if not r["real"] else "(power)"
-        print(f"| {r['question']} | {r['effect_rate']:.3f} {label} | {r['equivalent_rate']:.3f}"
+        print(f"| {r['spending']} | {r['question']} | {r['effect_rate']:.3f} {label}"
+              f" | {r['equivalent_rate']:.3f}"
               f" | {r['mean_seeds']:.2f} | {r['mean_trials']:.1f} | {fixed}"
-              f" | {r['fixed_trials'] if r['fixed_n'] else 'n/a'} | {saving} |")
+              f" | {r['fixed_trials'] if r['fixed_n'] and r['real'] else 'n/a'} | {saving} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -340,8 +352,14 @@ def main(argv: list[str] | None = None) -> None:
         print_table(pool, rates, n_studies=args.studies)
     if "sequential" in only:
         margin = args.margin or None
-        rows = sequential_rows(pool, n_studies=args.studies, margin=margin)
+        rows = [row for spending in ("pocock", "obrien_fleming")
+                for row in sequential_rows(pool, n_studies=args.studies, margin=margin,
+                                           spending=spending)]
         print_sequential(rows, n_studies=args.studies, margin=margin)
+        print("\nfixed designs on the same draws, power of the seed-unit paired t by n seeds:")
+        for r in rows[:len(QUESTIONS)]:
+            curve = ", ".join(f"{n}: {p:.3f}" for n, p in r["fixed_curve"].items())
+            print(f"  {r['question']}: {curve}")
     print(f"\n(resampling took {time.perf_counter() - started:.0f} s)")
 
 
