@@ -21,7 +21,7 @@ import pandas as pd
 
 from harness.config import Study, load_study, parse_value
 from harness.directions import higher_is_better
-from harness.study.design import match_level
+from harness.study.design import resolve_baselines
 from harness.errors import HarnessError, TrackingError
 from harness.report import render, stats, verdicts
 from harness.report.collect import (
@@ -308,19 +308,9 @@ def _baselines(study: Study | None, factors: list[str], levels: dict[str, list[s
             raise HarnessError(f"--baseline {item!r}: expected factor=level, e.g."
                                f" {factors[0]}={levels[factors[0]][0]}")
         wanted[key.strip()] = (parse_value(text.strip()), f"--baseline {key.strip()}")
-    chosen = {}
-    for factor in factors:
-        default = "base" if "base" in levels[factor] and study is not None else levels[factor][0]
-        chosen[factor] = default
-    for key, (value, where) in wanted.items():
-        if key not in factors:
-            raise HarnessError(f"{where}: {key} is not a factor of study {study_name};"
-                               f" factors: {', '.join(factors)}")
-        label = match_level(value, levels[key])
-        if label is None:
-            raise HarnessError(f"{where}: {value!r} is not a level of {key};"
-                               f" levels: {', '.join(levels[key])}")
-        chosen[key] = label
+    default = {f: "base" for f in factors if "base" in levels[f] and study is not None}
+    chosen = resolve_baselines({f: levels[f] for f in factors}, wanted, study_name=study_name,
+                               default=default)
     return chosen
 
 

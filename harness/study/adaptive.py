@@ -39,7 +39,7 @@ from harness.config import Study
 from harness.directions import higher_is_better
 from harness.errors import ConfigError
 from harness.report import sequential, stats, verdicts
-from harness.study.design import expand, match_level, parse_levels
+from harness.study.design import expand, parse_levels, resolve_baselines
 from harness.tracking import Tracker, code_version
 
 PLAN_FILE, ROUNDS_FILE = "plan/plan.json", "plan/rounds.json"
@@ -85,16 +85,9 @@ def family(study: Study) -> tuple[dict[str, list[str]], dict[str, str], list[Pla
     """The factors' levels, their baselines (``report.baseline``, else the first level) and the
     family of comparisons, in grid order."""
     levels = _levels(study)
-    baseline = {axis: labels[0] for axis, labels in levels.items()}
-    for key, value in study.report.baseline.items():
-        if key not in levels:
-            raise ConfigError(f"{study.source}: report.baseline.{key}: not a grid axis;"
-                              f" axes: {', '.join(levels)}")
-        label = match_level(value, levels[key])
-        if label is None:
-            raise ConfigError(f"{study.source}: report.baseline.{key}: {value!r} is not a level;"
-                              f" levels: {', '.join(levels[key])}")
-        baseline[key] = label
+    wanted = {key: (value, f"{study.source}: report.baseline.{key}")
+              for key, value in study.report.baseline.items()}
+    baseline = resolve_baselines(levels, wanted, study_name=study.name)
     comparisons = [Planned(axis, label, baseline[axis])
                    for axis, labels in levels.items() for label in labels
                    if label != baseline[axis]]

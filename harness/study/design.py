@@ -62,6 +62,24 @@ def match_level(value: Any, labels: list[str]) -> str | None:
     return None
 
 
+def resolve_baselines(levels: dict[str, list[str]], wanted: dict[str, tuple[Any, str]], *,
+                      study_name: str, default: dict[str, str] | None = None) -> dict[str, str]:
+    """Each factor's baseline label: ``wanted`` (factor → (value, where it was given)) over
+    ``default`` (else the first level); a factor or level that is not there is one error
+    naming where it was given and what is valid."""
+    chosen = {factor: labels[0] for factor, labels in levels.items()} | (default or {})
+    for key, (value, where) in wanted.items():
+        if key not in levels:
+            raise ConfigError(f"{where}: {key} is not a factor of study {study_name};"
+                              f" factors: {', '.join(levels)}")
+        label = match_level(value, levels[key])
+        if label is None:
+            raise ConfigError(f"{where}: {value!r} is not a level of {key};"
+                              f" levels: {', '.join(levels[key])}")
+        chosen[key] = label
+    return chosen
+
+
 def set_key(tree: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for part in parents:

@@ -12,15 +12,9 @@ import pytest
 from scipy import special, stats
 
 from harness.report import stats as rs
+from report_helpers import FIXTURE
 
 ATT = "model.attention"
-# A fixed 2×2 × 4-seed fixture: (attention, dropout) → accuracy per seed 0..3.
-FIXTURE = {
-    ("se", "0.0"): [0.9213, 0.9188, 0.9241, 0.9170],
-    ("se", "0.3"): [0.9199, 0.9225, 0.9182, 0.9236],
-    ("none", "0.0"): [0.9102, 0.9131, 0.9075, 0.9118],
-    ("none", "0.3"): [0.9140, 0.9097, 0.9123, 0.9161],
-}
 TOL = dict(rel=1e-9, abs=1e-12)
 
 

@@ -14,6 +14,7 @@ from scipy import stats
 
 from harness.report import stats as rs
 from harness.report import verdicts as rv
+from report_helpers import FIXTURE
 
 ATT, DROP, AUG = "model.attention", "model.dropout", "augment.preset"
 DESIGN = rv.ReportDesign(
@@ -22,12 +23,6 @@ DESIGN = rv.ReportDesign(
     baseline={ATT: "none", DROP: "0.0"},
     metric="test_acc",
 )
-FIXTURE = {
-    ("se", "0.0"): [0.9213, 0.9188, 0.9241, 0.9170],
-    ("se", "0.3"): [0.9199, 0.9225, 0.9182, 0.9236],
-    ("none", "0.0"): [0.9102, 0.9131, 0.9075, 0.9118],
-    ("none", "0.3"): [0.9140, 0.9097, 0.9123, 0.9161],
-}
 TOL = dict(rel=1e-9, abs=1e-12)
 
 
