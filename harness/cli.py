@@ -93,11 +93,6 @@ def run(
             if study.adaptive is not None:
                 from harness.study.adaptive import make_plan
 
-                if storage is not None:
-                    raise HarnessError(
-                        f"{study.source}: seeds: adaptive seeds run with one machine's"
-                        " workers (--workers N) for now, not with --storage; list the seeds"
-                        " to share the study across machines")
                 plan = make_plan(study)  # bad input (a family, a baseline) stops here
             specs = expand(study)
             if dry_run:
@@ -114,7 +109,7 @@ def run(
             tracker.check()
         if study.adaptive is not None:
             _run_adaptive(study, tracker=tracker, data_root=data_root, device=device,
-                          workers=workers, heartbeat=heartbeat)
+                          workers=workers, heartbeat=heartbeat, storage=storage)
             return
         outcome = run_study(study, tracker=tracker, data_root=data_root, device=device,
                             display=None if worker else RichDisplay(console),
@@ -149,19 +144,29 @@ def _looks_adaptive(study_file: Path, overrides: list[str] | None) -> bool:
     return isinstance(raw, dict) and isinstance(raw.get("seeds"), dict)
 
 
-def _run_adaptive(study, *, tracker, data_root, device, workers, heartbeat) -> None:
+def _run_adaptive(study, *, tracker, data_root, device, workers, heartbeat, storage) -> None:
     from harness.console import RichDisplay, adaptive_table, round_line
     from harness.study.adaptive import run_adaptive
     from harness.study.runner import run_study
 
+    claim = None
+    if storage is not None:
+        # Processes sharing the study on this queue decide each round once between them.
+        from harness.study.queue import claim_once, open_queue_storage
+
+        shared = open_queue_storage(storage, heartbeat_s=heartbeat)
+        claim = lambda name: claim_once(shared, name)  # noqa: E731
     display = RichDisplay(console)
     outcome = run_adaptive(
-        study, tracker=tracker,
+        study, tracker=tracker, claim=claim,
         run_round=lambda round_study: run_study(
             round_study, tracker=tracker, data_root=data_root, device=device, display=display,
-            n_workers=workers, heartbeat_s=heartbeat),
+            n_workers=workers, storage_url=storage, heartbeat_s=heartbeat),
         on_round=lambda look, decisions: console.print(round_line(look, decisions)),
     )
+    if outcome.missing:
+        err_console.print(f"error: {outcome.missing} trials of the round did not finish; the"
+                          " round is not decided (run the study again to retry them)")
     for result in outcome.outcomes:
         for line in result.worker_errors:
             err_console.print(f"error: {line}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -273,6 +274,7 @@ class AdaptiveOutcome:
     state: PlanState
     outcomes: list[Any] = field(default_factory=list)  # each round's StudyOutcome
     failed: bool = False
+    missing: int = 0  # trials of the last round that did not finish
 
     @property
     def n_trials(self) -> int:
@@ -281,13 +283,20 @@ class AdaptiveOutcome:
 
 def run_adaptive(study: Study, *, tracker: Tracker,
                  run_round: Callable[[Study], Any],
-                 on_round: Callable[[int, dict[str, Decision]], None] | None = None
-                 ) -> AdaptiveOutcome:
+                 on_round: Callable[[int, dict[str, Decision]], None] | None = None,
+                 claim: Callable[[str], bool] | None = None,
+                 wait_s: float = 60.0, poll_s: float = 0.5) -> AdaptiveOutcome:
     """Rounds until every comparison is decided or has ``max`` seeds.
 
     ``run_round(round_study)`` runs a round's trials (every executor: in-process, local
-    workers) and returns its ``StudyOutcome``; a round with a failed trial stops the study
-    undecided (exit 1), so a rerun retries it.
+    workers, a shared queue) and returns its ``StudyOutcome``; a round with a trial that did
+    not finish stops the study undecided (exit 1), so a rerun retries it.
+
+    Several processes may run the same adaptive study on a shared queue (``--storage``):
+    each runs its share of a round, and once the round is complete the one that ``claim``\s
+    its decision first decides it; the others wait for the record and go on from it.  A
+    claimer that dies before recording is replaced after ``wait_s``: the decision depends only
+    on the round's finished trials, so a second decider records the same one, once.
     """
     tracker.open_study(study)
     state = record_plan(tracker, study)
@@ -295,22 +304,52 @@ def run_adaptive(study: Study, *, tracker: Tracker,
     while not state.finished:
         look = state.next_look
         n = state.plan["looks"][look]
-        result = run_round(round_study(study, state, n))
+        this_round = round_study(study, state, n)
+        result = run_round(this_round)
         outcome.outcomes.append(result)
-        if result.failed or getattr(result, "worker_errors", None):
-            outcome.failed = True
-            break
         # Back on the full study: each round's run opened the parent with its own subset.
         tracker.open_study(study)
-        decisions = decide_round(trials_frame(study, tracker), state, look=look)
-        state.rounds.append({"round": look + 1, "n_seeds": n,
-                             "decisions": {k: d.record() for k, d in decisions.items()}})
-        tracker.save_study_file(ROUNDS_FILE, json.dumps(state.rounds, indent=2) + "\n")
-        tracker.set_tags({ROUND_TAG: str(look + 1)})
-        if on_round is not None:
+        missing = ({s.trial_key for s in expand(this_round)}
+                   - {t.trial_key for t in tracker.finished()})
+        if result.failed or getattr(result, "worker_errors", None) or missing:
+            outcome.failed, outcome.missing = True, len(missing)
+            break
+        decisions = _decide_once(study, tracker, state, look=look, claim=claim,
+                                 wait_s=wait_s, poll_s=poll_s)
+        state = outcome.state = load_state(tracker) or state
+        if on_round is not None and decisions is not None:
             on_round(look + 1, decisions)
     tracker.close_study(failed=outcome.failed)
     return outcome
+
+
+def _decide_once(study: Study, tracker: Tracker, state: PlanState, *, look: int,
+                 claim: Callable[[str], bool] | None, wait_s: float,
+                 poll_s: float) -> dict[str, Decision] | None:
+    """Decide round ``look`` + 1 unless it is recorded already or another process has claimed
+    it; the decisions made here, or None when they were another's."""
+    def recorded() -> bool:
+        latest = load_state(tracker)
+        return latest is not None and len(latest.rounds) > look
+
+    if recorded():
+        return None
+    name = f"{study.name}:plan:{plan_hash(state.plan)}:round:{look + 1}"
+    if claim is not None and not claim(name):
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:  # bounded: the claimer records within a second
+            if recorded():
+                return None
+            time.sleep(poll_s)
+        if recorded():
+            return None
+    decisions = decide_round(trials_frame(study, tracker), state, look=look)
+    rounds = [r for r in state.rounds if r["round"] <= look]
+    rounds.append({"round": look + 1, "n_seeds": state.plan["looks"][look],
+                   "decisions": {k: d.record() for k, d in decisions.items()}})
+    tracker.save_study_file(ROUNDS_FILE, json.dumps(rounds, indent=2) + "\n")
+    tracker.set_tags({ROUND_TAG: str(look + 1)})
+    return decisions
 
 
 def worst_case(study: Study) -> tuple[int, int, list[int]]:

@@ -209,6 +209,18 @@ class WorkQueue:
         return rows
 
 
+def claim_once(storage: Any, name: str) -> bool:
+    """Whether this process is the first of all to claim ``name``: creating an Optuna study is
+    atomic (names are unique), so exactly one process sees True (an adaptive round's decision)."""
+    import optuna
+
+    try:
+        optuna.create_study(study_name=name, storage=storage)
+    except optuna.exceptions.DuplicatedStudyError:
+        return False
+    return True
+
+
 def default_queue_storage(tracking_uri: str) -> str:
     """The local queue of ``--workers N``: SQLite beside the local MLflow store."""
     from harness.study.tune import default_storage

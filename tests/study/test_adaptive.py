@@ -287,3 +287,42 @@ def test_an_adaptive_digits_study_runs_to_the_end_and_its_report_follows_the_pla
     status = runner.invoke(app, ["status", str(path), "--tracking-uri", uri],
                            env={"COLUMNS": "200"})
     assert status.exit_code == 0 and "rounds decided, plan" in status.stdout
+
+
+def test_two_processes_share_an_adaptive_study_and_decide_each_round_once(postgres, mlflow_server,
+                                                                          tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from harness_testing import create_database
+
+    storage = create_database(postgres, f"adaptive_{os.getpid()}")
+    path = _file(tmp_path, "{min: 2, max: 4}")
+    path.write_text(path.read_text().replace("name: adaptive_cli", "name: adaptive_shared"))
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(path), "--storage", storage,
+           "--tracking-uri", mlflow_server, "--device", "cpu", "--heartbeat", "2"]
+    procs = [subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1",
+                                        "HARNESS_WORK": str(tmp_path / f"work{i}")},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("adaptive_shared")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'study'")
+    rounds = json.loads(Path(client.download_artifacts(
+        parent.info.run_id, adaptive.ROUNDS_FILE, str(tmp_path))).read_text())
+    assert [r["round"] for r in rounds] == list(range(1, len(rounds) + 1))  # none twice, none lost
+    finished = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`harness.kind` = 'trial' and attributes.status = 'FINISHED'")
+    keys = [r.data.tags["harness.trial_key"] for r in finished]
+    assert len(keys) == len(set(keys))  # every trial trained once, by one of the two
+    hosts = {r.data.tags.get("harness.host", "").rsplit(":", 1)[-1] for r in finished}
+    assert len(hosts) == 2  # both processes trained
+    per_cell = {}
+    for r in finished:
+        per_cell.setdefault(r.data.tags["harness.cell_key"], set()).add(r.data.tags["harness.seed"])
+    assert len(per_cell) == 4 and all(2 <= len(s) <= 4 for s in per_cell.values())
+    assert sum("round 1:" in out for out in outputs) >= 1
