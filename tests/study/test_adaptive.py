@@ -326,3 +326,55 @@ def test_two_processes_share_an_adaptive_study_and_decide_each_round_once(postgr
         per_cell.setdefault(r.data.tags["harness.cell_key"], set()).add(r.data.tags["harness.seed"])
     assert len(per_cell) == 4 and all(2 <= len(s) <= 4 for s in per_cell.values())
     assert sum("round 1:" in out for out in outputs) >= 1
+
+
+def test_a_study_killed_by_sigkill_after_a_round_finishes_on_the_rerun(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    uri = f"sqlite:///{tmp_path / 'store'}/mlflow.db"
+    path = _file(tmp_path, "{min: 2, max: 4}")
+    # A margin of 0.01 pp and 1-epoch trials: nothing is decided, so every round runs.
+    path.write_text(path.read_text().replace("margin: 0.5", "margin: 0.0001")
+                    .replace("name: adaptive_cli", "name: adaptive_killed"))
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(path), "--tracking-uri", uri,
+           "--device", "cpu"]
+    env = {**os.environ, "HARNESS_WORK": str(tmp_path / "work")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while True:  # until round 1 is recorded: then the kill lands in round 2
+            assert proc.poll() is None, "the study ended before it could be killed"
+            assert time.monotonic() < deadline, "round 1 was never recorded"
+            try:
+                client = MlflowClient(uri)
+                experiment = client.get_experiment_by_name("adaptive_killed")
+                parents = [] if experiment is None else client.search_runs(
+                    [experiment.experiment_id], "tags.`harness.kind` = 'study'")
+                if parents and parents[0].data.tags.get(adaptive.ROUND_TAG) == "1":
+                    break
+            except Exception:  # noqa: BLE001 - the store may be mid-creation
+                pass
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rerun = runner.invoke(app, ["run", str(path), "--tracking-uri", uri, "--device", "cpu"],
+                          env={"HARNESS_WORK": str(tmp_path / "work")})
+    assert rerun.exit_code == 0, rerun.output
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("adaptive_killed")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'study'")
+    rounds = json.loads(Path(client.download_artifacts(
+        parent.info.run_id, adaptive.ROUNDS_FILE, str(tmp_path))).read_text())
+    assert [r["round"] for r in rounds] == [1, 2, 3]  # no round lost, none decided twice
+    finished = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`harness.kind` = 'trial' and attributes.status = 'FINISHED'")
+    keys = [r.data.tags["harness.trial_key"] for r in finished]
+    assert len(keys) == len(set(keys)) == 4 * 4
