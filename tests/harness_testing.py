@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,7 +30,10 @@ def free_port() -> int:
 def serving(cmd: list[str], *, port: int, timeout_s: float = 90) -> Iterator[subprocess.Popen]:
     """Start a real HTTP server process group, wait until /health answers, stop it after."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+    # Its output goes to a file, not a pipe: a pipe nobody reads fills up after a few hundred
+    # logged requests, and the server then blocks on its next log line.
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_s
@@ -39,7 +43,8 @@ def serving(cmd: list[str], *, port: int, timeout_s: float = 90) -> Iterator[sub
                     break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(proc.stdout.read().decode()) from None
+                    log.seek(0)
+                    raise RuntimeError(log.read().decode(errors="replace")) from None
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{cmd[:2]} did not answer within {timeout_s} s") from None
                 time.sleep(0.5)
@@ -47,6 +52,7 @@ def serving(cmd: list[str], *, port: int, timeout_s: float = 90) -> Iterator[sub
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        log.close()
 
 
 def create_database(server_url: str, name: str) -> str:
