@@ -204,7 +204,8 @@ def tune(
     try:
         from harness.config import load_study
         from harness.console import RichDisplay, tune_summary
-        from harness.study.tune import default_storage, run_tune
+        from harness.study.storage import default_storage
+        from harness.study.tune import run_tune
         from harness.tracking import MlflowTracker
 
         with errors_left_to_parent(held):
@@ -267,7 +268,7 @@ def status(
     from harness.study.design import check_size, expand
     from harness.study.queue import WorkQueue, default_queue_storage
     from harness.study.status import study_status
-    from harness.study.tune import open_storage
+    from harness.study.storage import open_storage
     from harness.tracking import MlflowTracker, local_store_paths
 
     try:

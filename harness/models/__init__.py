@@ -10,12 +10,8 @@ arguments, not config.  ``build_model`` builds the architecture only; ``pretrain
 
 from __future__ import annotations
 
-from functools import partial
-from typing import TYPE_CHECKING
-
-from torch import nn
-
 from harness.models.attention import ATTENTION
+from harness.models.build import build_model, count_parameters
 from harness.models.pretrained import (
     BackboneFreeze,
     LoadedWeights,
@@ -24,9 +20,6 @@ from harness.models.pretrained import (
     resolve_weights,
 )
 from harness.models.resnet import ARCHITECTURES
-
-if TYPE_CHECKING:
-    from harness.config import ModelConfig
 
 __all__ = [
     "ARCHITECTURES",
@@ -39,24 +32,3 @@ __all__ = [
     "load_pretrained",
     "resolve_weights",
 ]
-
-
-def build_model(cfg: ModelConfig, *, in_channels: int, num_classes: int) -> nn.Module:
-    """The model ``cfg`` names; an unknown arch or attention raises ``UnknownNameError``."""
-    spec = ARCHITECTURES.get(cfg.arch)
-    attention = ATTENTION.get(cfg.attention)
-    return spec.build(
-        in_channels=in_channels,
-        num_classes=num_classes,
-        stem=cfg.stem,
-        width=cfg.width,
-        dropout=cfg.dropout,
-        attn_layer=partial(attention, cfg=cfg),
-        widen_factor=cfg.widen_factor,
-        drop_path_rate=cfg.drop_path,
-    )
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -317,7 +317,7 @@ def load_pretrained(model: nn.Module, cfg: ModelConfig, *, in_channels: int) -> 
 def check_weights(cfg: ModelConfig, *, in_channels: int, num_classes: int) -> LoadedWeights:
     """Preflight: ``cfg.weights`` exists (downloading it if need be) and fits the model ``cfg``
     builds for this dataset, else a one-line ``WeightsError``."""
-    from harness.models import build_model
+    from harness.models.build import build_model
 
     model = build_model(cfg, in_channels=in_channels, num_classes=num_classes)
     return load_pretrained(model, cfg, in_channels=in_channels)

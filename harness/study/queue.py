@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.study.storage import default_storage, open_storage
 
 ENQUEUED = "harness.enqueued"
 HOST = "harness.host"
@@ -223,13 +224,9 @@ def claim_once(storage: Any, name: str) -> bool:
 
 def default_queue_storage(tracking_uri: str) -> str:
     """The local queue of ``--workers N``: SQLite beside the local MLflow store."""
-    from harness.study.tune import default_storage
-
     return default_storage(tracking_uri).replace("optuna.db", "queue.db")
 
 
 def open_queue_storage(url: str, *, heartbeat_s: float):
     """The queue's storage: stale trials are failed and put back for another worker."""
-    from harness.study.tune import open_storage
-
     return open_storage(url, heartbeat_s=heartbeat_s, retry_stale=True)

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.config import load_study, study_from_mapping
 from harness.study.design import expand
-from harness.study.tune import default_storage, run_tune
+from harness.study.storage import default_storage
+from harness.study.tune import run_tune
 from harness.tracking import MlflowTracker
 
 runner = CliRunner()
