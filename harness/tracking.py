@@ -413,15 +413,8 @@ class MlflowTracker(Tracker):
         assert self.parent_run_id is not None, "open_study first"
         from mlflow.exceptions import MlflowException
 
-        folder = name.rpartition("/")[0]
         try:
-            listed = {a.path for a in self.client.list_artifacts(self.parent_run_id,
-                                                                 folder or None)}
-            if name not in listed:
-                return None
-            with tempfile.TemporaryDirectory() as tmp:
-                path = self.client.download_artifacts(self.parent_run_id, name, tmp)
-                return Path(path).read_text(encoding="utf-8")
+            return read_run_file(self.client, self.parent_run_id, name)
         except MlflowException as exc:
             raise TrackingError(f"tracking store {self.display_uri}: cannot read {name} of run"
                                 f" {self.parent_run_id} ({redact_text(str(exc), self.uri)})"
@@ -527,6 +520,15 @@ class MlflowTracker(Tracker):
             path = Path(tmp) / name
             path.write_text(text, encoding="utf-8")
             self.client.log_artifact(run_id, str(path), artifact_path)
+
+
+def read_run_file(client, run_id: str, name: str) -> str | None:
+    """The text of artifact ``name`` of run ``run_id`` (``plan/plan.json``); None if absent."""
+    folder = name.rpartition("/")[0]
+    if name not in {a.path for a in client.list_artifacts(run_id, folder or None)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run_id, name, tmp)).read_text(encoding="utf-8")
 
 
 def _metric(key: str, value: float, step: int):

@@ -323,23 +323,14 @@ def follow_plan(client, stored: StoredStudy, result: verdicts.SignificanceReport
     """Follow the recorded plan: its decisions become the verdicts.  An analysis that departs
     from it (another metric, baseline, alpha or margin) keeps the fixed verdicts and is
     labelled exploratory."""
-    import json
-    import tempfile
+    from harness.study.adaptive import Planned, plan_hash, read_state
+    from harness.tracking import read_run_file
 
-    from harness.study.adaptive import PLAN_FILE, ROUNDS_FILE, PlanState, plan_hash
-
-    def read(name: str) -> str | None:
-        folder = name.rpartition("/")[0]
-        if name not in {a.path for a in client.list_artifacts(stored.parent_run_id, folder)}:
-            return None
-        with tempfile.TemporaryDirectory() as tmp:
-            return Path(client.download_artifacts(stored.parent_run_id, name, tmp)).read_text()
-
-    text = read(PLAN_FILE) if stored.parent_run_id else None
-    if text is None:
+    state = (read_state(lambda name: read_run_file(client, stored.parent_run_id, name))
+             if stored.parent_run_id else None)
+    if state is None:
         return {"kind": "exploratory", "departures": ["no recorded plan"],
                 "line": "EXPLORATORY: an adaptive study without a recorded plan"}
-    state = PlanState(json.loads(text), json.loads(read(ROUNDS_FILE) or "[]"))
     plan, digest = state.plan, plan_hash(state.plan)
     departures = []
     if design.metric != plan["metric"]:
@@ -359,7 +350,7 @@ def follow_plan(client, stored: StoredStudy, result: verdicts.SignificanceReport
     latest, open_ids = state.latest, {c.id for c in state.open()}
     looks = plan["looks"]
     for c in result.comparisons:
-        cid = f"{c.factor}: {c.level} vs {c.baseline}"
+        cid = Planned(c.factor, c.level, c.baseline).id
         record = latest.get(cid)
         if record is None:
             continue

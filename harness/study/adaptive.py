@@ -191,10 +191,15 @@ class PlanState:
 
 
 def load_state(tracker: Tracker) -> PlanState | None:
-    text = tracker.read_study_file(PLAN_FILE)
+    return read_state(tracker.read_study_file)
+
+
+def read_state(read: Callable[[str], str | None]) -> PlanState | None:
+    """The plan and its rounds from a reader of the parent run's files; None without a plan."""
+    text = read(PLAN_FILE)
     if text is None:
         return None
-    rounds = tracker.read_study_file(ROUNDS_FILE)
+    rounds = read(ROUNDS_FILE)
     return PlanState(json.loads(text), json.loads(rounds) if rounds else [])
 
 
