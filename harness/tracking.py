@@ -371,7 +371,9 @@ class MlflowTracker(Tracker):
                     client.delete_run(extra.info.run_id)
             self.parent_run_id = parents[0].info.run_id
             client.update_run(self.parent_run_id, status="RUNNING")
-            client.set_tag(self.parent_run_id, "harness.code_version", self._code_version)
+            # Through log_batch, which MLflow's SQL store retries when another worker inserts the
+            # same tag at the same moment; set_tag would fail on the unique key (tag_pk).
+            self.set_tags({"harness.code_version": self._code_version})
             self.log_text("study.yaml", dump_yaml(study.model_dump(mode="json", exclude_none=True,
                                                                    by_alias=True)))
         except TrackingError:
@@ -454,6 +456,8 @@ class MlflowTracker(Tracker):
                 return runs
 
     def resume_trial(self, spec: TrialSpec) -> TrialRun | None:
+        from mlflow.entities import RunTag
+
         unfinished = self._search(
             f"tags.`{TRIAL_KEY}` = '{spec.trial_key}' and attributes.status != 'FINISHED'"
         )
@@ -463,7 +467,7 @@ class MlflowTracker(Tracker):
             return None
         run = max(unfinished, key=lambda r: r.info.start_time)
         self.client.update_run(run.info.run_id, status="RUNNING")
-        self.client.set_tag(run.info.run_id, "harness.resumed", "true")
+        self.client.log_batch(run.info.run_id, tags=[RunTag("harness.resumed", "true")])
         trial_run = MlflowTrialRun(self, run.info.run_id)
         trial_run.resumed = True
         return trial_run
