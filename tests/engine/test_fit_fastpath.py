@@ -83,6 +83,27 @@ def test_bf16_autocast_trains_and_reports_fp32_metrics(few_digits) -> None:
     assert result.history["train_loss"] == pytest.approx(fp32.history["train_loss"], rel=0.05)
 
 
+def test_the_cpu_trains_channels_last_weights_on_channels_last_batches(few_digits, monkeypatch):
+    fit_module = sys.modules["harness.engine.fit"]  # the package's ``fit`` is the function
+    seen: list[tuple[bool, bool]] = []
+    build = fit_module.build_model
+
+    def recording_build(*args, **kwargs):
+        model = build(*args, **kwargs)
+        # A layer with several input channels: with one, both layouts have the same strides.
+        conv = next(m for m in model.modules()
+                    if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1 and m.kernel_size != (1, 1))
+        conv.register_forward_pre_hook(lambda module, inputs: seen.append((
+            inputs[0].is_contiguous(memory_format=torch.channels_last),
+            module.weight.is_contiguous(memory_format=torch.channels_last))))
+        return model
+
+    monkeypatch.setattr(fit_module, "build_model", recording_build)
+    fit(config(train={"epochs": 1}, model={"width": 0.125}), few_digits, seed=0, device="cpu")
+    # Every forward pass, training and evaluation, on channels-last batches and weights.
+    assert seen and all(batch and weight for batch, weight in seen)
+
+
 def test_a_compiled_model_keeps_plain_checkpoints_and_the_eager_results(few_digits, tmp_path,
                                                                        monkeypatch) -> None:
     # The eager backend runs the captured graph op for op: the wrapper's plumbing (state-dict
