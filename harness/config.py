@@ -68,11 +68,24 @@ class DataConfig(Section):
     image_size: int | None = Field(default=None, ge=8)
     # Image-folder datasets: DataLoader worker processes decoding and augmenting images.
     workers: int = Field(default=2, ge=0)
+    # Image-folder datasets: decode every image once into a cache in the data root and train
+    # from uint8 tensors on the device with batched augmentation (the path MNIST and CIFAR take),
+    # or decode and augment image by image in the workers.  auto: in memory when the decoded
+    # images fit data.memory_budget_gb and share one size (or data.image_size is set).
+    in_memory: Literal["auto", "true", "false"] = "auto"
+    # The most decoded image bytes (train + test, uint8) held in memory, in GB (10^9 bytes).
+    memory_budget_gb: float = Field(default=4.0, gt=0)
     # Image-folder datasets without a test folder: the test split carved with a fixed seed
     # (a fraction < 1 or a number of images).
     test_size: float | int = Field(default=0.2, gt=0)
 
     _name = field_validator("dataset")(lambda v: _check_name("dataset", v))
+
+    @field_validator("in_memory", mode="before")
+    @classmethod
+    def _yaml_bool(cls, value: object) -> object:
+        # YAML reads ``in_memory: true`` as a bool.
+        return str(value).lower() if isinstance(value, bool) else value
 
 
 class ModelConfig(Section):

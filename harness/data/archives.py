@@ -9,6 +9,10 @@ member half-way leaves no half-extracted dataset behind for the next run to trus
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
+import os
 import shutil
 import stat
 import tarfile
@@ -115,4 +119,64 @@ def extract(archive: Path, dest: Path, *, dataset: str) -> Path:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# Extractions that follow their archive
+
+STAMP = ".harness-archive.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stamp(archive: Path, sha256: str | None = None) -> dict:
+    st = archive.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256 or _sha256(archive)}
+
+
+def archive_changed(archive: Path, folder: Path) -> bool:
+    """Whether ``folder`` was extracted from another archive than the one now at ``archive``.
+
+    A folder without a stamp (extracted by hand, or before stamps) is trusted as it is."""
+    try:
+        stamp = json.loads((folder / STAMP).read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    st = archive.stat()
+    if (stamp.get("size"), stamp.get("mtime_ns")) == (st.st_size, st.st_mtime_ns):
+        return False
+    return stamp.get("sha256") != _sha256(archive)  # touched or copied: the bytes decide
+
+
+def extract_stamped(archive: Path, dest: Path, *, dataset: str) -> Path:
+    """``extract`` into ``dest`` with a stamp of the archive; a ``dest`` extracted from another
+    archive is replaced whole (the new extraction is complete before the old one goes).
+    Concurrent callers extract once: the others find the fresh stamp."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f".{dest.name}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if dest.is_dir() and not archive_changed(archive, dest):
+            return dest
+        sha256 = _sha256(archive)
+        fresh = dest.parent / f".{dest.name}.new-{os.getpid()}"
+        if fresh.exists():
+            shutil.rmtree(fresh)
+        extract(archive, fresh, dataset=dataset)
+        (fresh / STAMP).write_text(json.dumps(_stamp(archive, sha256)))
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+            dest.rename(old)
+            fresh.rename(dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            fresh.rename(dest)
     return dest

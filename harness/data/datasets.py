@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from harness.config import DataConfig
-from harness.data.archives import archive_stem, extract, is_archive
+from harness.data.archives import archive_changed, archive_stem, extract, extract_stamped, is_archive
+from harness.data.decoded import GB, MixedSizes, decoded_bytes, load_decoded
 from harness.data import folders
 from harness.data.folders import FileSplit
 from harness.downloads import download_timeout
@@ -121,6 +122,11 @@ class DatasetSource:
     def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
         """The full training split, the test split and the class names."""
         raise NotImplementedError
+
+    def image_files(self, root: Path, cfg: DataConfig) -> tuple[Path, Path]:
+        """Sources read as files (``FileSplit``): what the decoded cache is keyed by (an
+        archive or a folder) and the folder the files are in."""
+        raise NotImplementedError(f"{self.name} is read into memory, not as files")
 
     def ensure(self, root: Path, cfg: DataConfig) -> None:
         """Make the files present (fetching them if allowed) or raise a one-line DataError."""
@@ -381,6 +387,9 @@ class _TinyImageNet(DatasetSource):
     def hint(self, root: Path, cfg: DataConfig) -> str:
         return f"put {self.filename} (from {self.url}) or its extracted folder into {root}"
 
+    def image_files(self, root: Path, cfg: DataConfig) -> tuple[Path, Path]:
+        return root / self.folder, root / self.folder
+
     def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
         base = root / self.folder
         wnids = folders.tiny_imagenet_classes(base, dataset=self.name)
@@ -397,7 +406,12 @@ class _ImageFolder(DatasetSource):
     """Any folder of class subfolders (``data.path``), or a .zip/.tar archive of one.
 
     With ``train/`` and ``test/`` (or ``val/``) subfolders those are the splits; otherwise
-    the test split is carved from all images with a fixed seed (``data.test_size``)."""
+    the test split is carved from all images with a fixed seed (``data.test_size``).
+
+    An archive is extracted once, beside it when it is inside the data root, else into the
+    data root (never into someone else's folder: a shared, read-only dataset stays as it is;
+    an extraction already beside it is used), with a stamp of the archive's size, time and sha256: an archive replaced by
+    another is extracted again, never read from its predecessor's files."""
 
     def _path(self, root: Path, cfg: DataConfig) -> Path:
         if not cfg.path:
@@ -410,16 +424,26 @@ class _ImageFolder(DatasetSource):
 
     def _folder(self, root: Path, cfg: DataConfig) -> Path:
         path = self._path(root, cfg)
-        return path.parent / archive_stem(path) if is_archive(path) else path
+        if not is_archive(path):
+            return path
+        beside = path.parent / archive_stem(path)
+        if beside.is_dir() or path.resolve().is_relative_to(root.resolve()):
+            return beside
+        return root / archive_stem(path)
+
+    def image_files(self, root: Path, cfg: DataConfig) -> tuple[Path, Path]:
+        return self._path(root, cfg), self._folder(root, cfg)
 
     def missing(self, root: Path, cfg: DataConfig) -> list[Path]:
-        folder = self._folder(root, cfg)
-        return [] if folder.is_dir() else [self._path(root, cfg)]
+        path, folder = self._path(root, cfg), self._folder(root, cfg)
+        if not folder.is_dir() or (path.is_file() and archive_changed(path, folder)):
+            return [path]
+        return []
 
     def fetch(self, root: Path, cfg: DataConfig) -> None:
         path = self._path(root, cfg)
         if is_archive(path) and path.is_file():
-            extract(path, self._folder(root, cfg), dataset=self.name)
+            extract_stamped(path, self._folder(root, cfg), dataset=self.name)
 
     def hint(self, root: Path, cfg: DataConfig) -> str:
         return "put a folder of class subfolders (or a .zip/.tar archive of one) there"
@@ -549,12 +573,47 @@ def check_dataset(cfg: DataConfig, *, root: Path) -> None:
     DATASETS.get(cfg.dataset).ensure(_resolve(root), cfg)
 
 
+def _into_memory(source: DatasetSource, root: Path, cfg: DataConfig, train: FileSplit,
+                 test: FileSplit) -> tuple[Split, Split]:
+    """An image folder's splits decoded into memory, as ``data.in_memory`` says
+    (``harness.data.decoded``), or left as files."""
+    if cfg.in_memory == "false":
+        return train, test
+    size = cfg.image_size or folders.native_size(train)
+    n_images = len(train) + len(test)
+    need = decoded_bytes(n_images, size)
+    if need > cfg.memory_budget_gb * GB:
+        if cfg.in_memory == "auto":
+            return train, test
+        raise DataError(
+            f"{cfg.dataset}: data.in_memory=true needs {need / GB:.2f} GB for {n_images} images"
+            f" at {size}x{size}, over data.memory_budget_gb={cfg.memory_budget_gb:g}; raise"
+            " data.memory_budget_gb, set a smaller data.image_size or data.in_memory: false"
+        )
+    path, folder = source.image_files(root, cfg)
+    try:
+        train_images, test_images = load_decoded(root, path, folder, train, test,
+                                                 size=cfg.image_size)
+    except MixedSizes as exc:
+        if cfg.in_memory == "auto":
+            return train, test
+        raise DataError(
+            f"{cfg.dataset}: {exc.path} is {exc.shape[0]}x{exc.shape[1]}, the first image"
+            f" {exc.expected[0]}x{exc.expected[1]}; data.in_memory=true needs one size: set"
+            " data.image_size (each image resized and centre-cropped to it) or"
+            " data.in_memory: false"
+        ) from None
+    return TensorSplit(train_images, train.labels), TensorSplit(test_images, test.labels)
+
+
 def load_dataset(cfg: DataConfig, *, root: Path) -> DataBundle:
     """The dataset as uint8 tensors, with validation carved from training by a fixed seed."""
     source = DATASETS.get(cfg.dataset)
     root = _resolve(root)
     source.ensure(root, cfg)
     full_train, test, class_names = source.read(root, cfg)
+    if isinstance(full_train, FileSplit):
+        full_train, test = _into_memory(source, root, cfg, full_train, test)
     n_val = _holdout_count(cfg.val_size, len(full_train), dataset=cfg.dataset)
     kept, held = stratified_split(full_train.labels.numpy(), n_val, seed=VAL_SPLIT_SEED)
     train, val = full_train.subset(kept), full_train.subset(held)

@@ -1,5 +1,6 @@
 """Image-folder datasets: Tiny ImageNet's official layout (folder or zip), any folder of class
-subfolders (or an archive of one), safe extraction, and the worker-fed loader."""
+subfolders (or an archive of one), safe extraction, and the worker-fed loader
+(``data.in_memory: false``; the in-memory path is ``test_decoded.py``'s)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from harness.errors import DataError
 
 
 def tiny_cfg(**kwargs) -> DataConfig:
-    return DataConfig(dataset="tiny_imagenet", val_size=3, download=False, **kwargs)
+    return DataConfig(dataset="tiny_imagenet", val_size=3, download=False, in_memory="false",
+                      **kwargs)
 
 
 def _files(split: FileSplit) -> list[tuple[str, int]]:
@@ -185,7 +187,8 @@ def test_an_imagefolder_tar_whose_member_escapes_is_one_line_through_load(tmp_pa
 
 def test_a_flat_image_folder_carves_a_stratified_test_split(tmp_path: Path) -> None:
     image_folder(tmp_path / "pets", n_per_class=10, size=20)
-    cfg = DataConfig(dataset="imagefolder", path="pets", test_size=0.2, val_size=0.25)
+    cfg = DataConfig(dataset="imagefolder", path="pets", test_size=0.2, val_size=0.25,
+                     in_memory="false")
     bundle = load_dataset(cfg, root=tmp_path)
     assert bundle.info.class_names == ["cat", "dog"]
     assert bundle.info.image_size == (20, 20)  # the images' own size when unset
@@ -198,7 +201,7 @@ def test_a_flat_image_folder_carves_a_stratified_test_split(tmp_path: Path) -> N
 def test_an_image_folder_with_train_and_test_folders_uses_them(tmp_path: Path) -> None:
     image_folder(tmp_path / "pets" / "train", n_per_class=6)
     image_folder(tmp_path / "pets" / "test", n_per_class=2, suffix=".jpg")
-    cfg = DataConfig(dataset="imagefolder", path=str(tmp_path / "pets"), val_size=2,
+    cfg = DataConfig(dataset="imagefolder", path=str(tmp_path / "pets"), val_size=2, in_memory="false",
                      image_size=16)
     bundle = load_dataset(cfg, root=tmp_path / "elsewhere")
     assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (10, 2, 4)
@@ -208,7 +211,8 @@ def test_an_image_folder_with_train_and_test_folders_uses_them(tmp_path: Path) -
 
 def test_an_image_folder_archive_is_extracted_once_and_read(tmp_path: Path) -> None:
     tar_folder(image_folder(tmp_path / "staging" / "pets"), tmp_path / "pets.tar.gz")
-    cfg = DataConfig(dataset="imagefolder", path="pets.tar.gz", test_size=2, val_size=2)
+    cfg = DataConfig(dataset="imagefolder", path="pets.tar.gz", test_size=2, val_size=2,
+                     in_memory="false")
     first = load_dataset(cfg, root=tmp_path)
     assert (tmp_path / "pets" / "cat").is_dir()
     again = load_dataset(cfg, root=tmp_path)
@@ -240,7 +244,7 @@ def test_an_image_folder_errors_name_the_key_or_the_folder(tmp_path: Path) -> No
 def _folder_trial(**augment) -> TrialConfig:
     return TrialConfig.model_validate({
         "data": {"dataset": "tiny_imagenet", "val_size": 3, "image_size": 32, "download": False,
-                 "workers": 0},
+                 "workers": 0, "in_memory": False},
         "train": {"batch_size": 4, "eval_batch_size": 5},
         "augment": {"preset": "standard", **augment},
     })
