@@ -232,8 +232,9 @@ SECTIONS = {"data": data_path, "trial": quickstart_trial, "tracking": tracking_o
             "cuda": cuda_resnet18}
 
 
-def print_table(rows: list[Row]) -> None:
-    header = Row("", "", "seeds' pipeline", "engine", "ratio", "target")
+def print_table(rows: list[Row], *, baseline: str = "seeds' pipeline",
+                engine: str = "engine") -> None:
+    header = Row("", "", baseline, engine, "ratio", "target")
     fields = ("case", "seeds", "engine", "ratio", "target")
     widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in fields]
 

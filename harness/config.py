@@ -59,6 +59,10 @@ class DataConfig(Section):
     dataset: str = "digits"
     # A fraction of the training set (< 1) or a number of images (>= 1), carved with a fixed seed.
     val_size: float | int = Field(default=0.1, gt=0)
+    # Train on a class-stratified subset of what validation leaves (a fraction < 1 or a number
+    # of images, drawn with a fixed seed, the same for every trial): learning curves, and
+    # real datasets at CPU scale.  Validation and test stay whole.
+    train_size: float | int | None = Field(default=None, gt=0)
     download: bool = True
     # Image-folder datasets (``imagefolder``): a folder of class subfolders (or with train/ and
     # test/ or val/ subfolders of them), or a .zip/.tar archive of one; relative to the data root.

@@ -25,7 +25,14 @@ from torch import Tensor
 
 from harness.config import DataConfig
 from harness.data.archives import archive_changed, archive_stem, extract, extract_stamped, is_archive
-from harness.data.decoded import GB, MixedSizes, decoded_bytes, load_decoded
+from harness.data.decoded import (
+    GB,
+    MixedSizes,
+    decoded_bytes,
+    derived_root,
+    load_decoded,
+    writable,
+)
 from harness.data import folders
 from harness.data.folders import FileSplit
 from harness.downloads import download_timeout
@@ -38,6 +45,7 @@ VAL_SPLIT_SEED = 0
 DIGITS_TEST_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
 FOLDER_TEST_SEED = 0
+TRAIN_SUBSET_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -408,9 +416,10 @@ class _ImageFolder(DatasetSource):
     With ``train/`` and ``test/`` (or ``val/``) subfolders those are the splits; otherwise
     the test split is carved from all images with a fixed seed (``data.test_size``).
 
-    An archive is extracted once, beside it when it is inside the data root, else into the
-    data root (never into someone else's folder: a shared, read-only dataset stays as it is;
-    an extraction already beside it is used), with a stamp of the archive's size, time and sha256: an archive replaced by
+    An archive is extracted once, beside it when it is inside the data root and its folder is
+    writable, else into the data root, or ``~/.cache/harness`` when that is read-only (never
+    into someone else's folder: a shared, read-only dataset stays as it is; an extraction
+    already beside the archive is used), with a stamp of the archive's size, time and sha256: an archive replaced by
     another is extracted again, never read from its predecessor's files."""
 
     def _path(self, root: Path, cfg: DataConfig) -> Path:
@@ -427,9 +436,10 @@ class _ImageFolder(DatasetSource):
         if not is_archive(path):
             return path
         beside = path.parent / archive_stem(path)
-        if beside.is_dir() or path.resolve().is_relative_to(root.resolve()):
+        if beside.is_dir() or (path.resolve().is_relative_to(root.resolve())
+                               and writable(path.parent)):
             return beside
-        return root / archive_stem(path)
+        return derived_root(root) / archive_stem(path)
 
     def image_files(self, root: Path, cfg: DataConfig) -> tuple[Path, Path]:
         return self._path(root, cfg), self._folder(root, cfg)
@@ -617,6 +627,17 @@ def load_dataset(cfg: DataConfig, *, root: Path) -> DataBundle:
     n_val = _holdout_count(cfg.val_size, len(full_train), dataset=cfg.dataset)
     kept, held = stratified_split(full_train.labels.numpy(), n_val, seed=VAL_SPLIT_SEED)
     train, val = full_train.subset(kept), full_train.subset(held)
+    if cfg.train_size is not None:
+        size = cfg.train_size
+        n_train = round(size * len(train)) if size < 1 else int(size)
+        if not 0 < n_train <= len(train):
+            raise DataError(
+                f"{cfg.dataset}: data.train_size={size} gives {n_train} training images; valid:"
+                f" a fraction < 1 or a count from 1 to the {len(train)} that validation leaves"
+            )
+        if n_train < len(train):
+            _, chosen = stratified_split(train.labels.numpy(), n_train, seed=TRAIN_SUBSET_SEED)
+            train = train.subset(chosen)
 
     mean, std = source.mean, source.std
     if mean is None or std is None:

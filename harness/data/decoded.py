@@ -11,7 +11,8 @@ augmentation).  ``data.in_memory`` chooses:
 - ``true``: in memory, or one line saying which key or file stands in the way.
 - ``false``: the worker path.
 
-The cache is ``<data root>/.harness-cache/<folder>-<size>px-<key>/``: ``train.npy``,
+The cache is ``<data root>/.harness-cache/<folder>-<size>px-<key>/`` (under
+``~/.cache/harness`` instead when the data root is read-only): ``train.npy``,
 ``test.npy`` (uint8 ``N×3×S×S``) and ``meta.json`` (labels, classes, the files' order).  The
 key digests the source — the archive's bytes when ``data.path`` is an archive, else every
 image's path, size and modification time — with the image size and this module's format, so
@@ -160,9 +161,31 @@ def _write(folder: Path, train: FileSplit, test: FileSplit, arrays: tuple[Tensor
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def writable(folder: Path) -> bool:
+    """Whether ``folder`` is meant to be written: permitted, and with a write bit set (root may
+    write anywhere, but a folder of mode 555 is read-only by intent, as a shared dataset is)."""
+    try:
+        return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
+    except OSError:
+        return False
+
+
+def derived_root(root: Path) -> Path:
+    """Where files derived from a dataset (extractions, decoded caches) go: the data root when
+    it is writable (or does not exist yet), else ``$XDG_CACHE_HOME/harness`` (by default
+    ``~/.cache/harness``), so a read-only shared data root is read and never written."""
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if writable(probe):
+        return root
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "harness"
+
+
 def cache_folder(root: Path, source: Path, key: str, size: int | None) -> Path:
     stem = source.name.split(".")[0] or "images"
-    return root / CACHE_DIR / f"{stem}-{size or 'native'}px-{key}"
+    return derived_root(root) / CACHE_DIR / f"{stem}-{size or 'native'}px-{key}"
 
 
 def load_decoded(root: Path, source: Path, images: Path, train: FileSplit, test: FileSplit,

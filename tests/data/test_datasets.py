@@ -396,3 +396,28 @@ def test_check_dataset_passes_when_the_files_are_there(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
     for dataset in ("digits", "mnist", "cifar10"):
         check_dataset(DataConfig(dataset=dataset, download=False), root=tmp_path)
+
+
+def test_train_size_trains_on_a_fixed_stratified_subset_and_keeps_val_and_test_whole():
+    from harness.config import DataConfig
+
+    whole = load_dataset(DataConfig(dataset="digits", val_size=0.2), root=Path("unused"))
+    part = load_dataset(DataConfig(dataset="digits", val_size=0.2, train_size=300),
+                        root=Path("unused"))
+    again = load_dataset(DataConfig(dataset="digits", val_size=0.2, train_size=300),
+                         root=Path("unused"))
+    assert len(part.train) == 300 and torch.equal(part.train.images, again.train.images)
+    assert torch.equal(part.val.images, whole.val.images)
+    assert torch.equal(part.test.images, whole.test.images)
+    # Class by class: each class keeps its share (10 classes of about 115 images: 30 each).
+    counts = torch.bincount(part.train.labels, minlength=10)
+    assert counts.min() >= 28 and counts.max() <= 32
+    # Every subset image is a training image, none a validation one.
+    flat = {bytes(x.numpy()) for x in whole.train.images}
+    assert all(bytes(x.numpy()) in flat for x in part.train.images)
+    fraction = load_dataset(DataConfig(dataset="digits", val_size=0.2, train_size=0.5),
+                            root=Path("unused"))
+    assert len(fraction.train) == round(0.5 * len(whole.train))
+    with pytest.raises(DataError, match=r"data\.train_size=5000 gives 5000 .* the \d+ that"):
+        load_dataset(DataConfig(dataset="digits", val_size=0.2, train_size=5000),
+                     root=Path("unused"))

@@ -205,3 +205,19 @@ def test_in_memory_folders_train_through_the_device_loader_with_pad_crop(tmp_pat
     images, labels = next(iter(train))
     # standard on the in-memory path: pad-crop and flip at the images' own size.
     assert images.shape == (4, 3, 12, 12) and images.dtype == torch.float32
+
+
+def test_a_read_only_data_root_is_read_and_never_written(tmp_path, monkeypatch):
+    root = tmp_path / "shared"
+    tar_folder(image_folder(tmp_path / "src" / "pets", n_per_class=3, size=12),
+               (root.mkdir() or root) / "pets.tar.gz")
+    root.chmod(0o555)  # as the shared data folder is: read-only even for root
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    try:
+        data = load_dataset(cfg("pets.tar.gz"), root=root)
+        assert isinstance(data.train, TensorSplit)
+        assert sorted(p.name for p in root.iterdir()) == ["pets.tar.gz"]
+        derived = tmp_path / "cache" / "harness"
+        assert (derived / "pets" / "cat").is_dir() and caches(derived)
+    finally:
+        root.chmod(0o755)
