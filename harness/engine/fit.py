@@ -10,7 +10,7 @@ once per epoch, because a ``.item()`` per step stalls an accelerator's queue.
 
 The model and its batches are channels-last on every device: cuDNN's fastest convolutions
 want it, and so do oneDNN's on the CPU (a third more images a second for a narrow SE-ResNet-18
-on 32 px images, ``benchmarks/throughput.py --only precision``).  On CUDA the forward pass runs
+on 32 px images, ``benchmarks/real_data.py --only precision``).  On CUDA the forward pass runs
 under bf16 autocast (``train.precision: auto``); on the CPU ``auto`` is fp32, bit-for-bit
 repeatable, and ``bf16`` asks for CPU autocast, worth it where the cores have bf16 units
 (AVX-512 BF16 or AMX).  ``train.compile`` hands the model to ``torch.compile``.
