@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from harness.errors import DataError
@@ -136,6 +137,32 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def locked(path: Path):
+    """An exclusive flock on ``path`` (created if absent) for the block: one process at a time
+    extracts an archive or builds a cache, the others wait and then find it done."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def archive_sha256(archive: Path, folder: Path) -> str:
+    """The archive's sha256: from the stamp of its extraction into ``folder`` while the
+    archive's size and time still match it, else read from the archive's bytes."""
+    st = archive.stat()
+    try:
+        stamp = json.loads((folder / STAMP).read_text())
+        if (stamp.get("size"), stamp.get("mtime_ns")) == (st.st_size, st.st_mtime_ns):
+            return str(stamp["sha256"])
+    except (OSError, ValueError, KeyError):
+        pass
+    return _sha256(archive)
+
+
 def _stamp(archive: Path, sha256: str | None = None) -> dict:
     st = archive.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256 or _sha256(archive)}
@@ -161,9 +188,7 @@ def extract_stamped(archive: Path, dest: Path, *, dataset: str) -> Path:
     """``extract`` into ``dest`` with a stamp of the archive; a ``dest`` extracted from another
     archive is replaced whole (the new extraction is complete before the old one goes).
     Concurrent callers extract once: the others find the fresh stamp."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.parent / f".{dest.name}.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(dest.parent / f".{dest.name}.lock"):
         if dest.is_dir() and not archive_changed(archive, dest):
             return dest
         sha256 = _sha256(archive)

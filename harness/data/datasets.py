@@ -419,8 +419,9 @@ class _ImageFolder(DatasetSource):
     An archive is extracted once, beside it when it is inside the data root and its folder is
     writable, else into the data root, or ``~/.cache/harness`` when that is read-only (never
     into someone else's folder: a shared, read-only dataset stays as it is; an extraction
-    already beside the archive is used), with a stamp of the archive's size, time and sha256: an archive replaced by
-    another is extracted again, never read from its predecessor's files."""
+    already beside the archive is used), with a stamp of the archive's size, time and
+    sha256: an archive replaced by another is extracted again, never read from its
+    predecessor's files."""
 
     def _path(self, root: Path, cfg: DataConfig) -> Path:
         if not cfg.path:

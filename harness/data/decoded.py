@@ -36,13 +36,13 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from harness.data.archives import archive_sha256, locked
 from harness.data.folders import FileSplit, decode
 
 CACHE_DIR = ".harness-cache"
@@ -62,13 +62,13 @@ def decoded_bytes(n_images: int, size: int) -> int:
     return n_images * 3 * size * size
 
 
-def source_key(source: Path, files: Sequence[str], *, size: int | None) -> str:
-    """A digest of what the cache is decoded from (module docstring)."""
+def source_key(source: Path, images: Path, files: Sequence[str], *, size: int | None) -> str:
+    """A digest of what the cache is decoded from (module docstring); an archive's sha256
+    comes from its extraction's stamp when that still matches, so a trial does not read the
+    archive again."""
     digest = hashlib.sha256(f"harness-decoded {FORMAT} size={size}\n".encode())
     if source.is_file():  # an archive: its bytes
-        with open(source, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        digest.update(archive_sha256(source, images).encode())
     else:
         for path in files:
             st = os.stat(path)
@@ -103,17 +103,6 @@ def decode_all(paths: Sequence[str], *, size: int | None,
             raise MixedSizes(path, tuple(image.shape[-2:]), expected)
         out[i] = image if size is None else _fit(image, size)
     return out
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _names(split: FileSplit, images: Path) -> list[str]:
@@ -194,11 +183,11 @@ def load_decoded(root: Path, source: Path, images: Path, train: FileSplit, test:
     docstring).  ``source`` is ``data.path`` (a folder or an archive), ``images`` the folder
     the splits' files are in (the archive's extraction).  ``MixedSizes`` and ``DataError``
     pass through."""
-    key = source_key(source, [*train.paths, *test.paths], size=size)
+    key = source_key(source, images, [*train.paths, *test.paths], size=size)
     folder = cache_folder(root, source, key, size)
     # Found once per content: the next trial goes to the worker path without decoding again.
     mixed = folder.parent / f"{folder.name}.mixed.json"
-    with _locked(folder.parent / f"{folder.name}.lock"):
+    with locked(folder.parent / f"{folder.name}.lock"):
         if mixed.is_file():
             found = json.loads(mixed.read_text())
             raise MixedSizes(found["path"], tuple(found["shape"]), tuple(found["expected"]))
