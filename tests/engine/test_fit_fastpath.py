@@ -71,6 +71,19 @@ def test_auto_precision_is_fp32_off_cuda_and_bf16_can_be_asked_for() -> None:
                 autocast_dtype("bf16", cuda)
 
 
+def test_bf16_on_a_cpu_without_bf16_units_warns_that_it_is_emulated(monkeypatch) -> None:
+    fit_module = sys.modules[autocast_dtype.__module__]
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(fit_module, "cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match=r"no bf16 units .*emulates bf16.*auto is fp32"):
+        assert autocast_dtype("bf16", cpu) is torch.bfloat16
+    monkeypatch.setattr(fit_module, "cpu_has_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert autocast_dtype("bf16", cpu) is torch.bfloat16
+        assert autocast_dtype("auto", cpu) is None
+
+
 def test_bf16_autocast_trains_and_reports_fp32_metrics(few_digits) -> None:
     cfg = config(train={"epochs": 1, "precision": "bf16"}, model={"width": 0.125})
     result = fit(cfg, few_digits, seed=0, device="cpu")
