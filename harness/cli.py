@@ -39,6 +39,16 @@ TrackingOption = Annotated[
     Optional[str],
     typer.Option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlruns)."),
 ]
+SystemMetricsOption = Annotated[
+    bool,
+    typer.Option("--system-metrics", help="Record MLflow's system metrics (CPU, memory, GPU) for every trial, as the study key tracking.system_metrics: true does."),
+]
+SYSTEM_METRICS_ON = "tracking.system_metrics=true"
+
+
+def _with_system_metrics(overrides: list[str] | None, on: bool) -> list[str] | None:
+    """``--system-metrics`` as the override it stands for, so workers get it with the rest."""
+    return [*(overrides or []), SYSTEM_METRICS_ON] if on else overrides
 
 
 def _worker_args(overrides: list[str] | None, **given: object) -> list[str]:
@@ -62,12 +72,14 @@ def run(
     storage: Annotated[Optional[str], typer.Option(help="Join a shared study: a work queue in this Optuna storage (postgresql://… for several machines).")] = None,
     heartbeat: Annotated[float, typer.Option(help="Seconds between a worker's heartbeats; a trial silent for 3 is retried elsewhere.", min=0.5)] = 30.0,
     max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="Refuse a grid that expands to more trials than this (counted before expanding).")] = 100_000,
+    system_metrics: SystemMetricsOption = False,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
     held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
 ) -> None:
     """Expand the study and run every trial that has not FINISHED yet."""
     from harness.study.workers import errors_left_to_parent, spawn, stop
 
+    overrides = _with_system_metrics(overrides, system_metrics)
     started = []
     # An adaptive study starts its workers round by round (each round is its own set of
     # trials), so none are started before it is loaded.
@@ -125,10 +137,24 @@ def run(
         raise typer.Exit(1 if outcome.failed else 0)
     for line in outcome.worker_errors:
         err_console.print(f"error: {line}")
+    _summary_to_parent(tracker)
     console.print(summary_table(study, outcome))
     console.print(f"tracking store: {tracker.display_uri}  (open it with: harness ui)")
     if outcome.failed or outcome.worker_errors:
         raise typer.Exit(1)
+
+
+def _summary_to_parent(tracker) -> None:
+    """The study's report onto its parent run, for MLflow's UI (``harness.report.parent``);
+    the trials are recorded whatever happens here, so a failure is a warning."""
+    from harness.report.parent import log_summary
+
+    try:
+        log_summary(tracker)
+    except Exception as exc:  # noqa: BLE001
+        err_console.print(f"warning: the study's summary was not written to its parent run"
+                          f" ({type(exc).__name__}: {exc}); harness report computes it",
+                          markup=False, highlight=False)
 
 
 def _looks_adaptive(study_file: Path, overrides: list[str] | None) -> bool:
@@ -170,6 +196,7 @@ def _run_adaptive(study, *, tracker, data_root, device, workers, heartbeat, stor
     for result in outcome.outcomes:
         for line in result.worker_errors:
             err_console.print(f"error: {line}")
+    _summary_to_parent(tracker)
     console.print(adaptive_table(study, outcome.state))
     console.print(f"tracking store: {tracker.display_uri}  (open it with: harness ui)")
     if outcome.failed:
@@ -187,12 +214,14 @@ def tune(
     tracking_uri: TrackingOption = None,
     best_out: Annotated[Optional[Path], typer.Option(help="Where to write the best config as a study file (default: tuned/<study>_best.yaml).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Trials at once, one per device slot (a GPU each, else a share of the CPU cores).")] = 1,
+    system_metrics: SystemMetricsOption = False,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
     held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
 ) -> None:
     """Optuna search over the study's tune.space, pruning on the per-epoch validation metric."""
     from harness.study.workers import errors_left_to_parent, spawn, stop, tune_shares
 
+    overrides = _with_system_metrics(overrides, system_metrics)
     started = []
     if workers > 1:
         # As `harness run` does: the workers start before this process loads anything, held.
@@ -337,7 +366,7 @@ def ui(
     if mlflow_bin is None:
         raise _fail(HarnessError("the mlflow command is not installed in this environment"))
     cmd = [mlflow_bin, "ui", "--backend-store-uri", tracker.uri, "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1"]
+           "--port", str(port), "--workers", "1", "--app-name", "harness"]
     if local is not None:
         cmd += ["--default-artifact-root", local[1].as_uri()]
     console.print(f"MLflow UI on http://127.0.0.1:{port}  ({tracker.display_uri})")

@@ -237,6 +237,16 @@ class ReportConfig(Section):
     alpha: float = Field(default=0.05, gt=0, lt=1)
 
 
+class TrackingConfig(Section):
+    """How trials are recorded; never part of a trial's identity."""
+
+    # MLflow's system metrics for every trial (system/cpu_utilization_percentage,
+    # system/system_memory_usage_megabytes, system/gpu_*_percentage where NVIDIA's library
+    # finds a GPU), sampled every system_metrics_interval_s seconds (--system-metrics).
+    system_metrics: bool = False
+    system_metrics_interval_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+
+
 class SamplerConfig(Section):
     name: Literal["tpe", "random", "cmaes", "gp", "grid"] = "tpe"
     seed: int | None = 0
@@ -371,6 +381,7 @@ class Study(Section):
     # A list (fixed) or {min, max, round} (adaptive: rounds until each comparison is decided).
     seeds: list[int] | AdaptiveSeeds = Field(default_factory=lambda: [0])
     report: ReportConfig = ReportConfig()
+    tracking: TrackingConfig = TrackingConfig()
     tune: TuneConfig | None = None
     # Where the study was read from, for error messages; not part of any trial's identity.
     _source: str = PrivateAttr(default="<study>")

@@ -23,7 +23,7 @@ import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +34,7 @@ from harness.errors import TrackingError
 from harness.uris import redact_text, redact_uri, split_credentials
 
 if TYPE_CHECKING:
+    from harness.data.lineage import SplitRecord
     from harness.study.spec import TrialSpec
 
 DEFAULT_STORE = "mlruns"
@@ -42,6 +43,10 @@ STUDY_TAG, FACTOR_PREFIX = "harness.study", "harness.factor."
 # What else decides a seed's numbers, recorded per trial (the report warns when they mix).
 DEVICE, PRECISION, THREADS = "harness.device", "harness.precision", "harness.threads"
 CODE_VERSION, TORCH_VERSION = "harness.code_version", "harness.torch"
+# MLflow 3's UI picks an experiment's view from this tag: without it, an experiment whose runs
+# log no models is shown as a GenAI one ("Evaluation runs"); this value opens the model-training
+# view (runs, metrics, charts).
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 PROVENANCE = {"device": DEVICE, "precision": PRECISION, "threads": THREADS,
               "code version": CODE_VERSION, "torch": TORCH_VERSION,
               "torchvision": "harness.torchvision"}
@@ -73,6 +78,9 @@ class TrialRun(Callback):
 
     @abstractmethod
     def fail(self, traceback_text: str, *, killed: bool = False) -> None: ...
+
+    def record_data(self, lineage: Sequence[SplitRecord]) -> None:
+        """The data the trial trains, validates and is tested on (``harness.data.lineage``)."""
 
     @abstractmethod
     def prune(self, epoch: int) -> None:
@@ -132,6 +140,10 @@ class NullTrialRun(TrialRun):
     status: str = "RUNNING"
     result: FitResult | None = None
     traceback: str | None = None
+    lineage: list[SplitRecord] = field(default_factory=list)
+
+    def record_data(self, lineage: Sequence[SplitRecord]) -> None:
+        self.lineage = list(lineage)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs.append({"epoch": epoch, **metrics})
@@ -342,7 +354,8 @@ class MlflowTracker(Tracker):
                 try:
                     self.experiment_id = client.create_experiment(
                         name, artifact_location=location,
-                        tags={"harness.description": study.description, "harness.mode": mode},
+                        tags={"harness.description": study.description, "harness.mode": mode,
+                              EXPERIMENT_KIND: MODEL_TRAINING},
                     )
                 except Exception:  # noqa: BLE001 - another worker may have just created it
                     experiment = client.get_experiment_by_name(name)
@@ -356,6 +369,10 @@ class MlflowTracker(Tracker):
                         " (mlflow experiments restore) or rename the study"
                     )
                 self.experiment_id = experiment.experiment_id
+                if experiment.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
+                    # A study recorded before harness set the tag (or by hand): it opens in the
+                    # model-training view from now on.
+                    self._set_experiment_tag(EXPERIMENT_KIND, MODEL_TRAINING)
             parents = self._parent_runs()
             if not parents:
                 client.create_run(
@@ -380,6 +397,17 @@ class MlflowTracker(Tracker):
             raise
         except Exception as exc:  # noqa: BLE001
             raise TrackingError(f"tracking store {self.display_uri}: {redact_text(str(exc), self.uri)}") from None
+
+    def _set_experiment_tag(self, key: str, value: str) -> None:
+        """An experiment tag, set once even when workers opening the study set it together:
+        MLflow's SQL store inserts it with a plain merge, and the second insert of the same
+        key fails on its unique key; the tag is then there."""
+        try:
+            self.client.set_experiment_tag(self.experiment_id, key, value)
+        except Exception:  # noqa: BLE001
+            experiment = self.client.get_experiment(self.experiment_id)
+            if experiment.tags.get(key) != value:
+                raise
 
     def find_study(self, study: Study, *, mode: str = "run") -> bool:
         """Look the study's experiment (and its parent run, if any) up without creating
@@ -554,6 +582,7 @@ class MlflowTrialRun(TrialRun):
         # never waits on the store; every way a trial ends drains it first.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-tracking")
         self._pending: list[Future] = []
+        self._system = None  # MLflow's system-metrics monitor, while the trial trains
 
     def _drain(self) -> None:
         pending, self._pending = self._pending, []
@@ -562,9 +591,30 @@ class MlflowTrialRun(TrialRun):
                 future.result()
         finally:
             self._writer.shutdown(wait=True)
+            self._stop_system_metrics()
+
+    def _start_system_metrics(self) -> None:
+        """MLflow's monitor of CPU, memory, disk, network and (with NVIDIA's library and a GPU)
+        GPU use, logged as ``system/…`` metrics on this run from a thread of its own."""
+        study = self.tracker.study
+        if study is None or not study.tracking.system_metrics or self._system is not None:
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        self._system = SystemMetricsMonitor(
+            self.run_id, sampling_interval=study.tracking.system_metrics_interval_s,
+            resume_logging=self.resumed, tracking_uri=self.tracker.uri)
+        self._system.start()
+
+    def _stop_system_metrics(self) -> None:
+        if self._system is not None:
+            self._system.finish()  # joins its thread and flushes what it has sampled
+            self._system = None
 
     def on_fit_start(self, info: FitInfo) -> None:
         from mlflow.entities import RunTag
+
+        self._start_system_metrics()
 
         if info.history is not None:
             self._backfill(info.history)
@@ -581,6 +631,35 @@ class MlflowTrialRun(TrialRun):
                   RunTag("harness.n_val", str(info.n_val)),
                   RunTag("harness.n_test", str(info.n_test))],
         )
+
+    def record_data(self, lineage: Sequence[SplitRecord]) -> None:
+        """Each split as an MLflow dataset input (``mlflow.data``): name, source, digest,
+        profile (size, shape, classes) and schema, with its context.  Searchable:
+        ``datasets.digest = '…'`` in ``search_runs``."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
+
+        inputs = [DatasetInput(Dataset(
+            name=record.name, digest=record.digest, source_type="local",
+            source=json.dumps({"uri": record.source}),
+            schema=json.dumps({"mlflow_tensorspec": {
+                "features": json.dumps([{"name": "image", "type": "tensor", "tensor-spec": {
+                    "dtype": "uint8", "shape": [-1, *record.image_shape]}}]),
+                "targets": json.dumps([{"name": "label", "type": "tensor", "tensor-spec": {
+                    "dtype": "int64", "shape": [-1]}}]),
+            }}),
+            profile=json.dumps(record.profile()),
+        ), tags=[InputTag("mlflow.data.context", record.context)]) for record in lineage]
+        # Trials starting together insert the same new dataset at once; the store's unique
+        # key refuses the second insert, which then finds the dataset there on a retry.
+        for attempt in range(3):
+            try:
+                self.tracker.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except MlflowException:
+                if attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def _backfill(self, history: dict[str, list[float]]) -> None:
         """A resumed trial's earlier epochs that never reached the store (the process died

@@ -27,8 +27,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(cmd: list[str], *, port: int, timeout_s: float = 90) -> Iterator[subprocess.Popen]:
-    """Start a real HTTP server process group, wait until /health answers, stop it after."""
+def serving(cmd: list[str], *, port: int, timeout_s: float = 90, health: str = "/health"
+            ) -> Iterator[subprocess.Popen]:
+    """Start a real HTTP server process group, wait until ``health`` answers, stop it after."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     # Its output goes to a file, not a pipe: a pipe nobody reads fills up after a few hundred
     # logged requests, and the server then blocks on its next log line.
@@ -39,7 +40,7 @@ def serving(cmd: list[str], *, port: int, timeout_s: float = 90) -> Iterator[sub
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{health}", timeout=2):
                     break
             except OSError:
                 if proc.poll() is not None:

@@ -185,6 +185,11 @@ def test_ui_serves_the_mlflow_ui_on_localhost(tiny_study, tracking_uri):
                "?experiment_name=tiny")
         with urllib.request.urlopen(url, timeout=10) as response:
             assert json.loads(response.read())["experiment"]["name"] == "tiny"
+        # MLflow's page, opening on the model-training view where the browser has no choice.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            page = response.read().decode()
+        assert page.index("localStorage.setItem('mlflow.workflowType_v1'") < page.index("<meta")
+        assert "'machine_learning'" in page
     # Stopping `harness ui` stopped the server: it became the server rather than a parent.
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)

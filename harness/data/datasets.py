@@ -35,6 +35,7 @@ from harness.data.decoded import (
 )
 from harness.data import folders
 from harness.data.folders import FileSplit
+from harness.data.lineage import SplitRecord, describe
 from harness.downloads import download_timeout
 from harness.errors import DataError
 from harness.registry import Registry
@@ -91,6 +92,8 @@ class DataBundle:
     train: Split
     val: Split
     test: Split
+    # Train, validation, test: name, files, digest and size of each (``harness.data.lineage``).
+    lineage: tuple[SplitRecord, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,6 +134,14 @@ class DatasetSource:
         """The full training split, the test split and the class names."""
         raise NotImplementedError
 
+    def location(self, root: Path, cfg: DataConfig) -> str:
+        """Where the files read are: a folder or an archive (recorded as the data's source)."""
+        return str(root)
+
+    def label(self, cfg: DataConfig) -> str:
+        """The dataset's name as recorded: the registry's, or an image folder's own."""
+        return self.name
+
     def image_files(self, root: Path, cfg: DataConfig) -> tuple[Path, Path]:
         """Sources read as files (``FileSplit``): what the decoded cache is keyed by (an
         archive or a folder) and the folder the files are in."""
@@ -161,6 +172,13 @@ class DatasetSource:
         )
 
 
+def digits_file() -> Path | None:
+    """The CSV file scikit-learn ships its digits in, located without importing it."""
+    spec = importlib.util.find_spec("sklearn")
+    csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec else None
+    return csv if csv is not None and csv.is_file() else None
+
+
 def read_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits as ``load_digits`` gives them: images (n, 8, 8) of counts 0..16 and
     their labels.
@@ -170,9 +188,8 @@ def read_digits() -> tuple[np.ndarray, np.ndarray]:
     scikit-learn to call it costs every process a second at start-up.  Where that file is not
     found (another layout), ``load_digits`` itself.
     """
-    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
-    csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec else None
-    if csv is None or not csv.is_file():
+    csv = digits_file()
+    if csv is None:
         from sklearn.datasets import load_digits
 
         digits = load_digits()
@@ -184,6 +201,9 @@ def read_digits() -> tuple[np.ndarray, np.ndarray]:
 
 class _Digits(DatasetSource):
     """scikit-learn's bundled 8×8 digits: no files, no network; the test split is carved here."""
+
+    def location(self, root: Path, cfg: DataConfig) -> str:
+        return str(digits_file() or "sklearn.datasets.load_digits")
 
     def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
         images, target = read_digits()
@@ -214,6 +234,9 @@ class _TorchvisionIdx(DatasetSource):
 
     def _files(self) -> list[str]:
         return [Path(url).stem for url, _ in self.dataset_class.resources]  # drops .gz
+
+    def location(self, root: Path, cfg: DataConfig) -> str:
+        return str(root / self.class_name / "raw")
 
     def missing(self, root: Path, cfg: DataConfig) -> list[Path]:
         raw = Path(self.class_name, "raw")
@@ -290,6 +313,9 @@ class _CifarPickles(DatasetSource):
     def _files(self) -> list[str]:
         cls = self.dataset_class
         return [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+
+    def location(self, root: Path, cfg: DataConfig) -> str:
+        return str(root / self.dataset_class.base_folder)
 
     def missing(self, root: Path, cfg: DataConfig) -> list[Path]:
         folder = Path(self.dataset_class.base_folder)
@@ -395,6 +421,9 @@ class _TinyImageNet(DatasetSource):
     def hint(self, root: Path, cfg: DataConfig) -> str:
         return f"put {self.filename} (from {self.url}) or its extracted folder into {root}"
 
+    def location(self, root: Path, cfg: DataConfig) -> str:
+        return str(root / self.folder)
+
     def image_files(self, root: Path, cfg: DataConfig) -> tuple[Path, Path]:
         return root / self.folder, root / self.folder
 
@@ -444,6 +473,13 @@ class _ImageFolder(DatasetSource):
 
     def image_files(self, root: Path, cfg: DataConfig) -> tuple[Path, Path]:
         return self._path(root, cfg), self._folder(root, cfg)
+
+    def location(self, root: Path, cfg: DataConfig) -> str:
+        return str(self._path(root, cfg))
+
+    def label(self, cfg: DataConfig) -> str:
+        path = Path(cfg.path or self.name)
+        return archive_stem(path) if is_archive(path) else path.name
 
     def missing(self, root: Path, cfg: DataConfig) -> list[Path]:
         path, folder = self._path(root, cfg), self._folder(root, cfg)
@@ -660,4 +696,7 @@ def load_dataset(cfg: DataConfig, *, root: Path) -> DataBundle:
         std=std,
         hflip=source.hflip,
     )
-    return DataBundle(info=info, train=train, val=val, test=test)
+    lineage = describe(source.label(cfg), source.location(root, cfg),
+                       shape=(channels, height, width), num_classes=len(class_names),
+                       splits=(train, val, test))
+    return DataBundle(info=info, train=train, val=val, test=test, lineage=lineage)

@@ -84,40 +84,10 @@ def report_command(
 
     with store_errors(tracker.uri):
         stored = resolve_study(client, study, uri=tracker.uri)
-        metric_name = metric or (stored.study.report.metric if stored.study else "test_acc")
-        runs = collect(client, stored, metrics=[metric_name, "best_epoch"])
-    if alpha is None:
-        alpha = stored.study.report.alpha if stored.study is not None else 0.05
-    trials, notes = metric_values(runs, metric=metric_name, best_epoch=best_epoch, client=client)
-    notes += provenance_notes(runs)
-    design = build_design(runs, trials, metric=metric_name, baseline=baseline or [],
-                          significance=significance,
-                          margin=resolve_margin(margin, stored.study))
-
-    if significance:
-        result = verdicts.significance_report(trials, design=design, alpha=alpha)
-    else:
-        result = verdicts.summary_report(trials, design=design, alpha=alpha)
-    analysis = {}
-    if significance and stored.study is not None and stored.study.adaptive is not None:
-        with store_errors(tracker.uri):
-            analysis = follow_plan(client, stored, result, design=design, alpha=alpha)
-    content = render.ReportContent(
-        study=stored.name, metric=metric_name,
-        value_kind="value at the best epoch" if best_epoch else "final value",
-        tracking_uri=tracker.display_uri, parent_run_id=stored.parent_run_id, result=result,
-        trials=trials[["run_id", "trial_key", *design.factors, "seed", metric_name]],
-        significance=significance, excluded=runs.excluded, n_outside=runs.n_outside,
-        n_missing=runs.n_missing, n_retried=runs.n_retried, notes=notes,
-        margin_source="--margin" if margin is not None else "report.margin",
-        analysis=analysis,
-    )
-    if "html" in formats:
-        content.curve_metric = metric_name if metric_name in PER_EPOCH else "val_acc"
-        with store_errors(tracker.uri):
-            content.curves = learning_curves(client, stored.experiment_id, trials,
-                                             design=design, key=content.curve_metric)
-
+    content = build_content(client, stored, uri=tracker.uri, display_uri=tracker.display_uri,
+                            significance=significance, metric=metric, baseline=baseline,
+                            alpha=alpha, margin=margin, best_epoch=best_epoch,
+                            curves="html" in formats)
     render.to_terminal(content, console)
     outcome = ReportOutcome(content)
     if formats:
@@ -134,6 +104,49 @@ def report_command(
             console.print(f"logged {outcome.artifact} to run {stored.parent_run_id}"
                           f" (the parent of study {stored.name})", markup=False, highlight=False)
     return outcome
+
+
+def build_content(client, stored: StoredStudy, *, uri: str, display_uri: str,
+                  significance: bool = True, metric: str | None = None,
+                  baseline: list[str] | None = None, alpha: float | None = None,
+                  margin: float | None = None, best_epoch: bool = False,
+                  curves: bool = False) -> render.ReportContent:
+    """A stored study's report, computed (what every format then shows)."""
+    with store_errors(uri):
+        metric_name = metric or (stored.study.report.metric if stored.study else "test_acc")
+        runs = collect(client, stored, metrics=[metric_name, "best_epoch"])
+    if alpha is None:
+        alpha = stored.study.report.alpha if stored.study is not None else 0.05
+    trials, notes = metric_values(runs, metric=metric_name, best_epoch=best_epoch, client=client)
+    notes += provenance_notes(runs)
+    design = build_design(runs, trials, metric=metric_name, baseline=baseline or [],
+                          significance=significance,
+                          margin=resolve_margin(margin, stored.study))
+
+    if significance:
+        result = verdicts.significance_report(trials, design=design, alpha=alpha)
+    else:
+        result = verdicts.summary_report(trials, design=design, alpha=alpha)
+    analysis = {}
+    if significance and stored.study is not None and stored.study.adaptive is not None:
+        with store_errors(uri):
+            analysis = follow_plan(client, stored, result, design=design, alpha=alpha)
+    content = render.ReportContent(
+        study=stored.name, metric=metric_name,
+        value_kind="value at the best epoch" if best_epoch else "final value",
+        tracking_uri=display_uri, parent_run_id=stored.parent_run_id, result=result,
+        trials=trials[["run_id", "trial_key", *design.factors, "seed", metric_name]],
+        significance=significance, excluded=runs.excluded, n_outside=runs.n_outside,
+        n_missing=runs.n_missing, n_retried=runs.n_retried, notes=notes,
+        margin_source="--margin" if margin is not None else "report.margin",
+        analysis=analysis,
+    )
+    if curves:
+        content.curve_metric = metric_name if metric_name in PER_EPOCH else "val_acc"
+        with store_errors(uri):
+            content.curves = learning_curves(client, stored.experiment_id, trials,
+                                             design=design, key=content.curve_metric)
+    return content
 
 
 @contextlib.contextmanager

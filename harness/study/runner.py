@@ -297,6 +297,7 @@ def run_trial(
         trial_run = tracker.start_trial(spec, tags=tags)
     try:
         data = load(spec.config.data)
+        trial_run.record_data(data.lineage)  # (a resumed run's inputs are not doubled)
         result = fit(spec.config, data, seed=spec.seed, device=device,
                      callbacks=[trial_run, *callbacks], checkpoint_dir=work,
                      resume=trial_run.resumed)
