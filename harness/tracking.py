@@ -42,6 +42,7 @@ KIND, TRIAL_KEY, CELL_KEY, SEED = "harness.kind", "harness.trial_key", "harness.
 STUDY_TAG, FACTOR_PREFIX = "harness.study", "harness.factor."
 # What else decides a seed's numbers, recorded per trial (the report warns when they mix).
 DEVICE, PRECISION, THREADS = "harness.device", "harness.precision", "harness.threads"
+DATA_PATH = "harness.data_path"  # memory | files: the training images' path (data.in_memory)
 CODE_VERSION, TORCH_VERSION = "harness.code_version", "harness.torch"
 # MLflow 3's UI picks an experiment's view from this tag: without it, an experiment whose runs
 # log no models is shown as a GenAI one ("Evaluation runs"); this value opens the model-training
@@ -636,7 +637,7 @@ class MlflowTrialRun(TrialRun):
         """Each split as an MLflow dataset input (``mlflow.data``): name, source, digest,
         profile (size, shape, classes) and schema, with its context.  Searchable:
         ``datasets.digest = '…'`` in ``search_runs``."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.entities import Dataset, DatasetInput, InputTag, RunTag
         from mlflow.exceptions import MlflowException
 
         inputs = [DatasetInput(Dataset(
@@ -650,6 +651,10 @@ class MlflowTrialRun(TrialRun):
             }}),
             profile=json.dumps(record.profile()),
         ), tags=[InputTag("mlflow.data.context", record.context)]) for record in lineage]
+        # Which path the training images took: held in memory, or read from files by workers.
+        if lineage:
+            self.tracker.client.log_batch(self.run_id,
+                                          tags=[RunTag(DATA_PATH, lineage[0].path)])
         # Trials starting together insert the same new dataset at once; the store's unique
         # key refuses the second insert, which then finds the dataset there on a retry.
         for attempt in range(3):

@@ -46,7 +46,7 @@ def test_a_tune_direction_that_contradicts_its_metric_is_one_error():
 @pytest.mark.parametrize("metric", ["n_params", "epoch_time_s", "test_ece"])
 def test_the_run_summary_puts_the_lowest_first_where_lower_is_better(metric):
     from harness.study.design import expand
-    from harness.study.runner import summarise
+    from harness.study.runner import cell_means
     from harness.tracking import FinishedTrial
 
     study = study_from_mapping({"name": "s", "grid": {"model.attention": ["se", "none"]},
@@ -55,5 +55,5 @@ def test_the_run_summary_puts_the_lowest_first_where_lower_is_better(metric):
     value = {"se": 2.0, "none": 1.0}
     finished = [FinishedTrial(s.trial_key, s.cell_key, s.seed, s.factors,
                               {metric: value[s.factors["model.attention"]]}) for s in specs]
-    cells = summarise(study, specs, finished)
+    cells = cell_means(study, specs, finished)
     assert [c.factors["model.attention"] for c in cells] == ["none", "se"]

@@ -57,6 +57,7 @@ def test_a_study_opens_in_the_model_training_view_and_logs_each_split_as_a_datas
     profile = json.loads(train.profile)
     # 1,797 digits: 20% test (359), then 20% of the rest for validation (288).
     assert profile["num_images"] == 1797 - 359 - 288 and profile["image_shape"] == [1, 8, 8]
+    assert profile["data_path"] == "memory" and full.data.tags["harness.data_path"] == "memory"
     assert json.loads(inputs["test"].profile)["num_images"] == 359
     assert len({d.digest for d in inputs.values()}) == 3  # each split its own content
 

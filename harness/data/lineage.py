@@ -29,10 +29,12 @@ class SplitRecord:
     n_images: int
     image_shape: tuple[int, int, int]  # C, H, W
     num_classes: int
+    path: str = "memory"  # memory (uint8 tensors, batched augmentation) or files (workers)
 
     def profile(self) -> dict[str, object]:
         return {"num_images": self.n_images, "image_shape": list(self.image_shape),
-                "num_classes": self.num_classes, "context": self.context}
+                "num_classes": self.num_classes, "context": self.context,
+                "data_path": self.path}
 
 
 def split_digest(split) -> str:
@@ -59,5 +61,5 @@ def describe(name: str, source: str, *, shape: tuple[int, int, int], num_classes
     """The train, validation and test splits (``TensorSplit`` or ``FileSplit``) of the dataset
     ``name`` read from ``source``, images of ``shape`` (C, H, W)."""
     return tuple(SplitRecord(context, name, source, split_digest(split), len(split), shape,
-                             num_classes)
+                             num_classes, "files" if isinstance(split, FileSplit) else "memory")
                  for context, split in zip(CONTEXTS, splits))

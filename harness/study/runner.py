@@ -1,4 +1,4 @@
-"""The study runner: expand a study, skip what already FINISHED, run the rest, summarise.
+"""The study runner: expand a study, skip what already FINISHED, run the rest, mean the cells.
 
 Everything that can be wrong with the input (config, names, datasets, device, tracking store)
 is checked before the tracking store is touched, so bad input records nothing.  A trial that
@@ -126,7 +126,7 @@ def preflight(specs: list[TrialSpec], *, data_root: Path, device: str,
     return resolved
 
 
-def summarise(study: Study, specs: list[TrialSpec], finished: list[FinishedTrial]) -> list[CellSummary]:
+def cell_means(study: Study, specs: list[TrialSpec], finished: list[FinishedTrial]) -> list[CellSummary]:
     """Mean ± std of the report metric per cell of this study's grid, best first."""
     wanted = {spec.cell_key: spec.factors for spec in specs}
     values: dict[str, list[float]] = {}
@@ -242,7 +242,7 @@ def run_study(
         display.study_ended()
     if not worker:
         tracker.close_study(failed=failed or bool(outcome.worker_errors))
-    outcome.cells = summarise(study, specs, tracker.finished())
+    outcome.cells = cell_means(study, specs, tracker.finished())
     return outcome
 
 

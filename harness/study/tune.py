@@ -259,7 +259,7 @@ def run_tune(
     """Add ``n_trials`` trials to the search. With ``n_workers > 1`` this process and
     ``n_workers - 1`` worker processes share them (``tune_shares``), each on its own device
     slot, all pulling from the same Optuna storage. A ``worker`` only runs its trials: the
-    process that started it summarises and closes the search.  As in ``run_study``, the
+    process that started it sums up and closes the search.  As in ``run_study``, the
     workers start first and held (``started``, if the caller has started them already): they
     prepare beside this process and open the stores once it has created them."""
     import optuna
@@ -354,7 +354,7 @@ def run_tune(
     if worker:
         return TuneOutcome(n_new=shares[0], n_total=0, counts={}, failures=failures)
 
-    outcome = summarise_search(optuna_study, n_new=n_trials)
+    outcome = search_outcome(optuna_study, n_new=n_trials)
     outcome.failures = failures
     if outcome.best_params:
         outcome.best_study_path = write_best_study(
@@ -378,7 +378,7 @@ def _trial_running(optuna_study: Any, number: str | None) -> bool:
     return any(t.number == int(number) for t in running)
 
 
-def summarise_search(optuna_study: Any, *, n_new: int) -> TuneOutcome:
+def search_outcome(optuna_study: Any, *, n_new: int) -> TuneOutcome:
     import optuna
 
     trials = optuna_study.get_trials(deepcopy=False)

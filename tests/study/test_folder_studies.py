@@ -86,6 +86,8 @@ def test_an_image_folder_study_runs_a_grid_over_presets(tmp_path, tracking_uri, 
     _, runs = _trials(tracking_uri, "pets")
     assert sorted(r.data.params["augment.preset"] for r in runs) == ["none", "standard", "strong"]
     assert all(r.info.status == "FINISHED" and "test_acc" in r.data.metrics for r in runs)
+    # data.in_memory: auto, 20 px images of one size: decoded and held in memory.
+    assert {r.data.tags["harness.data_path"] for r in runs} == {"memory"}
 
 
 def test_a_corrupt_tiny_imagenet_zip_exits_2_before_anything_is_recorded(tmp_path,
