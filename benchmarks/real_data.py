@@ -11,9 +11,9 @@ One run measures, side by side, and prints as one table:
    layout.  Goal ≥ 0.9×.
 3. **precision**: whole trials on the in-memory CIFAR-10, contiguous fp32 (the engine before
    channels-last on the CPU), channels-last fp32 (today's default) and channels-last with
-   ``train.precision: bf16``, each with its test accuracy over ``--seeds`` seeds; and the seeds'
+   ``train.precision: bf16``, each with its test accuracy over ``--seeds`` seeds; and the documents'
    per-sample PIL + DataLoader pipeline (``benchmarks/seed_pipeline.py``) with the same model.
-   Goals: ≥ 1.2× (fp32) and ≥ 1.8× (bf16) over contiguous fp32, ≥ 2× the seeds' pipeline (bf16).
+   Goals: ≥ 1.2× (fp32) and ≥ 1.8× (bf16) over contiguous fp32, ≥ 2× the documents' one (bf16).
 
 Arms alternate round after round and each keeps its fastest round (on a shared machine the slow
 rounds measure the neighbours).  The archive is copied into a temporary data root (``--root``)
@@ -156,7 +156,7 @@ def precision(args: argparse.Namespace, root: Path) -> list[Row]:
         "contiguous fp32": engine(torch.contiguous_format, "fp32"),
         "channels-last fp32": engine(channels_last, "fp32"),
         "channels-last bf16": engine(channels_last, "bf16"),
-        "seeds' pipeline fp32": lambda seed: train_seed_style(cfg, data, seed=seed)["test_acc"],
+        "documents' pipeline fp32": lambda seed: train_seed_style(cfg, data, seed=seed)["test_acc"],
     }
     times = {name: [] for name in arms}
     accuracy = {name: [] for name in arms}
@@ -181,7 +181,7 @@ def precision(args: argparse.Namespace, root: Path) -> list[Row]:
                 f"{best[base] / best[name]:.2f}×", target)
             for name, target in (("channels-last fp32", "≥ 1.2×"),
                                  ("channels-last bf16", "≥ 1.8×"))]
-    seeds = "seeds' pipeline fp32"
+    seeds = "documents' pipeline fp32"
     rows.append(Row(section, f"{seeds} → channels-last bf16", acc(seeds),
                     acc("channels-last bf16"),
                     f"{best[seeds] / best['channels-last bf16']:.2f}×", "≥ 2×"))

@@ -1,23 +1,23 @@
-"""The seeds' data pipeline and training loop, kept as the baseline the engine is measured against.
+"""The documents' data pipeline and training loop: the baseline the engine is measured against.
 
-Seed 002 trained CIFAR-10 with per-sample torchvision transforms on PIL images, a
+Document 002 trained CIFAR-10 with per-sample torchvision transforms on PIL images, a
 ``DataLoader`` with two worker processes, and a loop that reads ``loss.item()`` and the hit
 count every step.  This module rebuilds exactly that around the harness's own model, optimizer
 and schedule, so a comparison with ``harness.engine.fit`` differs only in the data path and the
 per-step host reads:
 
-- ``seed_transform``: the presets none / standard / strong as seed 002 wrote them (its strong
+- ``seed_transform``: the presets none / standard / strong as document 002 wrote them (its strong
   is ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``, ``RandomRotation(10)``,
   ``ColorJitter(0.2, 0.2, 0.2, 0.2)``, ``ToTensor()``, ``Normalize``), scaled to the dataset as
   the engine's presets are (crop padding, no flips for digits, no saturation or hue for
   one-channel images);
 - ``seed_loader``: a ``DataLoader`` over PIL images, shuffled by a seeded generator;
-- ``train_seed_style``: one trial the seeds' way (best-validation weights tested once, as the
+- ``train_seed_style``: one trial the documents' way (best-validation weights tested once, as the
   engine does), returning test accuracy and training images/s.
 
 It lives in ``benchmarks/`` rather than in ``harness/``: it is the thing the harness replaces,
 and a second training loop inside the package is what the style guide warns against.  The
-tests import it from here to check that the engine learns what the seeds' pipeline learns.
+tests import it from here to check that the engine learns what the documents' pipeline learns.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from harness.data.augment import crop_padding
 from harness.engine.optim import create_optimizer, create_schedule
 from harness.models import build_model
 
-SEED_WORKERS = 2  # seed 002: num_workers=2, pin_memory=True
+SEED_WORKERS = 2  # document 002: num_workers=2, pin_memory=True
 
 
 def seed_transform(preset: str, info: DatasetInfo) -> transforms.Compose:
-    """Seed 002's per-sample PIL transform for ``preset``, then ``ToTensor`` and ``Normalize``."""
+    """Document 002's per-sample PIL transform for ``preset``, ``ToTensor``, ``Normalize``."""
     h, w = info.image_size
     geometry = []
     if preset in ("standard", "strong"):
@@ -84,7 +84,7 @@ class PilDataset(Dataset):
 def seed_loader(split: TensorSplit, info: DatasetInfo, *, preset: str, batch_size: int,
                 shuffle: bool, seed: int, num_workers: int = SEED_WORKERS,
                 drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
-    """Seed 002's ``DataLoader``: per-sample transforms in ``num_workers`` worker processes.
+    """Document 002's ``DataLoader``: per-sample transforms in ``num_workers`` worker processes.
 
     Workers are started afresh every epoch (``persistent_workers`` off), as in the seeds.
     """
@@ -114,7 +114,7 @@ def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device) 
 def train_seed_style(cfg: TrialConfig, data: DataBundle, *, seed: int,
                      device: torch.device | str = "cpu",
                      num_workers: int = SEED_WORKERS) -> dict[str, float | list[float]]:
-    """One trial through the seeds' pipeline: same model, optimizer and schedule as ``fit``.
+    """One trial through the documents' pipeline: same model, optimizer and schedule as ``fit``.
 
     Returns ``test_acc`` (best-validation weights), ``val_acc`` per epoch,
     ``train_images_per_s`` (training passes only) and ``wall_s`` (everything).
@@ -156,7 +156,7 @@ def train_seed_style(cfg: TrialConfig, data: DataBundle, *, seed: int,
             loss.backward()
             optimizer.step()
             schedule.step()
-            # The seeds' per-step host reads: each waits for the step to finish.
+            # The documents' per-step host reads: each waits for the step to finish.
             epoch_loss += loss.item()
             correct += (outputs.argmax(dim=1) == labels).sum().item()
             seen += labels.size(0)

@@ -1,15 +1,15 @@
-"""Benchmark: the engine's data path and training against the seeds' pipeline (issue 8).
+"""Benchmark: the engine's data path and training against the documents' pipeline (issue 8).
 
 One run measures, and prints as one table:
 
 1. **data path** (CPU): augmented, normalised batches delivered to the model, no training, on
    CIFAR-shaped synthetic uint8 images, for the presets none / standard / strong.  The engine's
-   ``DeviceLoader`` with batched augmentation against the seeds' ``DataLoader`` with per-sample
+   ``DeviceLoader`` with batched augmentation against the documents' ``DataLoader`` with per-sample
    PIL transforms in two worker processes (``benchmarks/seed_pipeline.py``).
 2. **quick-start trial** (CPU): one trial of ``studies/quickstart.yaml`` end to end (training,
-   validation every epoch, the test), through ``harness.engine.fit`` and through the seeds'
+   validation every epoch, the test), through ``harness.engine.fit`` and through the documents'
    pipeline and loop (per-step ``loss.item()``) with the same model, optimizer and schedule.
-   The model's own compute bounds this ratio: the bound is the seeds' ``strong`` trial over the
+   The model's own compute bounds this ratio: the bound is the documents' ``strong`` trial over the
    engine's ``none`` trial (the engine with no augmentation to do), and "share of bound" says
    how much of it the engine's ``strong`` trial reaches.
 3. **tracking overhead**: MLflow store against a null tracker on the same trial (measured by
@@ -232,7 +232,7 @@ SECTIONS = {"data": data_path, "trial": quickstart_trial, "tracking": tracking_o
             "cuda": cuda_resnet18}
 
 
-def print_table(rows: list[Row], *, baseline: str = "seeds' pipeline",
+def print_table(rows: list[Row], *, baseline: str = "documents' pipeline",
                 engine: str = "engine") -> None:
     header = Row("", "", baseline, engine, "ratio", "target")
     fields = ("case", "seeds", "engine", "ratio", "target")
@@ -260,7 +260,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads in the main process, for both arms")
     parser.add_argument("--workers", type=int, default=SEED_WORKERS,
-                        help="the seeds' DataLoader worker processes")
+                        help="the documents' DataLoader worker processes")
     parser.add_argument("--cuda-images", type=int, default=CIFAR10_TRAIN_IMAGES)
     parser.add_argument("--cuda-epochs", type=int, default=4)
     parser.add_argument("--cuda-batch-size", type=int, default=512)
@@ -275,7 +275,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()},"
-          f" {os.cpu_count()} CPUs, {args.threads} torch threads, seeds' workers {args.workers},"
+          f" {os.cpu_count()} CPUs, {args.threads} torch threads, workers {args.workers},"
           f" load average {load:.1f} at start")
     started = time.perf_counter()
     rows = [row for name in chosen for row in SECTIONS[name](args)]

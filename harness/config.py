@@ -123,7 +123,7 @@ class OptimConfig(Section):
     nesterov: bool = False
     weight_decay: float = Field(default=0.0, ge=0.0)
     # Whether weight decay also applies to normalisation weights and biases (every parameter
-    # with one dimension).  On by default, as in the seed documents' scripts and torchvision's
+    # with one dimension).  On by default, as in the source documents' scripts and torchvision's
     # reference recipes (and so in every result recorded before this key); timm's default,
     # and the usual advice for AdamW, is off: decay pulls BN scales to zero without
     # regularising what the network computes.

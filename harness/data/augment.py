@@ -328,13 +328,13 @@ def _geometry(info: DatasetInfo, *, degrees: float) -> BatchOp:
 
 @PRESETS.register("standard")
 def _standard(info: DatasetInfo) -> list[BatchOp]:
-    # Seed 002's RandomCrop(32, padding=4) + RandomHorizontalFlip().
+    # Document 002's RandomCrop(32, padding=4) + RandomHorizontalFlip().
     return [_geometry(info, degrees=0.0)]
 
 
 @PRESETS.register("strong")
 def _strong(info: DatasetInfo) -> list[BatchOp]:
-    # Seed 002's RandomRotation(10) + ColorJitter(0.2, 0.2, 0.2, 0.2) on top of standard.
+    # Document 002's RandomRotation(10) + ColorJitter(0.2, 0.2, 0.2, 0.2) on top of standard.
     return [
         _geometry(info, degrees=10.0),
         partial(color_jitter, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2),

@@ -210,8 +210,8 @@ def train_transform(preset: str, *, size: int, hflip: bool, mean: Sequence[float
                     std: Sequence[float], policy: Callable | None = None) -> Callable:
     """Per-image training transform: geometry by preset, the policy, colour, normalisation.
 
-    ``standard`` is ImageNet's RandomResizedCrop + flip (seed 002's Tiny ImageNet recipe);
-    ``strong`` adds seed 002's RandomRotation(10) and ColorJitter(0.2, 0.2, 0.2, 0.2)."""
+    ``standard`` is ImageNet's RandomResizedCrop + flip (document 002's Tiny ImageNet recipe);
+    ``strong`` adds document 002's RandomRotation(10) and ColorJitter(0.2, 0.2, 0.2, 0.2)."""
     from torchvision.transforms import v2
 
     if preset not in GEOMETRY:

@@ -43,7 +43,7 @@ from harness.directions import improves
 from harness.errors import HarnessError
 from harness.models import BackboneFreeze, build_model, count_parameters, load_pretrained
 
-# history.json keeps seed 000's keys: the per-epoch metrics, with ``lr`` as ``learning_rates``.
+# history.json keeps document 000's keys: the per-epoch metrics, with ``lr`` as ``learning_rates``.
 HISTORY_KEYS = ("epochs", "train_loss", "train_acc", "val_loss", "val_acc", "learning_rates",
                 "epoch_time_s", "train_images_per_s")
 _HISTORY_NAME = {"lr": "learning_rates"}

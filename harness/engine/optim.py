@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedules, built from their own config slices.
 
 Every schedule is stepped once per optimisation step, so warm-up and cosine are smooth while
-``multistep`` and ``step`` change the rate exactly at epoch boundaries, as the seeds' scripts
+``multistep`` and ``step`` change the rate exactly at epoch boundaries, as the documents' scripts
 did with per-epoch schedulers.
 """
 

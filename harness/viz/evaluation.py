@@ -39,7 +39,7 @@ from harness.viz.metrics import calibration_bins, per_class_metrics, topk_accura
 
 PLOTS_DIR = "plots"
 DATA_DIR = "evaluation"
-GRID_SIZE = 64  # 8×8, as seed 002's imshow_grid
+GRID_SIZE = 64  # 8×8, as document 002's imshow_grid
 EVAL_BATCH_SIZE = 512
 
 

@@ -1,7 +1,7 @@
 """Grad-CAM (Selvaraju et al., 2017) on a ResNet's last convolutional stage, for a batch.
 
 The class score's gradient with respect to the stage's output, averaged over positions, weighs
-the stage's channels; the weighted sum, rectified, is where the network looked.  Seed 000
+the stage's channels; the weighted sum, rectified, is where the network looked.  Document 000
 hooked ``model.layer4[-1].conv2`` and ran one image at a time; here the target is the whole
 stage (``layer4``), whose output already includes the SE gate and the residual addition, so the
 map is the same with attention or without, and a batch costs one forward and one backward.

@@ -99,5 +99,5 @@ def test_a_narrow_resnet_learns_real_digits(data_root):
     })
     data = load_dataset(cfg.data, root=data_root)
     result = fit(cfg, data, seed=0, device="cpu")
-    # Seed 003's recipe, narrow and on a sixth of the images: still ≥ 98% of the real test set.
+    # Document 003's recipe, narrow, on a sixth of the images: still ≥ 98% of the real test set.
     assert result.final["test_acc"] >= 0.98, result.final

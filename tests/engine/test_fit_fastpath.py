@@ -1,5 +1,5 @@
-"""The fast path: precision, torch.compile, no per-step host reads, and the same accuracy as the
-seeds' per-sample pipeline (``benchmarks/seed_pipeline.py``) on the digits."""
+"""The fast path: precision, torch.compile, no per-step host reads, and the same accuracy as
+the source documents' per-sample pipeline (``benchmarks/seed_pipeline.py``) on the digits."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ def test_a_cuda_epoch_reads_the_host_a_fixed_number_of_times_not_once_per_step(d
 
 
 def test_the_fast_path_and_the_seeds_pipeline_reach_the_same_accuracy(digits) -> None:
-    # The seeds' pipeline runs in-process (no workers): workers change its speed, not its math.
+    # The documents' pipeline runs in-process (no workers): workers change its speed, not its math.
     cfg = config()
     seeds = [0, 1, 2]
     engine = [fit(cfg, digits, seed=s, device="cpu").final["test_acc"] for s in seeds]

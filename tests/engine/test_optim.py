@@ -29,7 +29,7 @@ def per_epoch(values: list[float], steps_per_epoch=4) -> list[float]:
 def test_multistep_decays_by_gamma_at_each_milestone_epoch():
     values = lrs(ScheduleConfig(name="multistep", milestones=[2, 4], gamma=0.2))
     assert per_epoch(values) == pytest.approx([0.1, 0.1, 0.02, 0.02, 0.004, 0.004])
-    # Constant within an epoch, as the seeds' per-epoch schedulers were.
+    # Constant within an epoch, as the source documents' per-epoch schedulers were.
     assert values[8:12] == pytest.approx([0.02] * 4)
 
 

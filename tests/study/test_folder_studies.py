@@ -1,4 +1,4 @@
-"""Seed 002's Tiny ImageNet study and an image-folder study, run by ``harness run`` end to end
+"""Document 002's Tiny ImageNet study and an image-folder study, run by ``harness run`` end to end
 on files generated in the real on-disk layouts, into a real MLflow store."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from harness.cli import app
 
 runner = CliRunner()
 
-# Seed 002's recipe at a size a CPU test can afford: 32 px crops, one epoch, no workers.
+# Document 002's recipe at a size a CPU test can afford: 32 px crops, one epoch, no workers.
 SMALL = ["--set", "data.image_size=32", "--set", "data.workers=0", "--set", "data.val_size=3",
          "--set", "train.epochs=1", "--set", "train.batch_size=4",
          "--set", "train.eval_batch_size=8", "--device", "cpu"]
