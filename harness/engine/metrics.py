@@ -24,29 +24,49 @@ def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int
     return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
+def class_scores(confusion: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per class (float64): precision, recall, F1, and whether the class occurs in the labels
+    or the predictions.  An undefined ratio is 0, as scikit-learn's ``zero_division=0``."""
+    confusion = confusion.double()
+    tp = confusion.diag()
+    predicted = confusion.sum(dim=0)
+    actual = confusion.sum(dim=1)
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), 0.0)
+    recall = torch.where(actual > 0, tp / actual.clamp(min=1), 0.0)
+    # 2PR/(P+R) written as 2TP/(predicted+actual): no 0/0 when both are 0.
+    f1 = torch.where(predicted + actual > 0, 2 * tp / (predicted + actual).clamp(min=1), 0.0)
+    return precision, recall, f1, (predicted + actual) > 0
+
+
 def macro_f1(confusion: torch.Tensor) -> float:
     """Unweighted mean F1 over the classes present in the labels or the predictions
     (scikit-learn's ``f1_score(average="macro")``; an undefined F1 counts as 0)."""
-    tp = confusion.diag().double()
-    predicted = confusion.sum(dim=0).double()
-    actual = confusion.sum(dim=1).double()
-    present = (predicted + actual) > 0
-    f1 = torch.where(predicted + actual > 0, 2 * tp / (predicted + actual).clamp(min=1), 0.0)
+    *_, f1, present = class_scores(confusion)
     return f1[present].mean().item() if present.any() else 0.0
+
+
+def calibration_sums(probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int = ECE_BINS
+                     ) -> tuple[torch.Tensor, ...]:
+    """Top-label calibration over ``n_bins`` equal-width confidence bins (lo, hi] (a
+    confidence of exactly 0 falls in the first): the edges, and per bin the number of samples
+    and the sums of their confidences and of their correctness, all float64."""
+    confidence, preds = probs.max(dim=1)
+    confidence = confidence.double()
+    correct = (preds == labels).double()
+    edges = torch.linspace(0, 1, n_bins + 1, device=probs.device, dtype=torch.float64)
+    # bucketize with right=False gives i such that edges[i-1] < x <= edges[i].
+    bins = torch.bucketize(confidence, edges, right=False).clamp(1, n_bins) - 1
+    count = torch.bincount(bins, minlength=n_bins).double()
+    conf_sum = torch.bincount(bins, weights=confidence, minlength=n_bins)
+    acc_sum = torch.bincount(bins, weights=correct, minlength=n_bins)
+    return edges, count, conf_sum, acc_sum
 
 
 def expected_calibration_error(
     probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int = ECE_BINS
 ) -> float:
     """ECE over equal-width confidence bins (lo, hi], weighted by the bin's share of samples."""
-    confidence, preds = probs.max(dim=1)
-    correct = (preds == labels).double()
-    edges = torch.linspace(0, 1, n_bins + 1, device=probs.device, dtype=torch.float64)
-    # bucketize with right=False gives i such that edges[i-1] < x <= edges[i].
-    bins = torch.bucketize(confidence.double(), edges, right=False).clamp(1, n_bins) - 1
-    count = torch.bincount(bins, minlength=n_bins).double()
-    conf_sum = torch.bincount(bins, weights=confidence.double(), minlength=n_bins)
-    acc_sum = torch.bincount(bins, weights=correct, minlength=n_bins)
+    _, _, conf_sum, acc_sum = calibration_sums(probs, labels, n_bins=n_bins)
     gap = (acc_sum - conf_sum).abs()
     return (gap.sum() / max(len(labels), 1)).item()
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from harness.engine.metrics import ECE_BINS, topk_accuracy
+from harness.engine.metrics import ECE_BINS, calibration_sums, class_scores, topk_accuracy
 
 TOPK = (1, 3, 5)
 
@@ -65,15 +65,9 @@ def calibration_bins(
     probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int = ECE_BINS
 ) -> Calibration:
     """Top-label calibration: each sample's largest probability, binned into ``n_bins``
-    equal-width intervals (lo, hi] (a confidence of exactly 0 falls in the first)."""
-    confidence, preds = probs.double().max(dim=1)
-    correct = (preds == labels).double()
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64, device=probs.device)
-    # The same assignment as expected_calibration_error, so both give one ECE.
-    index = torch.bucketize(confidence, edges, right=False).clamp(1, n_bins) - 1
-    count = torch.bincount(index, minlength=n_bins).double()
-    conf_sum = torch.bincount(index, weights=confidence, minlength=n_bins)
-    acc_sum = torch.bincount(index, weights=correct, minlength=n_bins)
+    equal-width intervals (lo, hi] (a confidence of exactly 0 falls in the first): the sums
+    ``expected_calibration_error`` reads, so both give one ECE."""
+    edges, count, conf_sum, acc_sum = calibration_sums(probs, labels, n_bins=n_bins)
     bins = []
     for i in range(n_bins):
         n = int(count[i].item())
@@ -100,14 +94,9 @@ def per_class_metrics(confusion: torch.Tensor, class_names: list[str]) -> list[C
     """Precision, recall and F1 of each class from a confusion matrix (rows true, columns
     predicted).  An undefined ratio (a class never predicted, or absent) is 0, as
     scikit-learn's ``precision_recall_fscore_support(..., zero_division=0)``."""
-    confusion = confusion.double().cpu()
-    tp = confusion.diag()
-    predicted = confusion.sum(dim=0)
+    confusion = confusion.cpu()
+    precision, recall, f1, _ = class_scores(confusion)
     actual = confusion.sum(dim=1)
-    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), 0.0)
-    recall = torch.where(actual > 0, tp / actual.clamp(min=1), 0.0)
-    # 2PR/(P+R) written as 2TP/(predicted+actual): no 0/0 when both are 0.
-    f1 = torch.where(predicted + actual > 0, 2 * tp / (predicted + actual).clamp(min=1), 0.0)
     return [
         ClassMetrics(name, p, r, f, int(n))
         for name, p, r, f, n in zip(class_names, precision.tolist(), recall.tolist(),
