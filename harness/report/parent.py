@@ -24,7 +24,7 @@ import pandas as pd
 
 from harness.report import render
 from harness.report.collect import StoredStudy
-from harness.tracking import MlflowTracker
+from harness.tracking import MlflowTracker, _metric_name
 
 SUMMARY_DIR = "summary"
 VERDICT_TAG = "harness.verdict."
@@ -36,8 +36,7 @@ def _slug(text: str) -> str:
 
 
 def _metric_key(text: str) -> str:
-    """MLflow metric names allow letters, digits, ``_ - . / :`` and spaces."""
-    return re.sub(r"[^\w\-./: ]", "_", text)[:250]
+    return _metric_name(text)[:250]  # MLflow's limit on a metric name
 
 
 def cell_label(row: dict, factors: list[str]) -> str:
