@@ -1,23 +1,15 @@
-"""Typed configuration: the only module that reads YAML.
+"""The study schema: every config section as a pydantic model, and its validators.
 
-A study file is parsed once, here, into a ``Study``; an unknown key, a wrong type or an unknown
-component name is a ``ConfigError`` naming the file, the dotted key and what would be valid.
-Past this edge every component receives only its own slice (``cfg.optim``, ``cfg.model`` …).
-
-``TrialConfig`` is the fully resolved configuration of one trial (without its seed); the study's
-``base`` is one, and every grid level is applied to a copy of it.
+Sections refuse unknown keys and do not coerce values; a component name (architecture,
+attention, dataset, optimizer, schedule, augmentation preset) must be one registered in
+``harness.components``.  ``TrialConfig`` is the fully resolved configuration of one trial
+(without its seed); the study's ``base`` is one, and every grid level is applied to a copy of it.
 """
 
 from __future__ import annotations
 
-import copy
-import re
-import types
-import typing
-from pathlib import Path
 from typing import Any, Literal, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,8 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from harness.config.validation import describe_validation_error
 from harness.directions import direction
-from harness.errors import ConfigError
 
 Scalar = Union[str, int, float, bool]
 
@@ -402,242 +394,6 @@ class Study(Section):
         return self.seeds.seeds if isinstance(self.seeds, AdaptiveSeeds) else list(self.seeds)
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading YAML
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (PyYAML keeps the last one silently)."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError(
-                f"line {key_node.start_mark.line + 1}: duplicate key {key!r}"
-                " (each key, and each grid axis, may appear once)"
-            )
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
-
-
-def parse_yaml(text: str, *, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
-
-
-def parse_value(text: str) -> Any:
-    """A ``--set`` value: YAML scalar or flow collection (``0.3``, ``se``, ``[0, 1]``)."""
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506
-    except (yaml.YAMLError, ConfigError):
-        return text
-
-
-def dump_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation errors as one line
-
-
-def section_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The config class reached by following ``path`` through nested sections, if any."""
-    for part in path:
-        if not isinstance(part, str) or part not in model.model_fields:
-            return None
-        nested = _section_type(model.model_fields[part].annotation)
-        if nested is None:
-            return None
-        model = nested
-    return model
-
-
-def _section_type(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if typing.get_origin(annotation) in (Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            found = _section_type(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def dotted(parts: tuple[Any, ...]) -> str:
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def describe_validation_error(
-    exc: ValidationError, *, model: type[BaseModel]
-) -> tuple[tuple[Any, ...], str]:
-    """The first error's location and a readable message (with the count of the others)."""
-    errors = exc.errors(include_url=False)
-    err = errors[0]
-    # Pydantic puts validator and union-member names in the location; keep only the keys.
-    loc = tuple(
-        p for p in err["loc"]
-        if not (isinstance(p, str) and (p.startswith("function-") or p[:1].isupper()))
-    )
-    if err["type"] == "extra_forbidden":
-        parent = section_at(model, loc[:-1])
-        valid = ", ".join(parent.model_fields) if parent else ""
-        msg = f"unknown key{'; valid: ' + valid if valid else ''}"
-    elif err["type"] == "value_error":
-        msg = err["msg"].removeprefix("Value error, ")
-    elif err["type"] == "missing":
-        msg = "required key is missing"
-    else:
-        msg = f"{err['msg'].replace('Input should be', 'must be')} (got {err['input']!r})"
-    if len(errors) > 1:
-        msg += f" (+{len(errors) - 1} more)"
-    return loc, msg
-
-
-def format_validation_error(
-    exc: ValidationError, *, model: type[BaseModel], source: str, prefix: str = ""
-) -> str:
-    """One line: ``file: dotted.key: what is wrong (got …); valid: …``."""
-    loc, msg = describe_validation_error(exc, model=model)
-    key = ".".join(filter(None, [prefix, dotted(loc)]))
-    return f"{source}: {key}: {msg}" if key else f"{source}: {msg}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Overrides and loading
-
+# The top-level keys of a trial's config (``data``, ``model`` …): ``train.epochs`` names a key
+# of the study's base.
 TRIAL_SECTIONS = tuple(TrialConfig.model_fields)
-_FREE_FORM = {("grid",), ("report", "baseline"), ("tune", "space")}
-
-
-def _check_override_path(parts: list[str], *, source: str) -> None:
-    """A ``--set`` may only name a key the study schema has (or a free-form mapping's entry)."""
-    model: type[BaseModel] = Study
-    for i, part in enumerate(parts):
-        if tuple(parts[:i]) in _FREE_FORM:
-            return
-        if part not in model.model_fields:
-            where = dotted(tuple(parts[:i])) or "the study"
-            raise ConfigError(
-                f"{source}: --set {'.'.join(parts)}: no key {part!r} in {where};"
-                f" valid: {', '.join(model.model_fields)}"
-            )
-        nested = _section_type(model.model_fields[part].annotation)
-        if nested is None:
-            if i != len(parts) - 1 and tuple(parts[: i + 1]) not in _FREE_FORM:
-                raise ConfigError(
-                    f"{source}: --set {'.'.join(parts)}: {dotted(tuple(parts[: i + 1]))}"
-                    " is a value, not a section"
-                )
-            continue
-        model = nested
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str], *, source: str) -> dict[str, Any]:
-    """Apply ``key=value`` overrides to a raw study mapping.
-
-    ``train.epochs=2`` is short for ``base.train.epochs=2``.  A key that is a grid axis cannot
-    be set on the base (the grid would override it); set ``grid.<axis>=[…]`` instead.
-    """
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
-        parts = key.split(".")
-        if parts[0] in TRIAL_SECTIONS:
-            grid = raw.get("grid") or {}
-            if isinstance(grid, dict) and any(
-                key == axis or key.startswith(axis + ".") or axis.startswith(key + ".")
-                for axis in grid
-            ):
-                raise ConfigError(
-                    f"--set {key}: {key} is varied by the grid; set grid.{key}=[…] instead"
-                )
-            parts = ["base", *parts]
-        _check_override_path(parts, source=source)
-        if parts[0] == "grid" and len(parts) > 1:
-            parts = ["grid", ".".join(parts[1:])]  # axis names are dotted keys themselves
-        node = raw
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = parse_value(text)
-    return raw
-
-
-def load_study(path: str | Path, *, overrides: list[str] | None = None) -> Study:
-    """Read, override and validate a study file. Grid levels are validated on expansion."""
-    path = Path(path)
-    source = str(path)
-    if path.is_dir():
-        inside = sorted(str(p) for p in [*path.glob("*.yaml"), *path.glob("*.yml")])
-        hint = (f"; choose one of its study files: {', '.join(inside)}" if inside
-                else "; it holds no study files (*.yaml)")
-        raise ConfigError(f"{source} is a folder, not a study file{hint}")
-    if not path.is_file():
-        near = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
-        hint = f"; studies there: {', '.join(near)}" if near else ""
-        raise ConfigError(f"study file not found: {source}{hint}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read: {exc}") from None
-    raw = parse_yaml(text, source=source)
-    return study_from_mapping(raw, source=source, overrides=overrides)
-
-
-def study_from_mapping(
-    raw: Any, *, source: str = "<study>", overrides: list[str] | None = None
-) -> Study:
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{source}: a study file is a mapping with keys name, base, grid, seeds, …"
-            f" (got {type(raw).__name__})"
-        )
-    if overrides:
-        raw = apply_overrides(raw, overrides, source=source)
-    if "grid" in raw and not raw["grid"]:
-        raise ConfigError(
-            f"{source}: grid: is empty; give at least one axis (model.attention: [se, none])"
-            " or leave grid out to run the base config over the seeds"
-        )
-    if isinstance(raw.get("seeds"), list) and len(set(map(repr, raw["seeds"]))) != len(
-        raw["seeds"]
-    ):
-        raise ConfigError(f"{source}: seeds: duplicate seed in {raw['seeds']}")
-    try:
-        study = Study.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, model=Study, source=source)) from None
-    study._source = source
-    return study
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
