@@ -24,7 +24,8 @@ import pandas as pd
 
 from harness.report import render
 from harness.report.collect import StoredStudy
-from harness.tracking import MlflowTracker, _metric_name
+from harness.tracking import MlflowTracker
+from harness.tracking.layout import _metric_name
 
 SUMMARY_DIR = "summary"
 VERDICT_TAG = "harness.verdict."

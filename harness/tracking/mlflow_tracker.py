@@ -1,269 +1,51 @@
-"""Tracking: the contract between the study runner and a store of runs, and its MLflow
-implementation.
-
-Layout (a contract the report, the UI and users' notebooks rely on): one experiment per study,
-one parent run per study (``harness.kind=study``), one nested child run per trial
-(``harness.kind=trial`` with ``harness.trial_key``, ``harness.cell_key``, ``harness.seed``),
-params as the flattened resolved config with dotted names, per-epoch metrics at ``step=epoch``.
+"""The MLflow implementation of the tracking contract.
 
 Every call names its run explicitly through ``MlflowClient``: MLflow's fluent API keeps a
-module-level active run, which a runner of many trials cannot afford.
+module-level active run, which a runner of many trials cannot afford.  The layout it writes is
+``harness.tracking.layout``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import re
 import socket
-import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.config import Study, dump_yaml
-from harness.engine.callbacks import Callback, FitInfo, FitResult
+from harness.engine.callbacks import FitInfo, FitResult
 from harness.errors import TrackingError
+from harness.tracking.base import FinishedTrial, Tracker, TrialRun
+from harness.tracking.layout import (
+    CELL_KEY,
+    EXPERIMENT_KIND,
+    FACTOR_PREFIX,
+    KIND,
+    MODEL_TRAINING,
+    SEED,
+    STUDY_TAG,
+    TRIAL_KEY,
+    _metric_name,
+    experiment_name,
+)
+from harness.tracking.provenance import DATA_PATH, DEVICE, PRECISION, THREADS, code_version
+from harness.tracking.store import (
+    default_tracking_uri,
+    local_store_paths,
+    read_run_file,
+    store_creation_lock,
+)
 from harness.uris import redact_text, redact_uri, split_credentials
 
 if TYPE_CHECKING:
     from harness.data.lineage import SplitRecord
     from harness.study.spec import TrialSpec
-
-DEFAULT_STORE = "mlruns"
-KIND, TRIAL_KEY, CELL_KEY, SEED = "harness.kind", "harness.trial_key", "harness.cell_key", "harness.seed"
-STUDY_TAG, FACTOR_PREFIX = "harness.study", "harness.factor."
-# What else decides a seed's numbers, recorded per trial (the report warns when they mix).
-DEVICE, PRECISION, THREADS = "harness.device", "harness.precision", "harness.threads"
-DATA_PATH = "harness.data_path"  # memory | files: the training images' path (data.in_memory)
-CODE_VERSION, TORCH_VERSION = "harness.code_version", "harness.torch"
-# MLflow 3's UI picks an experiment's view from this tag: without it, an experiment whose runs
-# log no models is shown as a GenAI one ("Evaluation runs"); this value opens the model-training
-# view (runs, metrics, charts).
-EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
-PROVENANCE = {"device": DEVICE, "precision": PRECISION, "threads": THREADS,
-              "code version": CODE_VERSION, "torch": TORCH_VERSION,
-              "torchvision": "harness.torchvision"}
-
-
-@dataclass
-class FinishedTrial:
-    """A finished trial as read back from the store."""
-
-    trial_key: str
-    cell_key: str
-    seed: int
-    factors: dict[str, str]
-    metrics: dict[str, float]
-
-
-class TrialRun(Callback):
-    """One trial's record: an engine callback plus the ways a trial ends."""
-
-    run_id: str | None = None
-    resumed: bool = False  # continues a run whose process died, after its last epoch
-
-    @abstractmethod
-    def finish(
-        self, result: FitResult, *, checkpoint: Path | None, evaluation: Path | None = None
-    ) -> None:
-        """Record the final metrics and artifacts; ``evaluation`` is a folder of plots and
-        their data files, logged as they lie (``plots/…``, ``evaluation/…``)."""
-
-    @abstractmethod
-    def fail(self, traceback_text: str, *, killed: bool = False) -> None: ...
-
-    def record_data(self, lineage: Sequence[SplitRecord]) -> None:
-        """The data the trial trains, validates and is tested on (``harness.data.lineage``)."""
-
-    @abstractmethod
-    def prune(self, epoch: int) -> None:
-        """Stopped early by a pruner: not a failure, not a finished trial either."""
-
-
-class Tracker(ABC):
-    @abstractmethod
-    def open_study(self, study: Study, *, mode: str = "run") -> None:
-        """Find or create the study's experiment and parent run.
-
-        ``mode="tune"`` keeps an Optuna search in an experiment of its own
-        (``<study>-tune``), so its trials never mix with the grid's in a report.
-        """
-
-    @abstractmethod
-    def finished(self) -> list[FinishedTrial]:
-        """Every trial of the open study whose run FINISHED."""
-
-    @abstractmethod
-    def start_trial(self, spec: TrialSpec, *, tags: dict[str, str] | None = None) -> TrialRun: ...
-
-    @abstractmethod
-    def close_study(self, *, failed: bool) -> None: ...
-
-    def save_study_file(self, name: str, text: str) -> None:
-        """A file kept with the open study (an adaptive study's plan and its rounds)."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no study files")
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        """Tags on the open study (its parent run)."""
-
-    def read_study_file(self, name: str) -> str | None:
-        """A file kept with the study by ``save_study_file``; None when there is none."""
-        return None
-
-    def end_stale_runs(
-        self, trial_key: str, *, alive: Callable[[dict[str, str]], bool] | None = None
-    ) -> int:
-        """End runs of ``trial_key`` left RUNNING by a process that died; how many.  A run
-        for which ``alive(its tags)`` is true is another process's, still at work: left be."""
-        return 0
-
-    def resume_trial(self, spec: TrialSpec) -> TrialRun | None:
-        """The unfinished run of an interrupted trial, reopened, or None if there is none."""
-        return None
-
-
-# ---------------------------------------------------------------------------------------------
-# In memory, for tests and dry runs
-
-
-@dataclass
-class NullTrialRun(TrialRun):
-    spec: TrialSpec
-    epochs: list[dict[str, float]] = field(default_factory=list)
-    status: str = "RUNNING"
-    result: FitResult | None = None
-    traceback: str | None = None
-    lineage: list[SplitRecord] = field(default_factory=list)
-
-    def record_data(self, lineage: Sequence[SplitRecord]) -> None:
-        self.lineage = list(lineage)
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.epochs.append({"epoch": epoch, **metrics})
-
-    def finish(
-        self, result: FitResult, *, checkpoint: Path | None, evaluation: Path | None = None
-    ) -> None:
-        self.result, self.status = result, "FINISHED"
-
-    def fail(self, traceback_text: str, *, killed: bool = False) -> None:
-        self.traceback, self.status = traceback_text, "KILLED" if killed else "FAILED"
-
-    def prune(self, epoch: int) -> None:
-        self.status = "PRUNED"
-
-
-class NullTracker(Tracker):
-    """Keeps runs in memory; nothing touches disk."""
-
-    def __init__(self) -> None:
-        self.runs: list[NullTrialRun] = []
-        self.files: dict[str, str] = {}
-        self.tags: dict[str, str] = {}
-
-    def open_study(self, study: Study, *, mode: str = "run") -> None:
-        pass
-
-    def save_study_file(self, name: str, text: str) -> None:
-        self.files[name] = text
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        self.tags.update(tags)
-
-    def read_study_file(self, name: str) -> str | None:
-        return self.files.get(name)
-
-    def finished(self) -> list[FinishedTrial]:
-        return [
-            FinishedTrial(r.spec.trial_key, r.spec.cell_key, r.spec.seed, dict(r.spec.factors),
-                          dict(r.result.final))
-            for r in self.runs
-            if r.status == "FINISHED" and r.result is not None
-        ]
-
-    def start_trial(self, spec: TrialSpec, *, tags: dict[str, str] | None = None) -> TrialRun:
-        run = NullTrialRun(spec)
-        self.runs.append(run)
-        return run
-
-    def close_study(self, *, failed: bool) -> None:
-        pass
-
-
-# ---------------------------------------------------------------------------------------------
-# MLflow
-
-
-def default_tracking_uri(cwd: Path | None = None) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store under ``./mlruns``.
-
-    MLflow 3 keeps its plain-file store in maintenance mode; SQLite is its local database
-    backend, and artifacts sit beside it in ``mlruns/artifacts``.
-    """
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    root = (cwd or Path.cwd()) / DEFAULT_STORE
-    return f"sqlite:///{root / 'mlflow.db'}"
-
-
-@contextlib.contextmanager
-def _store_creation_lock(db: Path | None) -> Iterator[None]:
-    """Processes opening one SQLite store take turns: MLflow creates and migrates a new
-    database's tables on open, and two processes doing that at once trip over each other's
-    schema versions (``harness tune`` started twice on a fresh store)."""
-    if db is None:
-        yield
-        return
-    import fcntl
-
-    with open(db.with_name(db.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def experiment_name(study: str, *, mode: str = "run") -> str:
-    return study if mode == "run" else f"{study}-{mode}"
-
-
-def local_store_paths(uri: str) -> tuple[Path, Path] | None:
-    """For a SQLite store: the database file and the artifact root beside it."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
-        return db, db.parent / "artifacts"
-    return None
-
-
-def code_version() -> str:
-    """The git commit of the working tree (``+dirty`` when it has changes); in an image
-    without ``.git``, ``HARNESS_CODE_VERSION`` (set at build time); else the version."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        )
-        if commit.returncode == 0:
-            dirty = subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=here, capture_output=True, text=True, timeout=5,
-            )
-            return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    from harness import __version__
-
-    return os.environ.get("HARNESS_CODE_VERSION") or __version__
 
 
 class MlflowTracker(Tracker):
@@ -332,7 +114,7 @@ class MlflowTracker(Tracker):
             if local is not None:
                 local[0].parent.mkdir(parents=True, exist_ok=True)
             try:
-                with _store_creation_lock(local[0] if local is not None else None):
+                with store_creation_lock(local[0] if local is not None else None):
                     client = MlflowClient(tracking_uri=self.uri)
                     client._tracking_client.store  # noqa: B018 - opens (and migrates) it now
                 self._client = client
@@ -555,24 +337,10 @@ class MlflowTracker(Tracker):
             self.client.log_artifact(run_id, str(path), artifact_path)
 
 
-def read_run_file(client, run_id: str, name: str) -> str | None:
-    """The text of artifact ``name`` of run ``run_id`` (``plan/plan.json``); None if absent."""
-    folder = name.rpartition("/")[0]
-    if name not in {a.path for a in client.list_artifacts(run_id, folder or None)}:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        return Path(client.download_artifacts(run_id, name, tmp)).read_text(encoding="utf-8")
-
-
 def _metric(key: str, value: float, step: int):
     from mlflow.entities import Metric
 
     return Metric(key, float(value), int(time.time() * 1000), step)
-
-
-def _metric_name(text: str) -> str:
-    """MLflow metric names allow letters, digits, ``_ - . / :`` and spaces."""
-    return re.sub(r"[^\w\-./: ]", "_", text)
 
 
 class MlflowTrialRun(TrialRun):

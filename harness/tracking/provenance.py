@@ -1,0 +1,36 @@
+"""Provenance: what else decides a seed's numbers besides its config, recorded per trial as
+tags (the report warns when they mix), and the code version every trial and study carries."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+DEVICE, PRECISION, THREADS = "harness.device", "harness.precision", "harness.threads"
+DATA_PATH = "harness.data_path"  # memory | files: the training images' path (data.in_memory)
+CODE_VERSION, TORCH_VERSION = "harness.code_version", "harness.torch"
+PROVENANCE = {"device": DEVICE, "precision": PRECISION, "threads": THREADS,
+              "code version": CODE_VERSION, "torch": TORCH_VERSION,
+              "torchvision": "harness.torchvision"}
+
+
+def code_version() -> str:
+    """The git commit of the working tree (``+dirty`` when it has changes); in an image
+    without ``.git``, ``HARNESS_CODE_VERSION`` (set at build time); else the version."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode == 0:
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=here, capture_output=True, text=True, timeout=5,
+            )
+            return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from harness import __version__
+
+    return os.environ.get("HARNESS_CODE_VERSION") or __version__
