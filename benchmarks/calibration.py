@@ -89,7 +89,7 @@ def load_subset(data: Path):
     """Fashion-MNIST from a temporary copy of ``data``, cut to the pool's subset."""
     from harness.config import DataConfig
     from harness.data import DataBundle, load_dataset
-    from harness.data.datasets import stratified_split
+    from harness.data.sources.base import stratified_split
 
     source = data / "FashionMNIST"
     if not (source / "raw").is_dir():

@@ -54,10 +54,10 @@ def test_digits_read_from_the_bundled_csv_equal_load_digits_and_fall_back_to_it(
 
     from sklearn.datasets import load_digits
 
-    from harness.data import datasets
+    from harness.data.sources import digits
 
     expected = load_digits()
-    images, target = datasets.read_digits()
+    images, target = digits.read_digits()
     np.testing.assert_array_equal(images, expected.images)
     np.testing.assert_array_equal(target, expected.target)
     # Without the CSV where it is looked for, scikit-learn's own loader gives the same arrays.
@@ -68,7 +68,7 @@ def test_digits_read_from_the_bundled_csv_equal_load_digits_and_fall_back_to_it(
     real_load = sys.modules["sklearn.datasets"].load_digits
     monkeypatch.setattr(sys.modules["sklearn.datasets"], "load_digits",
                         lambda: calls.append(1) or real_load())
-    images, target = datasets.read_digits()
+    images, target = digits.read_digits()
     assert calls == [1]
     np.testing.assert_array_equal(images, expected.images)
     np.testing.assert_array_equal(target, expected.target)
@@ -237,7 +237,7 @@ def test_a_cifar_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp_path
 def test_the_restricted_reader_takes_numpy_pickles_of_either_numpy_layout(tmp_path: Path) -> None:
     import io
 
-    from harness.data.datasets import CifarUnpickler
+    from harness.data.sources.cifar import CifarUnpickler
 
     payload = {"data": np.arange(6, dtype=np.uint8).reshape(2, 3), "labels": [1, 2],
                "batch_label": "b", "name": b"raw", "scalar": np.int64(3)}
