@@ -4,7 +4,7 @@ HTML artifact on the study's parent run.
 This is the report's edge: every bad input (an unknown study, a metric no trial logged, a
 baseline that is not a level, a factor with one level, a margin that is not positive) is found
 here and raised as a ``HarnessError`` with one line naming the value and what would be valid.
-Past this point ``verdicts`` and ``render`` only see frames they can use; what is degenerate
+Past this point ``verdicts`` and the formats only see frames they can use; what is degenerate
 but valid (one seed, a constant metric) gets an answer with a note, not an error.
 """
 
@@ -23,7 +23,7 @@ from harness.config import Study, load_study, parse_value
 from harness.directions import higher_is_better
 from harness.study.design import resolve_baselines
 from harness.errors import HarnessError, TrackingError
-from harness.report import render, stats, verdicts
+from harness.report import stats, verdicts
 from harness.report.collect import (
     StoredStudy,
     StudyRuns,
@@ -33,6 +33,9 @@ from harness.report.collect import (
     provenance_notes,
     read_history,
 )
+from harness.report.content import ReportContent
+from harness.report.formats import FORMATS, write_files
+from harness.report.formats.terminal import to_terminal
 from harness.tracking import MlflowTracker, local_store_paths
 from harness.uris import redact_text, redact_uri
 
@@ -49,7 +52,7 @@ _MAX_CELL_CURVES = 12
 
 @dataclass
 class ReportOutcome:
-    content: render.ReportContent
+    content: ReportContent
     files: dict[str, Path] = field(default_factory=dict)  # format → main file written
     artifact: str | None = None  # "report/report.html" on the parent run, when logged
 
@@ -88,12 +91,12 @@ def report_command(
                             significance=significance, metric=metric, baseline=baseline,
                             alpha=alpha, margin=margin, best_epoch=best_epoch,
                             curves="html" in formats)
-    render.to_terminal(content, console)
+    to_terminal(content, console)
     outcome = ReportOutcome(content)
     if formats:
         folder = out if out is not None else Path("reports") / stored.name
         try:
-            outcome.files = render.write(content, folder, formats)
+            outcome.files = write_files(content, folder, formats)
         except OSError as exc:
             raise HarnessError(f"--out {folder}: cannot write the report: {exc}") from None
         for path in outcome.files.values():
@@ -110,7 +113,7 @@ def build_content(client, stored: StoredStudy, *, uri: str, display_uri: str,
                   significance: bool = True, metric: str | None = None,
                   baseline: list[str] | None = None, alpha: float | None = None,
                   margin: float | None = None, best_epoch: bool = False,
-                  curves: bool = False) -> render.ReportContent:
+                  curves: bool = False) -> ReportContent:
     """A stored study's report, computed (what every format then shows)."""
     with store_errors(uri):
         metric_name = metric or (stored.study.report.metric if stored.study else "test_acc")
@@ -131,7 +134,7 @@ def build_content(client, stored: StoredStudy, *, uri: str, display_uri: str,
     if significance and stored.study is not None and stored.study.adaptive is not None:
         with store_errors(uri):
             analysis = follow_plan(client, stored, result, design=design, alpha=alpha)
-    content = render.ReportContent(
+    content = ReportContent(
         study=stored.name, metric=metric_name,
         value_kind="value at the best epoch" if best_epoch else "final value",
         tracking_uri=display_uri, parent_run_id=stored.parent_run_id, result=result,
@@ -166,10 +169,10 @@ def store_errors(uri: str) -> Iterator[None]:
 def parse_formats(fmt: str) -> list[str]:
     """``--format html,md``: the file formats to write; an empty string writes none."""
     formats = [f.strip().lower() for f in fmt.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in render.FORMATS]
+    unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise HarnessError(
-            f"--format {unknown[0]}: unknown; choose from {', '.join(render.FORMATS)}"
+            f"--format {unknown[0]}: unknown; choose from {', '.join(FORMATS)}"
             " (several separated by commas)"
         )
     return list(dict.fromkeys(formats))

@@ -22,8 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report import render
 from harness.report.collect import StoredStudy
+from harness.report.content import ReportContent
+from harness.report.formats.markdown import to_markdown
+from harness.report.tables import all_tables
+from harness.report.units import Units, p_text
 from harness.tracking import MlflowTracker
 from harness.tracking.layout import _metric_name
 
@@ -44,7 +47,7 @@ def cell_label(row: dict, factors: list[str]) -> str:
     return " ".join(f"{f.rsplit('.', 1)[-1]}:{row[f]}" for f in factors) or "base"
 
 
-def log_summary(tracker: MlflowTracker) -> render.ReportContent | None:
+def log_summary(tracker: MlflowTracker) -> ReportContent | None:
     """Write the open study's summary onto its parent run; the report content, or None when
     no trial has finished.  Raises what the store or the report raise (the caller decides)."""
     from harness.report.command import build_content
@@ -59,12 +62,12 @@ def log_summary(tracker: MlflowTracker) -> render.ReportContent | None:
     content = build_content(client, stored, uri=tracker.uri, display_uri=tracker.display_uri,
                             significance=True)
     run_id = tracker.parent_run_id
-    tables = render.all_tables(content)
+    tables = all_tables(content)
     for table in tables:
         name = "cells" if table.kind == "cells" else f"{table.key}.{table.kind}"
         log_table(tracker, run_id, pd.DataFrame(table.rows, columns=table.columns),
                   f"{SUMMARY_DIR}/{_slug(name)}.json")
-    markdown = render.to_markdown(content)
+    markdown = to_markdown(content)
     tracker.log_text("report.md", markdown, artifact_path=SUMMARY_DIR)
 
     cells = content.result.cells
@@ -109,9 +112,9 @@ def log_table(tracker: MlflowTracker, run_id: str, frame: pd.DataFrame, artifact
                                               json.dumps([*logged, entry]))])
 
 
-def _verdict_line(c, content: render.ReportContent) -> str:
-    units = render.Units.for_metric(content.metric, content.trials[content.metric])
+def _verdict_line(c, content: ReportContent) -> str:
+    units = Units.for_metric(content.metric, content.trials[content.metric])
     interval = units.interval(c.diff_ci_low, c.diff_ci_high)
     unit = " pp" if units.percent else ""
     return (f"{c.verdict} vs {c.baseline}: Δ {units.diff(c.diff)}{unit} {interval}, {c.test}"
-            f" over seeds, n={c.n_seeds}, df={c.df:g}, p_holm={render.p_text(c.p_holm)}")
+            f" over seeds, n={c.n_seeds}, df={c.df:g}, p_holm={p_text(c.p_holm)}")

@@ -1,9 +1,10 @@
 """Visualisation: why a trial scored what it scored, as plots and the numbers behind them.
 
 ``evaluation`` owns the entry point (``render_evaluation``) and the output layout; ``plots``
-one function per figure; ``gradcam`` Grad-CAM on the last convolutional stage; ``metrics``
-calibration bins, per-class precision/recall/F1 and top-k; ``from_run`` regeneration from a
-trial's MLflow run (``harness viz RUN_ID``).
+every figure the harness draws, one function each (a trial's evaluation figures and the study
+report's, which ``harness.report.formats.html`` embeds); ``gradcam`` Grad-CAM on the last
+convolutional stage; ``metrics`` calibration bins, per-class precision/recall/F1 and top-k;
+``from_run`` regeneration from a trial's MLflow run (``harness viz RUN_ID``).
 
 Importing this package does not import matplotlib or MLflow; the submodules do.
 """

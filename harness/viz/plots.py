@@ -1,8 +1,11 @@
-"""The evaluation figures, one function each: it draws, saves a PNG and returns its path.
+"""Every figure the harness draws, one function each: a trial's evaluation and a study report.
 
-Figures are built with ``matplotlib.figure.Figure`` and its Agg canvas, never ``pyplot``:
-pyplot keeps a global registry of open figures and a global backend, which a process running
-many trials (or a notebook that imports this) should not have changed under it.
+A trial's evaluation figures (``harness.viz.evaluation``) each save a PNG and return its path;
+a study report's figures (``harness.report.formats.html``) return PNG bytes to embed in the
+page. Both are built here the same way: ``matplotlib.figure.Figure`` and its Agg canvas, never
+``pyplot``: pyplot keeps a global registry of open figures and a global backend, which a
+process running many trials (or a notebook that imports this) should not have changed under it;
+a ``Figure`` needs no display and no backend chosen.
 
 Images arrive as the uint8 ``N×C×H×W`` tensors the datasets hold, i.e. already
 de-normalised; one-channel images are drawn in gray.
@@ -10,6 +13,8 @@ de-normalised; one-channel images are drawn in gray.
 
 from __future__ import annotations
 
+import io
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,11 +23,18 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
+from harness.report.content import ReportContent
+from harness.report.units import Units
 from harness.viz.metrics import Calibration, ClassMetrics
 
-DPI = 100
+DPI = 100  # a saved file
+PAGE_DPI = 96  # a figure embedded in the HTML report, at a browser's 1:1 scale
 MISTAKE_COLOR = "tab:red"
+TRIAL_COLOR = "#7a7a7a"  # one point per trial
+BASELINE_COLOR = "#c0392b"
+LEVEL_COLOR = "#1f5fa8"  # a level other than the baseline
 # Above this many classes, per-cell numbers and per-class tick labels would be unreadable.
 MAX_ANNOTATED_CLASSES = 20
 
@@ -32,6 +44,13 @@ def _save(fig: Figure, path: Path) -> Path:
     # No bbox_inches="tight": it draws the figure twice; layouts are set where drawn.
     fig.savefig(path, dpi=DPI)
     return path
+
+
+def _png(fig: Figure) -> bytes:
+    """The figure as PNG bytes, cropped to what was drawn (a page has no fixed frame)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=PAGE_DPI, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def _display(image: torch.Tensor) -> tuple[np.ndarray, str | None]:
@@ -287,3 +306,75 @@ def prediction_grid(
                                     f" ({sum(wrong)} wrong, in red)")
     _draw_tiles(ax, images, cols=cols, titles=titles, wrong=wrong)
     return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A study report: the metric per level, learning curves per arm
+
+
+def plot_levels(content: ReportContent) -> dict[str, bytes]:
+    """Per factor: a point per trial at each level, the mean and its 95% CI."""
+    units = Units.for_metric(content.metric, content.trials[content.metric])
+    rng = np.random.default_rng(0)
+    out = {}
+    for factor in content.result.factors:
+        levels = [lv for lv in factor.levels]
+        fig = Figure(figsize=(1.6 + 1.3 * len(levels), 3.4))
+        ax = fig.subplots()
+        for i, level in enumerate(levels):
+            values = content.trials.loc[content.trials[factor.factor] == level.level,
+                                        content.metric].to_numpy(float) * units.scale
+            jitter = rng.uniform(-0.12, 0.12, len(values))
+            # Markers on a line draw far faster than a scatter collection at 10^4 points.
+            ax.plot(np.full(len(values), i) + jitter, values, linestyle="none", marker="o",
+                    markersize=3, markeredgewidth=0, alpha=0.45, color=TRIAL_COLOR, zorder=1)
+            s = level.summary
+            if s.n:
+                err = None
+                if math.isfinite(s.ci_low):
+                    err = [[(s.mean - s.ci_low) * units.scale],
+                           [(s.ci_high - s.mean) * units.scale]]
+                ax.errorbar([i + 0.25], [s.mean * units.scale], yerr=err, fmt="o",
+                            color=BASELINE_COLOR if level.is_baseline else LEVEL_COLOR,
+                            capsize=4, zorder=2)
+        ax.set_xticks(range(len(levels)),
+                      [lv.level + ("\n(baseline)" if lv.is_baseline else "") for lv in levels])
+        ax.set_xlabel(factor.factor)
+        ax.set_ylabel(f"{content.metric}{units.value_unit}")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(f"{content.metric} per level: trials, mean and 95% CI", fontsize=9)
+        out[factor.factor] = _png(fig)
+    return out
+
+
+def plot_curves(content: ReportContent) -> bytes | None:
+    """One figure, a panel per grouping (each factor, the cells when few): mean ± CI per arm."""
+    panels = [(title, frame) for title, frame in content.curves.items() if not frame.empty]
+    if not panels:
+        return None
+    # One figure for every panel: each savefig costs a fixed tenth of a second or so.
+    n_cols = min(2, len(panels))
+    n_rows = math.ceil(len(panels) / n_cols)
+    fig = Figure(figsize=(6.4 * n_cols, 3.6 * n_rows))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for ax, (title, frame) in zip(axes.flat, panels):
+        groups = [c for c in frame.columns
+                  if c not in ("epoch", "n", "mean", "std", "ci_low", "ci_high")]
+        for key, arm in frame.groupby(groups, sort=False, observed=True):
+            key = key if isinstance(key, tuple) else (key,)
+            label = ", ".join(f"{g}={k}" for g, k in zip(groups, key))
+            arm = arm.sort_values("epoch")
+            (line,) = ax.plot(arm["epoch"], arm["mean"], label=label, linewidth=1.5)
+            band = arm["ci_low"].notna()
+            ax.fill_between(arm["epoch"][band], arm["ci_low"][band], arm["ci_high"][band],
+                            alpha=0.2, color=line.get_color(), linewidth=0)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(content.curve_metric)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{content.curve_metric} {title}", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _png(fig)
