@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -51,15 +52,6 @@ def _with_system_metrics(overrides: list[str] | None, on: bool) -> list[str] | N
     return [*(overrides or []), SYSTEM_METRICS_ON] if on else overrides
 
 
-def _worker_args(overrides: list[str] | None, **given: object) -> list[str]:
-    """The options a worker started before this process has loaded anything needs to load the
-    same study the same way: the ``--set`` overrides and the options given (the defaults it
-    resolves itself, as this process does)."""
-    return [*(a for o in overrides or [] for a in ("--set", o)),
-            *(a for k, v in given.items() if v is not None
-              for a in ("--" + k.replace("_", "-"), str(v)))]
-
-
 @app.command()
 def run(
     study_file: Annotated[Path, typer.Argument(help="The study file, e.g. studies/quickstart.yaml.")],
@@ -77,62 +69,58 @@ def run(
     held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
 ) -> None:
     """Expand the study and run every trial that has not FINISHED yet."""
-    from harness.study.workers import errors_left_to_parent, spawn, stop
+    from harness.study.options import RunOptions
+    from harness.study.workers import Crew, errors_left_to_parent
 
     overrides = _with_system_metrics(overrides, system_metrics)
-    started = []
+    options = RunOptions(device=device, n_workers=workers, storage_url=storage,
+                         heartbeat_s=heartbeat, data_root=data_root, worker=worker, held=held)
+    crew = Crew()
     # An adaptive study starts its workers round by round (each round is its own set of
     # trials), so none are started before it is loaded.
     if workers > 1 and not dry_run and not _looks_adaptive(study_file, overrides):
         # Before this process loads the study and imports torch and MLflow (seconds), so that
         # the workers' own start-up overlaps it; held, they load the same study file with the
         # same options and wait until the study's stores exist.
-        args = [*_worker_args(overrides, storage=storage, data_root=data_root,
-                              tracking_uri=tracking_uri), "--heartbeat", str(heartbeat),
+        args = [*options.worker_args(tracking_uri=tracking_uri, overrides=overrides),
                 "--max-trials", str(max_trials)]
-        started = spawn("run", study_file, [args] * (workers - 1), device=device,
-                        n_slots=workers, held=True)
+        crew = Crew.spawn("run", study_file, [args] * (workers - 1), device=device,
+                          n_slots=workers)
     try:
-        from harness.config import load_study
-        from harness.console import RichDisplay, summary_table, trial_table
-        from harness.study.design import check_size, expand
-        from harness.study.runner import run_study
-        from harness.tracking import MlflowTracker
+        with crew:
+            from harness.config import load_study
+            from harness.console import RichDisplay, summary_table, trial_table
+            from harness.study.design import check_size, expand
+            from harness.study.runner import run_study
+            from harness.tracking import MlflowTracker
 
-        with errors_left_to_parent(held):
-            study = load_study(study_file, overrides=overrides or [])
-            check_size(study, max_trials=max_trials)
-            if study.adaptive is not None:
-                from harness.study.adaptive import make_plan
-
-                plan = make_plan(study)  # bad input (a family, a baseline) stops here
-            specs = expand(study)
-            if dry_run:
+            with errors_left_to_parent(held):
+                study = load_study(study_file, overrides=overrides or [])
+                check_size(study, max_trials=max_trials)
                 if study.adaptive is not None:
-                    from harness.console import plan_lines, plan_table
+                    from harness.study.adaptive import make_plan
 
-                    for line in plan_lines(study, plan):
-                        console.print(line, markup=False, highlight=False, soft_wrap=True)
-                    console.print(plan_table(study, plan))
+                    plan = make_plan(study)  # bad input (a family, a baseline) stops here
+                specs = expand(study)
+                if dry_run:
+                    if study.adaptive is not None:
+                        from harness.console import plan_lines, plan_table
+
+                        for line in plan_lines(study, plan):
+                            console.print(line, markup=False, highlight=False, soft_wrap=True)
+                        console.print(plan_table(study, plan))
+                        return
+                    console.print(trial_table(study, specs))
                     return
-                console.print(trial_table(study, specs))
+                tracker = MlflowTracker(tracking_uri)
+                tracker.check()
+            if study.adaptive is not None:
+                _run_adaptive(study, tracker=tracker, options=options)
                 return
-            tracker = MlflowTracker(tracking_uri)
-            tracker.check()
-        if study.adaptive is not None:
-            _run_adaptive(study, tracker=tracker, data_root=data_root, device=device,
-                          workers=workers, heartbeat=heartbeat, storage=storage)
-            return
-        outcome = run_study(study, tracker=tracker, data_root=data_root, device=device,
-                            display=None if worker else RichDisplay(console),
-                            n_workers=workers, storage_url=storage, heartbeat_s=heartbeat,
-                            worker=worker, held=held, started=started)
+            outcome = run_study(study, tracker=tracker, options=replace(
+                options, display=None if worker else RichDisplay(console), started=crew))
     except HarnessError as exc:
-        stop(started)
         raise _fail(exc) from None
-    except BaseException:
-        stop(started)
-        raise
     if worker:
         raise typer.Exit(1 if outcome.failed else 0)
     for line in outcome.worker_errors:
@@ -170,24 +158,22 @@ def _looks_adaptive(study_file: Path, overrides: list[str] | None) -> bool:
     return isinstance(raw, dict) and isinstance(raw.get("seeds"), dict)
 
 
-def _run_adaptive(study, *, tracker, data_root, device, workers, heartbeat, storage) -> None:
+def _run_adaptive(study, *, tracker, options) -> None:
     from harness.console import RichDisplay, adaptive_table, round_line
     from harness.study.adaptive import run_adaptive
     from harness.study.runner import run_study
 
     claim = None
-    if storage is not None:
+    if options.storage_url is not None:
         # Processes sharing the study on this queue decide each round once between them.
         from harness.study.queue import claim_once, open_queue_storage
 
-        shared = open_queue_storage(storage, heartbeat_s=heartbeat)
+        shared = open_queue_storage(options.storage_url, heartbeat_s=options.heartbeat_s)
         claim = lambda name: claim_once(shared, name)  # noqa: E731
-    display = RichDisplay(console)
+    options = replace(options, display=RichDisplay(console))
     outcome = run_adaptive(
         study, tracker=tracker, claim=claim,
-        run_round=lambda round_study: run_study(
-            round_study, tracker=tracker, data_root=data_root, device=device, display=display,
-            n_workers=workers, storage_url=storage, heartbeat_s=heartbeat),
+        run_round=lambda round_study: run_study(round_study, tracker=tracker, options=options),
         on_round=lambda look, decisions: console.print(round_line(look, decisions)),
     )
     if outcome.missing:
@@ -219,40 +205,37 @@ def tune(
     held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
 ) -> None:
     """Optuna search over the study's tune.space, pruning on the per-epoch validation metric."""
-    from harness.study.workers import errors_left_to_parent, spawn, stop, tune_shares
+    from harness.study.options import RunOptions
+    from harness.study.workers import Crew, errors_left_to_parent, tune_shares
 
     overrides = _with_system_metrics(overrides, system_metrics)
-    started = []
+    options = RunOptions(device=device, n_workers=workers, storage_url=storage,
+                         data_root=data_root, worker=worker, held=held)
+    crew = Crew()
     if workers > 1:
         # As `harness run` does: the workers start before this process loads anything, held.
-        args = _worker_args(overrides, storage=storage, data_root=data_root,
-                            tracking_uri=tracking_uri)
-        started = spawn("tune", study_file, [["--trials", str(n), *args]
-                                             for n in tune_shares(trials, workers)[1:] if n > 0],
-                        device=device, n_slots=workers, held=True)
+        args = options.worker_args(tracking_uri=tracking_uri, overrides=overrides,
+                                   heartbeat=False)
+        crew = Crew.spawn("tune", study_file, [["--trials", str(n), *args]
+                                               for n in tune_shares(trials, workers)[1:] if n > 0],
+                          device=device, n_slots=workers)
     try:
-        from harness.config import load_study
-        from harness.console import RichDisplay, tune_summary
-        from harness.study.storage import default_storage
-        from harness.study.tune import run_tune
-        from harness.tracking import MlflowTracker
+        with crew:
+            from harness.config import load_study
+            from harness.console import RichDisplay, tune_summary
+            from harness.study.storage import default_storage
+            from harness.study.tune import run_tune
+            from harness.tracking import MlflowTracker
 
-        with errors_left_to_parent(held):
-            study = load_study(study_file, overrides=overrides or [])
-            tracker = MlflowTracker(tracking_uri)
-            tracker.check()
-        outcome = run_tune(
-            study, n_trials=trials, tracker=tracker,
-            storage_url=storage or default_storage(tracker.uri), data_root=data_root,
-            device=device, display=None if worker else RichDisplay(console), best_out=best_out,
-            n_workers=workers, worker=worker, held=held, started=started,
-        )
+            with errors_left_to_parent(held):
+                study = load_study(study_file, overrides=overrides or [])
+                tracker = MlflowTracker(tracking_uri)
+                tracker.check()
+            outcome = run_tune(study, n_trials=trials, tracker=tracker, best_out=best_out,
+                               options=replace(options, started=crew,
+                                               display=None if worker else RichDisplay(console)))
     except HarnessError as exc:
-        stop(started)
         raise _fail(exc) from None
-    except BaseException:
-        stop(started)
-        raise
     if worker:
         return
     tune_summary(console, study, outcome, storage_url=storage or default_storage(tracker.uri))
@@ -336,7 +319,7 @@ def viz(
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Regenerate a trial's evaluation plots and data files from its best checkpoint."""
-    from harness.study.runner import default_data_root
+    from harness.study.options import default_data_root
     from harness.viz import regenerate
 
     out = out or Path("viz") / run_id

@@ -11,7 +11,8 @@ from rich.table import Table
 from harness.config import Study
 from harness.engine import Callback, FitInfo
 from harness.study.executors import TrialOutcome
-from harness.study.runner import Display, StudyOutcome
+from harness.study.options import Display
+from harness.study.runner import StudyOutcome
 from harness.study.spec import TrialSpec
 from harness.uris import redact_uri
 

@@ -8,14 +8,12 @@ raises is recorded FAILED with its traceback and the study goes on.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,18 +28,9 @@ from harness.models import check_weights
 from harness.study.design import expand
 from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
 from harness.study.spec import TrialSpec
-from harness.study.workers import (errors_left_to_parent, limit_threads, restores_threads,
-                                   wait_for_release)
-from harness.study.workers import prepare as prepare_worker
-from harness.study.workers import release as release_workers
-from harness.study.workers import spawn as spawn_workers
-from harness.study.workers import stop as stop_workers
-from harness.study.workers import wait as wait_workers
+from harness.study.options import RunOptions, default_work_root
+from harness.study.workers import Crew, limit_threads, restores_threads
 from harness.tracking import FinishedTrial, Tracker
-
-
-def default_data_root() -> Path:
-    return Path(os.environ.get("HARNESS_DATA", "data"))
 
 
 def dataset_loader(data_root: Path) -> Callable[[DataConfig], DataBundle]:
@@ -52,22 +41,6 @@ def dataset_loader(data_root: Path) -> Callable[[DataConfig], DataBundle]:
         return load_dataset(cfg, root=data_root)
 
     return load
-
-
-class Display:
-    """What the runner tells a person; the default says nothing (tests, libraries)."""
-
-    def study_started(self, study: Study, *, n_todo: int, n_skipped: int) -> None:
-        pass
-
-    def trial_started(self, spec: TrialSpec, index: int) -> list[Callback]:
-        return []
-
-    def trial_ended(self, outcome: TrialOutcome) -> None:
-        pass
-
-    def study_ended(self) -> None:
-        pass
 
 
 @dataclass
@@ -147,100 +120,75 @@ def cell_means(study: Study, specs: list[TrialSpec], finished: list[FinishedTria
 
 
 @restores_threads
-def run_study(
-    study: Study,
-    *,
-    tracker: Tracker,
-    data_root: Path | None = None,
-    device: str = "auto",
-    executor: Executor | None = None,
-    display: Display | None = None,
-    n_workers: int = 1,
-    storage_url: str | None = None,
-    heartbeat_s: float = 30.0,
-    worker: bool = False,
-    held: bool = False,
-    started: Sequence[subprocess.Popen] = (),
-) -> StudyOutcome:
-    """Run every trial of ``study`` that has not FINISHED.
-
-    With ``storage_url`` this process is one worker of a queue shared through that storage
-    (other processes or machines may join it); ``n_workers > 1`` also starts ``n_workers - 1``
-    local worker processes on it (an SQLite queue beside the local store by default).  A
-    ``worker`` leaves the parent run's status to the process that started the study; a
-    ``held`` one (started by such a parent) prepares, then opens no store until released.
-    ``started`` are the local workers if the caller has started them already, held.
-    """
-    display = display or Display()
-    data_root = data_root or default_data_root()
+def run_study(study: Study, *, tracker: Tracker, options: RunOptions = RunOptions(),
+              executor: Executor | None = None) -> StudyOutcome:
+    """Run every trial of ``study`` that has not FINISHED, as ``options`` say where and how
+    (``RunOptions``: with ``n_workers > 1`` local worker processes join it, an SQLite queue
+    beside the local store unless ``storage_url`` names a shared one)."""
+    display = options.shown
+    data_root = options.data_dir
     specs = expand(study)
     dataset = dataset_loader(data_root)
-    if (n_workers > 1 or held) and storage_url is None:
+    storage_url = options.storage_url
+    if (options.n_workers > 1 or options.held) and storage_url is None:
         from harness.study.queue import default_queue_storage
 
         storage_url = default_queue_storage(getattr(tracker, "uri", ""))
-    workers = list(started)
-    if n_workers > 1:
-        if not workers:
-            # Started first and held, so that their start-up (imports, data) overlaps this
-            # process's checks and its creating the stores, which they open once released.
-            args = ["--storage", storage_url, "--data-root", str(data_root),
-                    "--heartbeat", str(heartbeat_s)]
-            if getattr(tracker, "uri", None):
-                args += ["--tracking-uri", tracker.uri]
-            workers = spawn_workers("run", study, [args] * (n_workers - 1), device=device,
-                                    n_slots=n_workers, held=True)
-        limit_threads(n_workers)
-    try:
-        with errors_left_to_parent(held):
-            resolved_device = preflight(specs, data_root=data_root, device=device, load=dataset)
-            if held:  # (preflight has loaded the datasets)
-                prepare_worker(tracking_uri=getattr(tracker, "uri", ""))
-        if held:
-            wait_for_release()
+    tracking_uri = getattr(tracker, "uri", "")
+    crew = options.started
+    if crew is None:
+        # Started first and held, so that their start-up (imports, data) overlaps this
+        # process's checks and its creating the stores, which they open once released.
+        args = replace(options, storage_url=storage_url, data_root=data_root).worker_args(
+            tracking_uri=tracking_uri)
+        crew = Crew.spawn("run", study, [args] * (options.n_workers - 1), device=options.device,
+                          n_slots=options.n_workers)
+    with crew:
+        if options.n_workers > 1:
+            limit_threads(options.n_workers)
+        with crew.preparing(options.held, tracking_uri=tracking_uri):
+            resolved_device = preflight(specs, data_root=data_root, device=options.device,
+                                        load=dataset)
         if executor is None:
-            executor = (QueueExecutor(storage_url, heartbeat_s=heartbeat_s,
+            executor = (QueueExecutor(storage_url, heartbeat_s=options.heartbeat_s,
                                       metric=study.report.metric)
                         if storage_url else InProcessExecutor())
         tracker.open_study(study)
         done = {trial.trial_key for trial in tracker.finished()}
-    except BaseException:
-        stop_workers(workers)
-        raise
-    todo = [spec for spec in specs if spec.trial_key not in done]
-    outcome = StudyOutcome(n_trials=len(specs), skipped=len(specs) - len(todo),
-                           metric=study.report.metric)
-    display.study_started(study, n_todo=len(todo), n_skipped=outcome.skipped)
+        todo = [spec for spec in specs if spec.trial_key not in done]
+        outcome = StudyOutcome(n_trials=len(specs), skipped=len(specs) - len(todo),
+                               metric=study.report.metric)
+        display.study_started(study, n_todo=len(todo), n_skipped=outcome.skipped)
 
-    index = iter(range(1, len(todo) + 1))
+        index = iter(range(1, len(todo) + 1))
 
-    def run_one(spec: TrialSpec) -> TrialOutcome:
-        callbacks = display.trial_started(spec, next(index))
-        result = run_trial(spec, tracker=tracker, load=dataset, device=resolved_device,
-                           callbacks=callbacks)
-        display.trial_ended(result)
-        return result
+        def run_one(spec: TrialSpec) -> TrialOutcome:
+            callbacks = display.trial_started(spec, next(index))
+            result = run_trial(spec, tracker=tracker, load=dataset, device=resolved_device,
+                               callbacks=callbacks, work_root=options.work_root)
+            display.trial_ended(result)
+            return result
 
-    all_keys = [s.trial_key for s in specs]
-    failed = False
-    try:
-        if workers:
-            # Create the queue before the workers look for it.
-            executor.join(todo, study_name=study.name, all_keys=all_keys)
-            release_workers(workers)
-        for trial_outcome in executor.map(todo, run_one, study_name=study.name,
-                                          all_keys=all_keys):
-            outcome.outcomes.append(trial_outcome)
-            failed |= trial_outcome.status == "FAILED"
-        outcome.worker_errors = wait_workers(workers)
-    except BaseException:
-        stop_workers(workers)
-        if not worker:
-            tracker.close_study(failed=True)
-        raise
-    finally:
-        display.study_ended()
-    if not worker:
+        all_keys = [s.trial_key for s in specs]
+        failed = False
+        try:
+            if crew:
+                # Create the queue before the workers look for it.
+                executor.join(todo, study_name=study.name, all_keys=all_keys)
+                crew.release()
+            for trial_outcome in executor.map(todo, run_one, study_name=study.name,
+                                              all_keys=all_keys):
+                outcome.outcomes.append(trial_outcome)
+                failed |= trial_outcome.status == "FAILED"
+            outcome.worker_errors = crew.wait()
+        except BaseException:
+            crew.stop()  # before the study is closed under them
+            if not options.worker:
+                tracker.close_study(failed=True)
+            raise
+        finally:
+            display.study_ended()
+    if not options.worker:
         tracker.close_study(failed=failed or bool(outcome.worker_errors))
     outcome.cells = cell_means(study, specs, tracker.finished())
     return outcome
@@ -261,11 +209,6 @@ def render_trial(
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "plots_error.txt").write_text(traceback.format_exc())
     return out_dir
-
-
-def default_work_root() -> Path:
-    """Where running trials keep their checkpoints until they end (``HARNESS_WORK``)."""
-    return Path(os.environ.get("HARNESS_WORK", "mlruns/work"))
 
 
 def run_trial(

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import copy
 import math
-import subprocess
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +30,11 @@ from harness.config import (
 from harness.engine import Callback, PruneTrial
 from harness.errors import ConfigError, HarnessError
 from harness.study.design import check_key, set_key
-from harness.study.runner import (Display, dataset_loader, default_data_root, default_work_root,
-                                  preflight, run_trial)
+from harness.study.options import RunOptions
+from harness.study.runner import dataset_loader, preflight, run_trial
 from harness.study.spec import TrialSpec
-from harness.study.workers import (errors_left_to_parent, limit_threads, restores_threads,
-                                   tune_shares, wait_for_release)
-from harness.study.workers import prepare as prepare_worker
-from harness.study.workers import release as release_workers
-from harness.study.workers import spawn as spawn_workers
-from harness.study.workers import stop as stop_workers
-from harness.study.workers import wait as wait_workers
-from harness.study.storage import open_storage
+from harness.study.storage import default_storage, open_storage
+from harness.study.workers import Crew, limit_threads, restores_threads, tune_shares
 from harness.tracking import Tracker
 
 
@@ -240,28 +232,15 @@ class TuneOutcome:
 
 
 @restores_threads
-def run_tune(
-    study: Study,
-    *,
-    n_trials: int,
-    tracker: Tracker,
-    storage_url: str,
-    data_root: Path | None = None,
-    device: str = "auto",
-    display: Display | None = None,
-    best_out: Path | None = None,
-    n_seeds_best: int = 5,
-    n_workers: int = 1,
-    worker: bool = False,
-    held: bool = False,
-    started: Sequence[subprocess.Popen] = (),
-) -> TuneOutcome:
-    """Add ``n_trials`` trials to the search. With ``n_workers > 1`` this process and
-    ``n_workers - 1`` worker processes share them (``tune_shares``), each on its own device
-    slot, all pulling from the same Optuna storage. A ``worker`` only runs its trials: the
-    process that started it sums up and closes the search.  As in ``run_study``, the
-    workers start first and held (``started``, if the caller has started them already): they
-    prepare beside this process and open the stores once it has created them."""
+def run_tune(study: Study, *, n_trials: int, tracker: Tracker,
+             options: RunOptions = RunOptions(), best_out: Path | None = None,
+             n_seeds_best: int = 5) -> TuneOutcome:
+    """Add ``n_trials`` trials to the search, in the Optuna storage ``options.storage_url``
+    (default: SQLite beside the local MLflow store).  With ``options.n_workers > 1`` this
+    process and ``n_workers - 1`` worker processes share them (``tune_shares``), each on its
+    own device slot, all pulling from the same storage, through the held-worker protocol
+    ``run_study`` uses (``Crew``).  A ``worker`` only runs its trials: the process that
+    started it sums up and closes the search."""
     import optuna
 
     if study.adaptive is not None:
@@ -270,31 +249,27 @@ def run_tune(
             f" {study.adaptive.max}}}) belong to harness run; harness tune trains each"
             f" configuration once, with tune.seed ({study.tune.seed if study.tune else 0});"
             " give a list of seeds or none")
-    display = display or Display()
-    data_root = data_root or default_data_root()
-    shares = tune_shares(n_trials, n_workers)
-    workers = list(started)
-    if n_workers > 1:
-        if not workers:
-            common = ["--storage", storage_url, "--data-root", str(data_root)]
-            if getattr(tracker, "uri", None):
-                common += ["--tracking-uri", tracker.uri]
-            workers = spawn_workers("tune", study, [["--trials", str(n), *common]
-                                                    for n in shares[1:] if n > 0],
-                                    device=device, n_slots=n_workers, held=True)
-        limit_threads(n_workers)
-    try:
-        with errors_left_to_parent(held):
+    data_root = options.data_dir
+    tracking_uri = getattr(tracker, "uri", "")
+    storage_url = options.storage_url or default_storage(tracking_uri)
+    shares = tune_shares(n_trials, options.n_workers)
+    crew = options.started
+    if crew is None:
+        common = replace(options, storage_url=storage_url, data_root=data_root).worker_args(
+            tracking_uri=tracking_uri, heartbeat=False)
+        crew = Crew.spawn("tune", study, [["--trials", str(n), *common]
+                                          for n in shares[1:] if n > 0],
+                          device=options.device, n_slots=options.n_workers)
+    with crew:
+        if options.n_workers > 1:
+            limit_threads(options.n_workers)
+        with crew.preparing(options.held, tracking_uri=tracking_uri):
             check_space(study)
             dataset = dataset_loader(data_root)
             resolved_device = preflight(
                 [TrialSpec(study=study.name, config=study.base, seed=study.tune.seed)],
-                data_root=data_root, device=device, load=dataset,
+                data_root=data_root, device=options.device, load=dataset,
             )
-            if held:  # (preflight has loaded the datasets)
-                prepare_worker(tracking_uri=getattr(tracker, "uri", ""))
-        if held:
-            wait_for_release()
         storage = open_storage(storage_url)
         tracker.open_study(study, mode="tune")
 
@@ -304,10 +279,35 @@ def run_tune(
             study_name=study.name, storage=storage, load_if_exists=True,
             direction=tune.direction, sampler=make_sampler(study), pruner=make_pruner(study),
         )
-    except BaseException:
-        stop_workers(workers)
-        raise
-    display.study_started(study, n_todo=shares[0], n_skipped=0)
+        failures = _search(study, optuna_study, n_trials=n_trials, share=shares[0],
+                           tracker=tracker, options=options, crew=crew, dataset=dataset,
+                           device=resolved_device)
+    if options.worker:
+        return TuneOutcome(n_new=shares[0], n_total=0, counts={}, failures=failures)
+
+    outcome = search_outcome(optuna_study, n_new=n_trials)
+    outcome.failures = failures
+    if outcome.best_params:
+        outcome.best_study_path = write_best_study(
+            study, outcome, path=best_out or Path("tuned") / f"{study.name}_best.yaml",
+            n_seeds=n_seeds_best,
+        )
+        tracker.log_text(outcome.best_study_path.name, outcome.best_study_path.read_text())
+        tracker.set_tags({"harness.best_value": repr(outcome.best_value),
+                          "harness.best_trial": str(outcome.best_number)})
+    tracker.close_study(failed=False)
+    return outcome
+
+
+def _search(study: Study, optuna_study: Any, *, n_trials: int, share: int, tracker: Tracker,
+            options: RunOptions, crew: Crew, dataset: Any, device: Any) -> list[str]:
+    """This process's ``share`` of the search's trials, the workers released to theirs; a
+    line for each trial or worker that failed."""
+    import optuna
+
+    tune = study.tune
+    display = options.shown
+    display.study_started(study, n_todo=share, n_skipped=0)
 
     failures: list[str] = []
     counter = iter(range(1, n_trials + 1))
@@ -323,8 +323,8 @@ def run_tune(
         # the same reason a RUNNING run of this configuration is a dead process's only if
         # its Optuna trial is no longer running (the storage's heartbeat failed it).
         outcome = run_trial(
-            spec, tracker=tracker, load=dataset, device=resolved_device, callbacks=callbacks,
-            work_root=default_work_root() / f"{study.name}-tune" / str(trial.number),
+            spec, tracker=tracker, load=dataset, device=device, callbacks=callbacks,
+            work_root=options.work_dir / f"{study.name}-tune" / str(trial.number),
             alive=lambda tags: _trial_running(trial.study, tags.get("optuna.trial_number")),
             tags={"optuna.trial_number": str(trial.number), "optuna.study_name": study.name,
                   "harness.mode": "tune"},
@@ -341,31 +341,17 @@ def run_tune(
         return best(pruning.values)
 
     try:
-        release_workers(workers)  # the stores and the Optuna study exist now
-        optuna_study.optimize(objective, n_trials=shares[0], catch=(TrialFailed,))
-        failures.extend(wait_workers(workers))
+        crew.release()  # the stores and the Optuna study exist now
+        optuna_study.optimize(objective, n_trials=share, catch=(TrialFailed,))
+        failures.extend(crew.wait())
     except BaseException:
-        stop_workers(workers)
-        if not worker:
+        crew.stop()  # before the search is closed under them
+        if not options.worker:
             tracker.close_study(failed=True)
         raise
     finally:
         display.study_ended()
-    if worker:
-        return TuneOutcome(n_new=shares[0], n_total=0, counts={}, failures=failures)
-
-    outcome = search_outcome(optuna_study, n_new=n_trials)
-    outcome.failures = failures
-    if outcome.best_params:
-        outcome.best_study_path = write_best_study(
-            study, outcome, path=best_out or Path("tuned") / f"{study.name}_best.yaml",
-            n_seeds=n_seeds_best,
-        )
-        tracker.log_text(outcome.best_study_path.name, outcome.best_study_path.read_text())
-        tracker.set_tags({"harness.best_value": repr(outcome.best_value),
-                          "harness.best_trial": str(outcome.best_number)})
-    tracker.close_study(failed=False)
-    return outcome
+    return failures
 
 
 def _trial_running(optuna_study: Any, number: str | None) -> bool:

@@ -10,6 +10,11 @@ queue.  So the parent starts its workers first, *held*: they do all of that at o
 it, and then wait on their stdin until the parent ``release``s them; only then do they open
 either store, so that no worker races its parent to create one.  A held worker reports
 nothing before its release: its parent checks the same study and says what is wrong, once.
+
+``Crew`` is that protocol, the one copy ``run_study``, ``run_tune`` and the command line use:
+``Crew.spawn`` starts the workers held; ``crew.preparing(held)`` wraps a process's checks (in a
+held worker: errors wait for the release, then the imports and the wait); ``release`` once the
+stores exist; ``wait`` at the end; leaving the ``with crew:`` block by an exception stops them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -164,3 +169,51 @@ def stop(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()
+
+
+class Crew:
+    """This process's local worker processes, from their held start to their exit."""
+
+    def __init__(self, procs: Sequence[subprocess.Popen] = ()) -> None:
+        self.procs = list(procs)
+
+    @classmethod
+    def spawn(cls, command: str, study: Study | Path, per_worker_args: list[list[str]], *,
+              device: str, n_slots: int) -> Crew:
+        """Held workers (``spawn``), none for an empty ``per_worker_args``."""
+        if not per_worker_args:
+            return cls()
+        return cls(spawn(command, study, per_worker_args, device=device, n_slots=n_slots,
+                         held=True))
+
+    def __bool__(self) -> bool:
+        return bool(self.procs)
+
+    def __enter__(self) -> Crew:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:  # this process cannot lead the study: neither can they
+            self.stop()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def preparing(held: bool, *, tracking_uri: str) -> Iterator[None]:
+        """Around a process's checks before it opens any store.  In a held worker an error
+        waits for the release (``errors_left_to_parent``); checks passed, it imports what the
+        stores and the first trial need (``prepare``), then waits to be released."""
+        with errors_left_to_parent(held):
+            yield
+            if held:
+                prepare(tracking_uri=tracking_uri)
+        if held:
+            wait_for_release()
+
+    def release(self) -> None:
+        release(self.procs)
+
+    def wait(self) -> list[str]:
+        return wait(self.procs)
+
+    def stop(self) -> None:
+        stop(self.procs)

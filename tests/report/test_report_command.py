@@ -16,6 +16,7 @@ from harness.errors import HarnessError
 from harness.report.command import report_command
 from harness.study.design import expand
 from harness.study.runner import run_study
+from harness.study.options import RunOptions
 from harness.tracking import MlflowTracker
 
 
@@ -257,7 +258,8 @@ def test_a_trained_2x2_study_reports_attention_and_dropout_with_paired_tests(tin
     raw["seeds"] = [0, 1]
     raw["base"]["train"]["plots"] = False
     raw["report"] = {"baseline": {"model.attention": "none", "model.dropout": 0.0}}
-    outcome = run_study(study_from_mapping(raw), tracker=MlflowTracker(tracking_uri), device="cpu")
+    outcome = run_study(study_from_mapping(raw), tracker=MlflowTracker(tracking_uri),
+                        options=RunOptions(device="cpu"))
     assert len(outcome.finished) == 8
 
     result, text = report(tracking_uri, out=tmp_path / "out")
@@ -303,7 +305,7 @@ def test_a_trained_trial_records_its_device_precision_threads_and_versions(tiny_
     import torchvision
 
     outcome = run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri),
-                        device="cpu")
+                        options=RunOptions(device="cpu"))
     client = MlflowClient(tracking_uri)
     tags = client.get_run(outcome.finished[0].run_id).data.tags
     assert tags["harness.device"] == "cpu" and tags["harness.precision"] == "fp32"

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from harness.config import study_from_mapping
 from harness.study.runner import run_study
+from harness.study.options import RunOptions
 from harness.tracking import MlflowTracker
 
 
@@ -63,7 +64,8 @@ def test_a_killed_study_resumes_its_trial_from_the_last_epoch(tiny_study, write_
 
 
 def _finish_and_compare(tiny_study, uri, killed, epochs_before, work, tmp_path):
-    outcome = run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(uri), device="cpu")
+    outcome = run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(uri),
+                        options=RunOptions(device="cpu"))
     assert len(outcome.finished) == 2 and outcome.skipped == 0
 
     client, runs = trial_runs(uri)
@@ -82,7 +84,8 @@ def _finish_and_compare(tiny_study, uri, killed, epochs_before, work, tmp_path):
     fresh_uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     seed = resumed.data.tags["harness.seed"]
     tiny_study["seeds"] = [int(seed)]
-    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(fresh_uri), device="cpu")
+    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(fresh_uri),
+              options=RunOptions(device="cpu"))
     _, (fresh,) = trial_runs(fresh_uri)
     for metric in ("test_acc", "test_loss", "best_val_acc", "best_epoch"):
         assert resumed.data.metrics[metric] == fresh.data.metrics[metric], metric

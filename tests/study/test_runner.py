@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from harness.config import study_from_mapping
 from harness.study.runner import run_study
+from harness.study.options import RunOptions
 from harness.tracking import MlflowTracker, NullTracker
 
 
@@ -32,7 +33,8 @@ def download_text(client: MlflowClient, run_id: str, path: str, tmp: Path) -> st
 def test_a_study_records_one_parent_and_a_nested_child_per_trial(tiny_study, tracking_uri, tmp_path):
     tiny_study["seeds"] = [0, 1]
     study = study_from_mapping(tiny_study)
-    outcome = run_study(study, tracker=MlflowTracker(tracking_uri), device="cpu")
+    outcome = run_study(study, tracker=MlflowTracker(tracking_uri),
+                        options=RunOptions(device="cpu"))
     assert len(outcome.finished) == 4 and outcome.skipped == 0
 
     client = MlflowClient(tracking_uri)
@@ -71,7 +73,8 @@ def test_a_study_records_one_parent_and_a_nested_child_per_trial(tiny_study, tra
 def test_per_epoch_metrics_are_logged_at_each_epoch(tiny_study, tracking_uri):
     tiny_study["base"]["train"]["epochs"] = 3
     tiny_study["grid"] = {"model.attention": ["none"]}
-    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri), device="cpu")
+    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri),
+              options=RunOptions(device="cpu"))
     client = MlflowClient(tracking_uri)
     (run,) = trial_runs(client, "tiny")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
@@ -80,8 +83,8 @@ def test_per_epoch_metrics_are_logged_at_each_epoch(tiny_study, tracking_uri):
 
 def test_a_second_run_runs_nothing_and_reuses_the_parent(tiny_study, tracking_uri):
     study = study_from_mapping(tiny_study)
-    run_study(study, tracker=MlflowTracker(tracking_uri), device="cpu")
-    again = run_study(study, tracker=MlflowTracker(tracking_uri), device="cpu")
+    run_study(study, tracker=MlflowTracker(tracking_uri), options=RunOptions(device="cpu"))
+    again = run_study(study, tracker=MlflowTracker(tracking_uri), options=RunOptions(device="cpu"))
     assert again.outcomes == [] and again.skipped == 2
     client = MlflowClient(tracking_uri)
     assert len(trial_runs(client, "tiny")) == 2
@@ -90,10 +93,11 @@ def test_a_second_run_runs_nothing_and_reuses_the_parent(tiny_study, tracking_ur
 
 
 def test_adding_a_seed_runs_only_the_new_trials(tiny_study, tracking_uri):
-    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri), device="cpu")
+    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri),
+              options=RunOptions(device="cpu"))
     tiny_study["seeds"] = [0, 1]
     outcome = run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri),
-                        device="cpu")
+                        options=RunOptions(device="cpu"))
     assert sorted(o.spec.seed for o in outcome.outcomes) == [1, 1]
     assert len(trial_runs(MlflowClient(tracking_uri), "tiny")) == 4
 
@@ -104,7 +108,8 @@ def test_a_failing_trial_is_recorded_failed_with_its_traceback_and_the_study_goe
     # A batch of one image cannot train batch norm: a real error inside the engine.
     tiny_study["grid"] = {"train.batch_size": [1, 128]}
     study = study_from_mapping(tiny_study)
-    outcome = run_study(study, tracker=MlflowTracker(tracking_uri), device="cpu")
+    outcome = run_study(study, tracker=MlflowTracker(tracking_uri),
+                        options=RunOptions(device="cpu"))
     assert [o.spec.factors["train.batch_size"] for o in outcome.failed] == ["1"]
     assert [o.spec.factors["train.batch_size"] for o in outcome.finished] == ["128"]
     assert "Expected more than 1 value per channel" in outcome.failed[0].error
@@ -117,13 +122,14 @@ def test_a_failing_trial_is_recorded_failed_with_its_traceback_and_the_study_goe
     assert study_runs(client, "tiny")[0].info.status == "FAILED"
 
     # Running again retries the failed trial only.
-    again = run_study(study, tracker=MlflowTracker(tracking_uri), device="cpu")
+    again = run_study(study, tracker=MlflowTracker(tracking_uri), options=RunOptions(device="cpu"))
     assert [o.spec.factors["train.batch_size"] for o in again.outcomes] == ["1"]
 
 
 def test_the_summary_ranks_cells_by_the_report_metric(tiny_study):
     tiny_study["seeds"] = [0, 1]
-    outcome = run_study(study_from_mapping(tiny_study), tracker=NullTracker(), device="cpu")
+    outcome = run_study(study_from_mapping(tiny_study), tracker=NullTracker(),
+                        options=RunOptions(device="cpu"))
     means = [c.mean for c in outcome.cells]
     assert means == sorted(means, reverse=True)
     assert sorted(c.factors["model.attention"] for c in outcome.cells) == ["none", "se"]
@@ -133,7 +139,8 @@ def test_the_summary_ranks_cells_by_the_report_metric(tiny_study):
 def test_each_trial_logs_its_evaluation_plots_and_their_data(tiny_study, tracking_uri):
     tiny_study["base"]["train"]["plots"] = True
     tiny_study["grid"] = {"model.attention": ["se"]}
-    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri), device="cpu")
+    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri),
+              options=RunOptions(device="cpu"))
     client = MlflowClient(tracking_uri)
     (run,) = trial_runs(client, "tiny")
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
@@ -146,7 +153,8 @@ def test_each_trial_logs_its_evaluation_plots_and_their_data(tiny_study, trackin
 
 def test_plots_false_logs_no_plots(tiny_study, tracking_uri):
     tiny_study["grid"] = {"model.attention": ["none"]}
-    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri), device="cpu")
+    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri),
+              options=RunOptions(device="cpu"))
     client = MlflowClient(tracking_uri)
     (run,) = trial_runs(client, "tiny")
     paths = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -7,6 +7,7 @@ from harness.config import study_from_mapping
 from harness.study.design import expand
 from harness.study.queue import WorkQueue, open_queue_storage
 from harness.study.runner import run_study
+from harness.study.options import RunOptions
 from harness.study.status import study_status
 from harness.tracking import MlflowTracker
 
@@ -15,7 +16,8 @@ runner = CliRunner()
 
 def test_status_counts_finished_failed_and_pending_trials(tiny_study, write_study, tracking_uri):
     tiny_study["grid"] = {"train.batch_size": [1, 128]}
-    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri), device="cpu")
+    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri),
+              options=RunOptions(device="cpu"))
     tiny_study["seeds"] = [0, 1]  # a new seed: two trials nobody has started
     result = runner.invoke(app, ["status", str(write_study(tiny_study)), "--tracking-uri", tracking_uri])
     assert result.exit_code == 0, result.output

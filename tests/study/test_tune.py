@@ -18,6 +18,7 @@ from harness.config import load_study, study_from_mapping
 from harness.study.design import expand
 from harness.study.storage import default_storage
 from harness.study.tune import run_tune
+from harness.study.options import RunOptions
 from harness.tracking import MlflowTracker
 
 runner = CliRunner()
@@ -47,7 +48,8 @@ def storage(tmp_path) -> str:
 
 def tune(data: dict, *, n_trials: int, tracking_uri: str, storage: str, tmp_path: Path):
     return run_tune(study_from_mapping(data), n_trials=n_trials,
-                    tracker=MlflowTracker(tracking_uri), storage_url=storage, device="cpu",
+                    tracker=MlflowTracker(tracking_uri),
+                    options=RunOptions(storage_url=storage, device="cpu"),
                     best_out=tmp_path / "best.yaml")
 
 

@@ -126,13 +126,14 @@ def test_the_plots_at_the_end_of_a_bf16_trial_show_the_logged_test_metrics(tiny_
     from mlflow import MlflowClient
 
     from harness.config import study_from_mapping
+    from harness.study.options import RunOptions
     from harness.study.runner import run_study
     from harness.tracking import MlflowTracker
 
     tiny_study["base"]["train"].update({"plots": True, "precision": "bf16"})
     tiny_study["grid"] = {"model.attention": ["none"]}
     outcome = run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri),
-                        device="cpu")
+                        options=RunOptions(device="cpu"))
     client = MlflowClient(tracking_uri)
     run_id = outcome.finished[0].run_id
     metrics = client.get_run(run_id).data.metrics

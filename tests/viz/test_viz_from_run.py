@@ -16,6 +16,7 @@ from harness.config import TrialConfig, study_from_mapping
 from harness.data import load_dataset
 from harness.errors import HarnessError
 from harness.study.runner import run_study
+from harness.study.options import RunOptions
 from harness.tracking import MlflowTracker
 from harness.viz.from_run import model_from_checkpoint, regenerate
 
@@ -40,7 +41,7 @@ class Store:
         self.uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
         self.data_root = root / "data"
         run_study(study_from_mapping(TINY_TRIAL), tracker=MlflowTracker(self.uri),
-                  data_root=self.data_root, device="cpu")
+                  data_root=self.data_root, options=RunOptions(device="cpu"))
         self.client = MlflowClient(self.uri)
         self.experiment_id = self.client.get_experiment_by_name("viz").experiment_id
         (self.trial,) = self.runs("trial")
