@@ -12,7 +12,7 @@ One run measures, side by side, and prints as one table:
 3. **precision**: whole trials on the in-memory CIFAR-10, contiguous fp32 (the engine before
    channels-last on the CPU), channels-last fp32 (today's default) and channels-last with
    ``train.precision: bf16``, each with its test accuracy over ``--seeds`` seeds; and the documents'
-   per-sample PIL + DataLoader pipeline (``benchmarks/seed_pipeline.py``) with the same model.
+   per-sample PIL + DataLoader pipeline (``benchmarks/documents_pipeline.py``) with the same model.
    Goals: ≥ 1.2× (fp32) and ≥ 1.8× (bf16) over contiguous fp32, ≥ 2× the documents' one (bf16).
 
 Arms alternate round after round and each keeps its fastest round (on a shared machine the slow
@@ -41,7 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.seed_pipeline import train_seed_style  # noqa: E402
+from benchmarks.documents_pipeline import train_documents_style  # noqa: E402
 from benchmarks.throughput import Row, drain, fastest, print_table, rate  # noqa: E402
 from harness.config import TrialConfig  # noqa: E402
 from harness.data import DataBundle, build_loaders, load_dataset  # noqa: E402
@@ -156,7 +156,7 @@ def precision(args: argparse.Namespace, root: Path) -> list[Row]:
         "contiguous fp32": engine(torch.contiguous_format, "fp32"),
         "channels-last fp32": engine(channels_last, "fp32"),
         "channels-last bf16": engine(channels_last, "bf16"),
-        "documents' pipeline fp32": lambda seed: train_seed_style(cfg, data, seed=seed)["test_acc"],
+        "documents' pipeline fp32": lambda seed: train_documents_style(cfg, data, seed=seed)["test_acc"],
     }
     times = {name: [] for name in arms}
     accuracy = {name: [] for name in arms}

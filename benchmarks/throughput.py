@@ -5,7 +5,7 @@ One run measures, and prints as one table:
 1. **data path** (CPU): augmented, normalised batches delivered to the model, no training, on
    CIFAR-shaped synthetic uint8 images, for the presets none / standard / strong.  The engine's
    ``DeviceLoader`` with batched augmentation against the documents' ``DataLoader`` with per-sample
-   PIL transforms in two worker processes (``benchmarks/seed_pipeline.py``).
+   PIL transforms in two worker processes (``benchmarks/documents_pipeline.py``).
 2. **quick-start trial** (CPU): one trial of ``studies/quickstart.yaml`` end to end (training,
    validation every epoch, the test), through ``harness.engine.fit`` and through the documents'
    pipeline and loop (per-step ``loss.item()``) with the same model, optimizer and schedule.
@@ -43,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.seed_pipeline import SEED_WORKERS, seed_loader, train_seed_style  # noqa: E402
+from benchmarks.documents_pipeline import DOCUMENT_WORKERS, documents_loader, train_documents_style  # noqa: E402
 from harness.config import AugmentConfig, TrialConfig, load_study  # noqa: E402
 from harness.data import (  # noqa: E402
     DataBundle,
@@ -72,7 +72,7 @@ CIFAR_LIKE = DatasetInfo(
 class Row:
     section: str
     case: str
-    seeds: str
+    baseline: str
     engine: str
     ratio: str = ""
     target: str = ""
@@ -118,14 +118,14 @@ def data_path(args: argparse.Namespace) -> list[Row]:
         engine = DeviceLoader(split, batch_size=args.batch_size, device=torch.device("cpu"),
                               transform=build_augment(AugmentConfig(preset=preset), CIFAR_LIKE),
                               info=CIFAR_LIKE, shuffle=True, seed=0)
-        seeds = seed_loader(split, CIFAR_LIKE, preset=preset, batch_size=args.batch_size,
+        documents = documents_loader(split, CIFAR_LIKE, preset=preset, batch_size=args.batch_size,
                             shuffle=True, seed=0, num_workers=args.workers)
-        best = fastest({"seeds": lambda: drain(seeds), "engine": lambda: drain(engine)},
+        best = fastest({"documents": lambda: drain(documents), "engine": lambda: drain(engine)},
                        args.rounds, warm_up=True)
         rows.append(Row(
             f"data path, CPU, {args.images:,} 32×32×3", preset,
-            rate(args.images / best["seeds"]), rate(args.images / best["engine"]),
-            f"{best['seeds'] / best['engine']:.1f}×", DATA_PATH_TARGET.get(preset, ""),
+            rate(args.images / best["documents"]), rate(args.images / best["engine"]),
+            f"{best['documents'] / best['engine']:.1f}×", DATA_PATH_TARGET.get(preset, ""),
         ))
         print(f"  data path {preset}: done", file=sys.stderr, flush=True)
     return rows
@@ -149,17 +149,17 @@ def quickstart_trial(args: argparse.Namespace) -> list[Row]:
     for preset in PRESETS:
         cfg = with_preset(base, preset)
         best = fastest({
-            "seeds": lambda: train_seed_style(cfg, data, seed=0, num_workers=args.workers),
+            "documents": lambda: train_documents_style(cfg, data, seed=0, num_workers=args.workers),
             "engine": lambda: fit(cfg, data, seed=0, device="cpu"),
         }, args.trial_rounds, warm_up=False)
         wall[preset] = best
-        rows.append(Row(section, preset, rate(images / best["seeds"]),
-                        rate(images / best["engine"]), f"{best['seeds'] / best['engine']:.2f}×",
+        rows.append(Row(section, preset, rate(images / best["documents"]),
+                        rate(images / best["engine"]), f"{best['documents'] / best['engine']:.2f}×",
                         "≥ 2×" if preset == "strong" else ""))
         print(f"  quick-start trial {preset}: done", file=sys.stderr, flush=True)
-    bound = wall["strong"]["seeds"] / wall["none"]["engine"]
-    reached = wall["strong"]["seeds"] / wall["strong"]["engine"]
-    rows.append(Row(section, "bound: seeds strong / engine none", "", "", f"{bound:.2f}×"))
+    bound = wall["strong"]["documents"] / wall["none"]["engine"]
+    reached = wall["strong"]["documents"] / wall["strong"]["engine"]
+    rows.append(Row(section, "bound: documents strong / engine none", "", "", f"{bound:.2f}×"))
     rows.append(Row(section, "strong: share of bound reached", "", "", f"{reached / bound:.0%}"))
     return rows
 
@@ -235,7 +235,7 @@ SECTIONS = {"data": data_path, "trial": quickstart_trial, "tracking": tracking_o
 def print_table(rows: list[Row], *, baseline: str = "documents' pipeline",
                 engine: str = "engine") -> None:
     header = Row("", "", baseline, engine, "ratio", "target")
-    fields = ("case", "seeds", "engine", "ratio", "target")
+    fields = ("case", "baseline", "engine", "ratio", "target")
     widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in fields]
 
     def line(row: Row) -> str:
@@ -259,7 +259,7 @@ def main() -> None:
     parser.add_argument("--trial-rounds", type=int, default=3, help="trial rounds per arm")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads in the main process, for both arms")
-    parser.add_argument("--workers", type=int, default=SEED_WORKERS,
+    parser.add_argument("--workers", type=int, default=DOCUMENT_WORKERS,
                         help="the documents' DataLoader worker processes")
     parser.add_argument("--cuda-images", type=int, default=CIFAR10_TRAIN_IMAGES)
     parser.add_argument("--cuda-epochs", type=int, default=4)

@@ -1,5 +1,5 @@
 """The fast path: precision, torch.compile, no per-step host reads, and the same accuracy as
-the source documents' per-sample pipeline (``benchmarks/seed_pipeline.py``) on the digits."""
+the source documents' per-sample pipeline (``benchmarks/documents_pipeline.py``) on the digits."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from harness.errors import HarnessError
 from harness.models import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.seed_pipeline import train_seed_style  # noqa: E402
+from benchmarks.documents_pipeline import train_documents_style  # noqa: E402
 
 # Wide and long enough that both pipelines reach over 90% with seed noise of about a point,
 # short enough that six trials take well under a minute on two CPU cores.
@@ -164,7 +164,7 @@ def test_the_fast_path_and_the_seeds_pipeline_reach_the_same_accuracy(digits) ->
     cfg = config()
     seeds = [0, 1, 2]
     engine = [fit(cfg, digits, seed=s, device="cpu").final["test_acc"] for s in seeds]
-    plain = [train_seed_style(cfg, digits, seed=s, num_workers=0)["test_acc"] for s in seeds]
+    plain = [train_documents_style(cfg, digits, seed=s, num_workers=0)["test_acc"] for s in seeds]
     # Welch's standard error of the difference of means; three of them is a generous band for
     # n = 3, and the margin stands in for the seed noise three seeds underestimate.
     se = math.sqrt(statistics.variance(engine) / 3 + statistics.variance(plain) / 3)

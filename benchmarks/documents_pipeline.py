@@ -6,13 +6,13 @@ count every step.  This module rebuilds exactly that around the harness's own mo
 and schedule, so a comparison with ``harness.engine.fit`` differs only in the data path and the
 per-step host reads:
 
-- ``seed_transform``: the presets none / standard / strong as document 002 wrote them (its strong
+- ``documents_transform``: the presets none / standard / strong as document 002 wrote them (its strong
   is ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip()``, ``RandomRotation(10)``,
   ``ColorJitter(0.2, 0.2, 0.2, 0.2)``, ``ToTensor()``, ``Normalize``), scaled to the dataset as
   the engine's presets are (crop padding, no flips for digits, no saturation or hue for
   one-channel images);
-- ``seed_loader``: a ``DataLoader`` over PIL images, shuffled by a seeded generator;
-- ``train_seed_style``: one trial the documents' way (best-validation weights tested once, as the
+- ``documents_loader``: a ``DataLoader`` over PIL images, shuffled by a seeded generator;
+- ``train_documents_style``: one trial the documents' way (best-validation weights tested once, as the
   engine does), returning test accuracy and training images/s.
 
 It lives in ``benchmarks/`` rather than in ``harness/``: it is the thing the harness replaces,
@@ -38,10 +38,10 @@ from harness.data.augment import crop_padding
 from harness.engine.optim import create_optimizer, create_schedule
 from harness.models import build_model
 
-SEED_WORKERS = 2  # document 002: num_workers=2, pin_memory=True
+DOCUMENT_WORKERS = 2  # document 002: num_workers=2, pin_memory=True
 
 
-def seed_transform(preset: str, info: DatasetInfo) -> transforms.Compose:
+def documents_transform(preset: str, info: DatasetInfo) -> transforms.Compose:
     """Document 002's per-sample PIL transform for ``preset``, ``ToTensor``, ``Normalize``."""
     h, w = info.image_size
     geometry = []
@@ -81,15 +81,15 @@ class PilDataset(Dataset):
         return self.transform(image), int(self.labels[index])
 
 
-def seed_loader(split: TensorSplit, info: DatasetInfo, *, preset: str, batch_size: int,
-                shuffle: bool, seed: int, num_workers: int = SEED_WORKERS,
+def documents_loader(split: TensorSplit, info: DatasetInfo, *, preset: str, batch_size: int,
+                shuffle: bool, seed: int, num_workers: int = DOCUMENT_WORKERS,
                 drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
     """Document 002's ``DataLoader``: per-sample transforms in ``num_workers`` worker processes.
 
-    Workers are started afresh every epoch (``persistent_workers`` off), as in the seeds.
+    Workers are started afresh every epoch (``persistent_workers`` off), as in the documents.
     """
     return DataLoader(
-        PilDataset(split, seed_transform(preset, info)),
+        PilDataset(split, documents_transform(preset, info)),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
@@ -111,9 +111,9 @@ def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device) 
     return correct / max(total, 1)
 
 
-def train_seed_style(cfg: TrialConfig, data: DataBundle, *, seed: int,
+def train_documents_style(cfg: TrialConfig, data: DataBundle, *, seed: int,
                      device: torch.device | str = "cpu",
-                     num_workers: int = SEED_WORKERS) -> dict[str, float | list[float]]:
+                     num_workers: int = DOCUMENT_WORKERS) -> dict[str, float | list[float]]:
     """One trial through the documents' pipeline: same model, optimizer and schedule as ``fit``.
 
     Returns ``test_acc`` (best-validation weights), ``val_acc`` per epoch,
@@ -126,7 +126,7 @@ def train_seed_style(cfg: TrialConfig, data: DataBundle, *, seed: int,
     model = build_model(cfg.model, in_channels=info.in_channels, num_classes=info.num_classes)
     model.to(device)
     pin = device.type == "cuda"
-    train_loader = seed_loader(
+    train_loader = documents_loader(
         data.train, info, preset=cfg.augment.preset, batch_size=train.batch_size, shuffle=True,
         seed=seed, num_workers=num_workers, pin_memory=pin,
         # As the engine: a last batch of one image would break batch norm.
@@ -134,8 +134,8 @@ def train_seed_style(cfg: TrialConfig, data: DataBundle, *, seed: int,
     )
     eval_args = dict(preset="none", batch_size=train.eval_batch_size, shuffle=False, seed=seed,
                      num_workers=num_workers, pin_memory=pin)
-    val_loader = seed_loader(data.val, info, **eval_args)
-    test_loader = seed_loader(data.test, info, **eval_args)
+    val_loader = documents_loader(data.val, info, **eval_args)
+    test_loader = documents_loader(data.test, info, **eval_args)
     optimizer = create_optimizer(model.parameters(), cfg.optim)
     schedule = create_schedule(optimizer, cfg.schedule, epochs=train.epochs,
                                steps_per_epoch=len(train_loader))
