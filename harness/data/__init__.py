@@ -9,8 +9,9 @@ they are fetched and read); ``datasets`` loading by name and the fixed validatio
 from __future__ import annotations
 
 from harness.data.augment import PRESETS, BatchTransform, build_augment, normalize
-from harness.data.datasets import DataBundle, DatasetInfo, check_dataset, load_dataset
+from harness.data.datasets import DataBundle, check_dataset, load_dataset
 from harness.data.folders import FileSplit
+from harness.data.info import DatasetInfo
 from harness.data.loader import (DeviceLoader, FolderLoader, build_loaders, eval_loader,
                                  preview_images)
 from harness.data.sources import DATASETS

@@ -1,9 +1,22 @@
 """Augmentation presets, applied a whole batch at a time on the training device.
 
-Owns the preset registry (``PRESETS``: ``none``, ``standard``, ``strong``), the batched
-operations they are made of, normalisation, and ``build_augment``, which puts a policy
-(``policies``: AutoAugment, RandAugment, TrivialAugment) before the preset and cutout after
-it.  Every operation works on an ``N×C×H×W`` batch with tensor ops only (no PIL, no per-sample
+Owns the preset registry (``PRESETS``), the batched operations they are made of,
+normalisation, and ``build_augment``, which puts a policy (``policies``: AutoAugment,
+RandAugment, TrivialAugment) before the preset and cutout after it.
+
+A preset name means one geometry and one colour change on both paths: each ``Preset`` holds
+its batched operations (the in-memory path) and the torchvision transforms v2 that do the same
+to one image (the image-folder worker path, ``folders.train_transform``).
+
+- ``none``: nothing (the worker path fits each image to the size: resize, centre crop);
+- ``standard``: a random crop of the zero-padded image (padding 1/8 of the side) and a
+  horizontal flip where the label survives it (document 002's CIFAR recipe);
+- ``strong``: ``standard``, a rotation within ±10° and colour jitter (0.2, 0.2, 0.2, 0.2);
+- ``resized_crop``: a random crop of 8-100 % of the area at an aspect ratio within 3/4..4/3,
+  resized back to the image's size, and the flip (document 002's ImageNet recipe);
+- ``resized_crop_strong``: ``resized_crop``, the rotation and the colour jitter.
+
+  Every operation works on an ``N×C×H×W`` batch with tensor ops only (no PIL, no per-sample
 Python), draws every random number from the ``torch.Generator`` it is given (so a seed fixes
 the augmentation), and keeps images either as uint8 (0..255) or as float in [0, 1];
 ``normalize`` turns either into the model's float input.
@@ -24,6 +37,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -31,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.config import AugmentConfig
-from harness.data.datasets import DatasetInfo
+from harness.data.info import DatasetInfo
 from harness.data.policies import build_policy, policy_transform  # noqa: F401 (re-exported)
 from harness.registry import Registry
 
@@ -99,7 +113,12 @@ def normalize(images: Tensor, info: DatasetInfo) -> Tensor:
 
 def crop_padding(info: DatasetInfo) -> int:
     """4 px for 32 px images, 3 for 28, 1 for 8: the usual CIFAR translation, scaled."""
-    return max(1, info.image_size[0] // 8)
+    return side_padding(info.image_size[0])
+
+
+def side_padding(side: int) -> int:
+    """``crop_padding`` of square images ``side`` pixels wide."""
+    return max(1, side // 8)
 
 
 def crop_flip_rotate(images: Tensor, *, padding: int, top: Tensor, left: Tensor,
@@ -166,6 +185,97 @@ def random_crop_flip_rotate(images: Tensor, *, padding: int, flip_rate: float, d
         angle = _uniform(n, -degrees, degrees, generator=generator, device=dev)
     return crop_flip_rotate(images, padding=padding, top=top, left=left, flip=flip,
                             degrees=angle)
+
+
+# torchvision's RandomResizedCrop defaults: 8-100 % of the area, aspect ratio 3/4..4/3.
+RESIZED_CROP_SCALE = (0.08, 1.0)
+RESIZED_CROP_RATIO = (3 / 4, 4 / 3)
+_RESIZED_CROP_ATTEMPTS = 10
+
+
+def resized_crop(images: Tensor, *, top: Tensor, left: Tensor, height: Tensor, width: Tensor,
+                 flip: Tensor | None = None) -> Tensor:
+    """Per image, the box ``top, left, height, width`` (pixels) resized to the image's size,
+    mirrored where ``flip``: torchvision's ``resized_crop`` (bilinear, no antialiasing, which
+    a box no larger than the image never needs) and then ``hflip``, as one ``grid_sample``.
+
+    Float in [0, 1] out, as every bilinear operation here: rounding back to uint8 would only
+    lose precision before normalisation.
+    """
+    x = _unit_float(images)
+    n, _, h, w = x.shape
+
+    def source(start: Tensor, extent: Tensor, side: int) -> Tensor:
+        # Output pixel k samples start + (k + 0.5)·extent/side - 0.5 (half-pixel centres, as
+        # a resize does), clamped to the box as a resize of the cut-out box clamps to its
+        # edges; then in grid_sample's [-1, 1] units.
+        k = torch.arange(side, device=x.device, dtype=torch.float32).view(1, side) + 0.5
+        start, extent = start.float().view(n, 1), extent.float().view(n, 1)
+        pixel = (start + k * (extent / side) - 0.5).clamp_(min=start).minimum(start + extent - 1)
+        return (2 * pixel + 1) / side - 1
+
+    cols, rows = source(left, width, w), source(top, height, h)  # N×W, N×H
+    if flip is not None:
+        cols = torch.where(flip.view(n, 1), cols.flip(1), cols)
+    grid = torch.stack([cols.view(n, 1, w).expand(n, h, w), rows.view(n, h, 1).expand(n, h, w)],
+                       dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def resized_crop_boxes(n: int, height: int, width: int, *, generator: torch.Generator,
+                       device: torch.device, scale: tuple[float, float] = RESIZED_CROP_SCALE,
+                       ratio: tuple[float, float] = RESIZED_CROP_RATIO
+                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``n`` boxes (top, left, height, width) as torchvision's ``RandomResizedCrop`` draws them.
+
+    Per image, up to ten tries of an area uniform in ``scale`` of the image's and an aspect
+    ratio log-uniform in ``ratio``; the first box that fits is placed uniformly in the image.
+    When none fits, the largest centred box whose ratio is within ``ratio``.  The ten tries
+    are drawn for every image at once.
+    """
+    tries = (n, _RESIZED_CROP_ATTEMPTS)
+    draw = torch.rand((2, *tries), generator=generator, device=generator.device).to(device)
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * draw[0])
+    low, high = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(low + (high - low) * draw[1])
+    box_w = torch.sqrt(area * aspect).round()
+    box_h = torch.sqrt(area / aspect).round()
+    fits = (box_w > 0) & (box_w <= width) & (box_h > 0) & (box_h <= height)
+    first = fits.float().argmax(dim=1, keepdim=True)  # the first try that fits (0 if none)
+    box_w, box_h = box_w.gather(1, first).squeeze(1), box_h.gather(1, first).squeeze(1)
+    # Fallback, as torchvision's: the whole image, cut to the nearest ratio within bounds.
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        fallback = (round(width / ratio[0]), width)
+    elif in_ratio > ratio[1]:
+        fallback = (height, round(height * ratio[1]))
+    else:
+        fallback = (height, width)
+    found = fits.any(dim=1)
+    box_h = torch.where(found, box_h, float(fallback[0]))
+    box_w = torch.where(found, box_w, float(fallback[1]))
+    # Offsets uniform over the placements that fit: floor(u·(free + 1)), at most free.
+    place = torch.rand((2, n), generator=generator, device=generator.device).to(device)
+    free_y, free_x = height - box_h, width - box_w
+    top = torch.minimum((place[0] * (free_y + 1)).floor(), free_y)
+    left = torch.minimum((place[1] * (free_x + 1)).floor(), free_x)
+    top = torch.where(found, top, (free_y / 2).floor())
+    left = torch.where(found, left, (free_x / 2).floor())
+    return top, left, box_h, box_w
+
+
+def random_resized_crop(images: Tensor, *, flip_rate: float, generator: torch.Generator,
+                        scale: tuple[float, float] = RESIZED_CROP_SCALE,
+                        ratio: tuple[float, float] = RESIZED_CROP_RATIO) -> Tensor:
+    """``RandomResizedCrop(size of the images, scale, ratio)`` then
+    ``RandomHorizontalFlip(flip_rate)``, every image with its own box and coin."""
+    n, _, h, w = images.shape
+    top, left, height, width = resized_crop_boxes(n, h, w, generator=generator,
+                                                  device=images.device, scale=scale, ratio=ratio)
+    flip = None
+    if flip_rate > 0:
+        flip = _uniform(n, 0.0, 1.0, generator=generator, device=images.device) < flip_rate
+    return resized_crop(images, top=top, left=left, height=height, width=width, flip=flip)
 
 
 def random_crop(images: Tensor, *, padding: int, generator: torch.Generator) -> Tensor:
@@ -312,33 +422,92 @@ class BatchTransform:
         return _normalize(images, self._stats[images.device])
 
 
-PRESETS: Registry[Callable[[DatasetInfo], list[BatchOp]]] = Registry("augmentation preset")
+# Document 002's RandomRotation(10) and ColorJitter(0.2, 0.2, 0.2, 0.2), the strong presets'.
+STRONG_DEGREES = 10.0
+STRONG_JITTER = 0.2
 
 
-@PRESETS.register("none")
-def _none(info: DatasetInfo) -> list[BatchOp]:
-    return []
+@dataclass(frozen=True)
+class Preset:
+    """One augmentation preset in the two forms the two paths take, with one meaning.
+
+    ``batch(info)``: the batched operations, in order, for the in-memory path.
+    ``per_image(size, hflip)``: torchvision transforms v2 for one uint8 image on the worker
+    path, as (geometry, colour): the geometry leaves every image ``size``×``size``, and a
+    policy goes between the two (``folders.train_transform``).
+    """
+
+    batch: Callable[[DatasetInfo], list[BatchOp]]
+    per_image: Callable[[int, bool], tuple[list[Callable], list[Callable]]]
 
 
-def _geometry(info: DatasetInfo, *, degrees: float) -> BatchOp:
+PRESETS: Registry[Preset] = Registry("augmentation preset")
+
+
+def _flip_rate(hflip: bool) -> float:
     # A mirrored digit is another symbol (or none), so flips only where the label survives them.
+    return 0.5 if hflip else 0.0
+
+
+def _pad_crop(info: DatasetInfo, *, degrees: float) -> BatchOp:
     return partial(random_crop_flip_rotate, padding=crop_padding(info),
-                   flip_rate=0.5 if info.hflip else 0.0, degrees=degrees)
+                   flip_rate=_flip_rate(info.hflip), degrees=degrees)
 
 
-@PRESETS.register("standard")
-def _standard(info: DatasetInfo) -> list[BatchOp]:
-    # Document 002's RandomCrop(32, padding=4) + RandomHorizontalFlip().
-    return [_geometry(info, degrees=0.0)]
+def _jitter() -> BatchOp:
+    return partial(color_jitter, brightness=STRONG_JITTER, contrast=STRONG_JITTER,
+                   saturation=STRONG_JITTER, hue=STRONG_JITTER)
 
 
-@PRESETS.register("strong")
-def _strong(info: DatasetInfo) -> list[BatchOp]:
-    # Document 002's RandomRotation(10) + ColorJitter(0.2, 0.2, 0.2, 0.2) on top of standard.
-    return [
-        _geometry(info, degrees=10.0),
-        partial(color_jitter, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2),
-    ]
+def _turn() -> BatchOp:
+    # Nearest, about the centre, zero fill: torchvision's RandomRotation, without a crop.
+    return partial(random_crop_flip_rotate, padding=0, flip_rate=0.0, degrees=STRONG_DEGREES)
+
+
+def _resized_crop(info: DatasetInfo) -> BatchOp:
+    return partial(random_resized_crop, flip_rate=_flip_rate(info.hflip))
+
+
+def _per_image(size: int, hflip: bool, *, geometry: str, strong: bool
+               ) -> tuple[list[Callable], list[Callable]]:
+    """The worker path's transforms: ``geometry`` is ``fit`` (resize and centre-crop to
+    ``size``), ``pad_crop`` (fit, then the padded random crop) or ``resized_crop``."""
+    from torchvision.transforms import v2
+
+    if geometry == "resized_crop":
+        ops: list[Callable] = [v2.RandomResizedCrop(size, scale=RESIZED_CROP_SCALE,
+                                                    ratio=RESIZED_CROP_RATIO, antialias=True)]
+    else:
+        # What the in-memory path's decoding does to every image (``decoded``) before its
+        # batched preset: the short side resized to ``size`` and the centre kept.
+        ops = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+        if geometry == "pad_crop":
+            ops.append(v2.RandomCrop(size, padding=side_padding(size)))
+    if geometry != "fit" and hflip:
+        ops.append(v2.RandomHorizontalFlip())
+    if strong:
+        ops.append(v2.RandomRotation(STRONG_DEGREES))
+    colour = [v2.ColorJitter(*[STRONG_JITTER] * 4)] if strong else []
+    return ops, colour
+
+
+PRESETS.add("none", Preset(
+    batch=lambda info: [],
+    per_image=partial(_per_image, geometry="fit", strong=False)))
+# Document 002's RandomCrop(32, padding=4) + RandomHorizontalFlip().
+PRESETS.add("standard", Preset(
+    batch=lambda info: [_pad_crop(info, degrees=0.0)],
+    per_image=partial(_per_image, geometry="pad_crop", strong=False)))
+PRESETS.add("strong", Preset(
+    batch=lambda info: [_pad_crop(info, degrees=STRONG_DEGREES), _jitter()],
+    per_image=partial(_per_image, geometry="pad_crop", strong=True)))
+# Document 002's ImageNet recipe: RandomResizedCrop(224) + RandomHorizontalFlip().
+PRESETS.add("resized_crop", Preset(
+    batch=lambda info: [_resized_crop(info)],
+    per_image=partial(_per_image, geometry="resized_crop", strong=False)))
+PRESETS.add("resized_crop_strong", Preset(
+    batch=lambda info: [_resized_crop(info), _turn(), _jitter()],
+    per_image=partial(_per_image, geometry="resized_crop", strong=True)))
 
 
 def build_augment(cfg: AugmentConfig, info: DatasetInfo) -> BatchTransform:
@@ -351,7 +520,7 @@ def build_augment(cfg: AugmentConfig, info: DatasetInfo) -> BatchTransform:
     """
     policy = build_policy(cfg)
     ops = [policy] if policy is not None else []
-    ops += PRESETS.get(cfg.preset)(info)
+    ops += PRESETS.get(cfg.preset).batch(info)
     if cfg.cutout > 0:
         ops.append(partial(cutout, size=cfg.cutout, fill=info.mean))
     return BatchTransform(ops, info)

@@ -1,8 +1,7 @@
 """Datasets: what a loaded dataset is, and loading one by name.
 
-Owns ``DatasetInfo`` (what a model and an augmentation need to know of a dataset),
-``DataBundle`` (its train, validation and test splits with their lineage), ``load_dataset``
-and the carves it makes: validation from training and an optional training subset
+Owns ``DataBundle`` (what the dataset is, ``DatasetInfo``, and its training, validation and
+test splits with their lineage), ``load_dataset`` and the carves it makes: validation from training and an optional training subset
 (``data.train_size``), both class by class with a fixed seed, and an image folder decoded into
 memory when ``data.in_memory`` allows.  Each source (where the files live, how they are fetched
 and read) is a module of ``harness.data.sources``, registered in ``DATASETS``.
@@ -19,6 +18,7 @@ from harness.config import DataConfig
 from harness.data import folders
 from harness.data.decoded import GB, MixedSizes, decoded_bytes, load_decoded
 from harness.data.folders import FileSplit
+from harness.data.info import DatasetInfo
 from harness.data.lineage import SplitRecord, describe
 from harness.data.sources import DATASETS
 from harness.data.sources.base import (
@@ -35,20 +35,6 @@ from harness.errors import DataError
 # (The sources that carve their own test split do so with fixed seeds as well.)
 VAL_SPLIT_SEED = 0
 TRAIN_SUBSET_SEED = 0
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model and an augmentation need to know about a dataset."""
-
-    name: str
-    num_classes: int
-    in_channels: int
-    image_size: tuple[int, int]  # (H, W)
-    class_names: list[str]
-    mean: tuple[float, ...]  # per channel, in [0, 1] units
-    std: tuple[float, ...]
-    hflip: bool  # whether a horizontal flip keeps the label (not for digits)
 
 
 @dataclass(frozen=True)

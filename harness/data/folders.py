@@ -2,7 +2,8 @@
 
 Owns ``FileSplit`` (image paths and labels), the scan of a folder of class subfolders, the
 Tiny ImageNet layout (``val/`` re-organised from ``val_annotations.txt``), the torchvision
-transforms v2 pipelines for training and evaluation, and the ``Dataset`` the workers read.
+transforms v2 pipelines for training (each augmentation preset's per-image form, from
+``augment.PRESETS``) and evaluation, and the ``Dataset`` the workers read.
 
 These datasets do not fit on the device as uint8 (Tiny ImageNet at 224 px is 15 GB), so they
 keep the classic path: a ``DataLoader`` with workers, one image at a time.  Every image's
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from harness.data.augment import PRESETS
 from harness.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff",
@@ -203,34 +205,15 @@ def native_size(split: FileSplit) -> int:
     return int(min(image.shape[-2:]))
 
 
-GEOMETRY = ("none", "standard", "strong")
-
-
 def train_transform(preset: str, *, size: int, hflip: bool, mean: Sequence[float],
                     std: Sequence[float], policy: Callable | None = None) -> Callable:
-    """Per-image training transform: geometry by preset, the policy, colour, normalisation.
-
-    ``standard`` is ImageNet's RandomResizedCrop + flip (document 002's Tiny ImageNet recipe);
-    ``strong`` adds document 002's RandomRotation(10) and ColorJitter(0.2, 0.2, 0.2, 0.2)."""
+    """Per-image training transform: the preset's geometry (``augment.PRESETS``, the same
+    meaning as on the in-memory path), the policy, the preset's colour, normalisation."""
     from torchvision.transforms import v2
 
-    if preset not in GEOMETRY:
-        raise DataError(
-            f"augment.preset={preset!r} has no image-folder form; valid: {', '.join(GEOMETRY)}"
-        )
-    if preset == "none":
-        ops = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
-    else:
-        ops = [v2.RandomResizedCrop(size, antialias=True)]
-        if hflip:
-            ops.append(v2.RandomHorizontalFlip())
-        if preset == "strong":
-            ops.append(v2.RandomRotation(10))
-    if policy is not None:
-        ops.append(policy)
-    if preset == "strong":
-        ops.append(v2.ColorJitter(0.2, 0.2, 0.2, 0.2))
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    geometry, colour = PRESETS.get(preset).per_image(size, hflip)
+    ops = [*geometry, *([policy] if policy is not None else []), *colour,
+           v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     return v2.Compose(ops)
 
 

@@ -23,8 +23,9 @@ from torch import Tensor
 from harness.config import TrialConfig
 from harness.data import folders
 from harness.data.augment import BatchTransform, build_augment, cutout
-from harness.data.datasets import DataBundle, DatasetInfo
+from harness.data.datasets import DataBundle
 from harness.data.folders import FileSplit
+from harness.data.info import DatasetInfo
 from harness.data.sources.base import Split, TensorSplit
 
 

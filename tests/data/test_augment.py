@@ -164,4 +164,4 @@ def test_color_jitter_changes_colours_within_range() -> None:
 
 
 def test_every_preset_is_registered() -> None:
-    assert PRESETS.names() == ["none", "standard", "strong"]
+    assert PRESETS.names() == ["none", "resized_crop", "resized_crop_strong", "standard", "strong"]
