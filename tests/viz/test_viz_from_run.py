@@ -41,7 +41,7 @@ class Store:
         self.uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
         self.data_root = root / "data"
         run_study(study_from_mapping(TINY_TRIAL), tracker=MlflowTracker(self.uri),
-                  data_root=self.data_root, options=RunOptions(device="cpu"))
+                  options=RunOptions(device="cpu", data_root=self.data_root))
         self.client = MlflowClient(self.uri)
         self.experiment_id = self.client.get_experiment_by_name("viz").experiment_id
         (self.trial,) = self.runs("trial")
