@@ -101,7 +101,8 @@ BAD_STUDIES = {
     "unknown dataset": (lambda s: s["base"]["data"].update(dataset="svhn"),
                         ["base.data.dataset: unknown dataset 'svhn'; valid: cifar10, cifar100, digits"]),
     "unknown preset": (lambda s: s["base"].update(augment={"preset": "extreme"}),
-                       ["base.augment.preset: unknown augmentation preset 'extreme'; valid: none, standard, strong"]),
+                       ["base.augment.preset: unknown augmentation preset 'extreme'; valid: none, resized_crop,"
+                        " resized_crop_strong, standard, strong"]),
     "unknown optimizer": (lambda s: s["base"]["optim"].update(name="rmsprop"),
                           ["base.optim.name: unknown optimizer 'rmsprop'; valid: adam, adamw, sgd"]),
     "empty grid": (lambda s: s.update(grid={}), ["grid: is empty"]),
