@@ -69,6 +69,7 @@ def run(
     held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
 ) -> None:
     """Expand the study and run every trial that has not FINISHED yet."""
+    from harness.config import declares_adaptive_seeds
     from harness.study.options import RunOptions
     from harness.study.workers import Crew, errors_left_to_parent
 
@@ -78,7 +79,8 @@ def run(
     crew = Crew()
     # An adaptive study starts its workers round by round (each round is its own set of
     # trials), so none are started before it is loaded.
-    if workers > 1 and not dry_run and not _looks_adaptive(study_file, overrides):
+    if (workers > 1 and not dry_run
+            and not declares_adaptive_seeds(study_file, overrides=overrides)):
         # Before this process loads the study and imports torch and MLflow (seconds), so that
         # the workers' own start-up overlaps it; held, they load the same study file with the
         # same options and wait until the study's stores exist.
@@ -143,19 +145,6 @@ def _summary_to_parent(tracker) -> None:
         err_console.print(f"warning: the study's summary was not written to its parent run"
                           f" ({type(exc).__name__}: {exc}); harness report computes it",
                           markup=False, highlight=False)
-
-
-def _looks_adaptive(study_file: Path, overrides: list[str] | None) -> bool:
-    """Whether the file's seeds are a mapping (adaptive), read without loading the study."""
-    import yaml
-
-    if any(o.split("=", 1)[0].strip().startswith("seeds") for o in overrides or []):
-        return True  # decided once it is loaded; no early workers
-    try:
-        raw = yaml.safe_load(Path(study_file).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False  # loading it reports the problem
-    return isinstance(raw, dict) and isinstance(raw.get("seeds"), dict)
 
 
 def _run_adaptive(study, *, tracker, options) -> None:

@@ -9,7 +9,7 @@ Past this edge every component receives only its own slice (``cfg.optim``, ``cfg
 ``validation`` writes pydantic's errors as one line.
 """
 
-from harness.config.loading import load_study, study_from_mapping
+from harness.config.loading import declares_adaptive_seeds, load_study, study_from_mapping
 from harness.config.overrides import apply_overrides
 from harness.config.schema import (
     TRIAL_SECTIONS,
@@ -63,6 +63,7 @@ __all__ = [
     "TrialConfig",
     "TuneConfig",
     "apply_overrides",
+    "declares_adaptive_seeds",
     "describe_validation_error",
     "dotted",
     "dump_yaml",

@@ -14,6 +14,7 @@ from harness.config.validation import format_validation_error
 from harness.config.yaml_io import parse_yaml
 from harness.errors import ConfigError
 
+
 def load_study(path: str | Path, *, overrides: list[str] | None = None) -> Study:
     """Read, override and validate a study file. Grid levels are validated on expansion."""
     path = Path(path)
@@ -60,3 +61,17 @@ def study_from_mapping(
         raise ConfigError(format_validation_error(exc, model=Study, source=source)) from None
     study._source = source
     return study
+
+
+def declares_adaptive_seeds(path: str | Path, *, overrides: list[str] | None = None) -> bool:
+    """Whether a study file's seeds are adaptive (a mapping ``{min, max}``), read without
+    validating it, for a caller that must know before loading (the command line starts a
+    fixed study's workers first).  Overridden seeds count as adaptive until the study is
+    loaded; a file that cannot be read is not, and loading it then says why."""
+    if any(o.split("=", 1)[0].strip().startswith("seeds") for o in overrides or []):
+        return True
+    try:
+        raw = parse_yaml(Path(path).read_text(encoding="utf-8"), source=str(path))
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return False
+    return isinstance(raw, dict) and isinstance(raw.get("seeds"), dict)
