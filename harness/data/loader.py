@@ -19,6 +19,7 @@ from typing import Union
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
 from harness.config import TrialConfig
 from harness.data import folders
@@ -83,13 +84,18 @@ class DeviceLoader:
             order = order.to(self.device)
         else:
             order = torch.arange(n, device=self.device)
+        # What a profile of a trial calls the batches' time (benchmarks/profile_trial.py).
+        label = "harness.train_batch" if self.shuffle else "harness.eval_batch"
         for i in range(len(self)):
-            index = order[i * self.batch_size : (i + 1) * self.batch_size]
-            # index_select copies whole rows; ``images[index]`` goes element by element and is
-            # an order of magnitude slower on the CPU.
-            images = self.transform(self.images.index_select(0, index), generator=self.generator)
-            yield (images.contiguous(memory_format=self.memory_format),
-                   self.labels.index_select(0, index))
+            with record_function(label):
+                index = order[i * self.batch_size : (i + 1) * self.batch_size]
+                # index_select copies whole rows; ``images[index]`` goes element by element
+                # and is an order of magnitude slower on the CPU.
+                images = self.transform(self.images.index_select(0, index),
+                                        generator=self.generator)
+                batch = (images.contiguous(memory_format=self.memory_format),
+                         self.labels.index_select(0, index))
+            yield batch
 
 
 class FolderLoader:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from harness.config import TrialConfig
 from harness.data import DataBundle, DeviceLoader, build_loaders
@@ -203,14 +204,17 @@ def train_one_epoch(
         if mixer is not None:
             mixed = mixer(images, labels, generator=loader.generator)
             images = mixed.images
-        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+        with (record_function("harness.forward"),
+              torch.autocast(device.type, dtype=autocast, enabled=autocast is not None)):
             logits = model(images)
             loss = (criterion(logits, labels) if mixed is None
                     else mixed_loss(criterion, logits, mixed))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        with record_function("harness.backward"):
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        with record_function("harness.optimizer"):
+            optimizer.step()
+            schedule.step()
         loss_sum += loss.detach() * len(labels)
         if mixed is None:
             hits += (logits.detach().argmax(dim=1) == labels).sum()
@@ -229,13 +233,14 @@ def evaluate(model: nn.Module, loader: DeviceLoader, *,
     model.eval()
     device = next(model.parameters()).device
     logits, labels = [], []
-    for images, target in loader:
-        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-            # Metrics (softmax, calibration) in fp32 whatever the forward pass ran in.
-            logits.append(model(images).float())
-        labels.append(target)
-    logits = torch.cat(logits)
-    return {**classification_metrics(logits, torch.cat(labels)), "logits": logits}
+    with record_function("harness.evaluate"):
+        for images, target in loader:
+            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                # Metrics (softmax, calibration) in fp32 whatever the forward pass ran in.
+                logits.append(model(images).float())
+            labels.append(target)
+        logits = torch.cat(logits)
+        return {**classification_metrics(logits, torch.cat(labels)), "logits": logits}
 
 
 def _sync(device: torch.device) -> None:
@@ -395,14 +400,16 @@ def _fit(cfg: TrialConfig, data: DataBundle, *, seed: int, device: torch.device 
 
         improved = improves(monitor, metrics[monitor], best_value)
         if improved:
-            best_value, best_epoch = metrics[monitor], epoch
-            best_state = copy.deepcopy(model.state_dict())
-            if checkpoint_dir is not None:
-                # Renamed to best.pt only once last.pt records this epoch (see _settle_best).
-                _save({"model": best_state, "epoch": epoch, monitor: best_value},
-                      checkpoint_dir / "best.next.pt")
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, metrics)
+            with record_function("harness.checkpoint"):
+                best_value, best_epoch = metrics[monitor], epoch
+                best_state = copy.deepcopy(model.state_dict())
+                if checkpoint_dir is not None:
+                    # Renamed to best.pt only once last.pt records this epoch (_settle_best).
+                    _save({"model": best_state, "epoch": epoch, monitor: best_value},
+                          checkpoint_dir / "best.next.pt")
+        with record_function("harness.callbacks"):
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, metrics)
 
         if stop is not None:
             if improves(stop.metric, metrics[stop.metric], stop_best, stop.min_delta):
@@ -411,14 +418,15 @@ def _fit(cfg: TrialConfig, data: DataBundle, *, seed: int, device: torch.device 
                 stale_epochs += 1
         if last_path is not None:
             # Everything a resumed trial needs to go on exactly as this one would have.
-            _save(
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "schedule": schedule.state_dict(), "epoch": epoch, "history": history,
-                 "rng": random_state(device), "loader_rng": train_loader.generator.get_state(),
-                 "best_value": best_value, "best_epoch": best_epoch,
-                 "stop_best": stop_best, "stale_epochs": stale_epochs},
-                last_path,
-            )
+            with record_function("harness.checkpoint"):
+                _save(
+                    {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "schedule": schedule.state_dict(), "epoch": epoch, "history": history,
+                     "rng": random_state(device), "loader_rng": train_loader.generator.get_state(),
+                     "best_value": best_value, "best_epoch": best_epoch,
+                     "stop_best": stop_best, "stale_epochs": stale_epochs},
+                    last_path,
+                )
         if improved and checkpoint_dir is not None:
             os.replace(checkpoint_dir / "best.next.pt", checkpoint_dir / "best.pt")
         if stop is not None and stale_epochs >= stop.patience:

@@ -3,8 +3,11 @@
 ``collect`` turns runs into a frame (one row per trial); ``stats`` is the arithmetic (t-tests,
 TOST, the mixed model, Holm, effect sizes, power); ``verdicts`` compares each level with its
 baseline, the seed as the unit, and decides it (better, worse, equivalent, undecided), without
-touching MLflow or matplotlib; ``render`` writes
-the terminal table, Markdown, CSV, JSON and the self-contained HTML file; ``command`` ties them
+touching MLflow or matplotlib; ``sequential`` holds the spending boundaries of adaptive seeds.
+``content`` is the computed report, ``units`` writes its numbers and verdicts as text,
+``tables`` lays out the tables every text format shares, and ``formats`` writes the terminal
+table, Markdown, the self-contained HTML file (figures from ``harness.viz.plots``), CSV and
+JSON; ``parent`` puts the summary on the study's parent run; ``command`` ties them
 together for ``harness report`` (``from harness.report.command import report_command``).
 ``synthetic`` records trials without training, for the tests and the benchmark.
 """

@@ -10,7 +10,6 @@ ten thousand runs in minutes instead of an hour.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,16 +18,8 @@ from harness.config import Study
 from harness.engine.callbacks import FitResult
 from harness.study.design import expand
 from harness.study.spec import TrialSpec
-from harness.tracking import (
-    CELL_KEY,
-    FACTOR_PREFIX,
-    KIND,
-    SEED,
-    STUDY_TAG,
-    TRIAL_KEY,
-    MlflowTracker,
-    code_version,
-)
+from harness.tracking import MlflowTracker, code_version
+from harness.tracking.layout import trial_params, trial_run_name, trial_tags
 
 
 @dataclass
@@ -89,28 +80,17 @@ def _log_fast(tracker: MlflowTracker, spec: TrialSpec, synthetic: SyntheticTrial
     from mlflow.entities import Metric, Param
 
     client = tracker.client
-    # The same tags as MlflowTracker.start_trial; tests compare the two paths' frames.
-    tags = {
-        "mlflow.parentRunId": tracker.parent_run_id,
-        KIND: "trial",
-        STUDY_TAG: spec.study,
-        TRIAL_KEY: spec.trial_key,
-        CELL_KEY: spec.cell_key,
-        SEED: str(spec.seed),
-        "harness.code_version": version,
-        **{FACTOR_PREFIX + axis: label for axis, label in spec.factors.items()},
-        **synthetic.tags,
-    }
-    run = client.create_run(tracker.experiment_id, run_name=f"{spec.cell_label} seed={spec.seed}",
-                            tags=tags)
+    # The same tags, name and params as MlflowTracker.start_trial: tests compare the frames.
+    tags = {**trial_tags(spec, parent_run_id=tracker.parent_run_id, code_version=version),
+            **synthetic.tags}
+    run = client.create_run(tracker.experiment_id, run_name=trial_run_name(spec), tags=tags)
     now = int(time.time() * 1000)
     n_epochs = max((len(v) for v in synthetic.curves.values()), default=0)
     metrics = [Metric(key, float(v), now, i + 1)
                for key, values in synthetic.curves.items() for i, v in enumerate(values)]
     if synthetic.status == "FINISHED":
         metrics += [Metric(key, float(v), now, n_epochs) for key, v in synthetic.final.items()]
-    params = [Param(k, json.dumps(v) if isinstance(v, list) else str(v))
-              for k, v in spec.params().items()]
+    params = [Param(k, v) for k, v in trial_params(spec)]
     # MLflow takes at most 100 params and 1000 metrics a batch.
     client.log_batch(run.info.run_id, params=params[:100], metrics=metrics[:1000])
     for i in range(100, len(params), 100):

@@ -171,7 +171,7 @@ def run_study(study: Study, *, tracker: Tracker, options: RunOptions = RunOption
 
         all_keys = [s.trial_key for s in specs]
         failed = False
-        try:
+        with crew.running(tracker=tracker, leader=not options.worker, display=display):
             if crew:
                 # Create the queue before the workers look for it.
                 executor.join(todo, study_name=study.name, all_keys=all_keys)
@@ -181,13 +181,6 @@ def run_study(study: Study, *, tracker: Tracker, options: RunOptions = RunOption
                 outcome.outcomes.append(trial_outcome)
                 failed |= trial_outcome.status == "FAILED"
             outcome.worker_errors = crew.wait()
-        except BaseException:
-            crew.stop()  # before the study is closed under them
-            if not options.worker:
-                tracker.close_study(failed=True)
-            raise
-        finally:
-            display.study_ended()
     if not options.worker:
         tracker.close_study(failed=failed or bool(outcome.worker_errors))
     outcome.cells = cell_means(study, specs, tracker.finished())

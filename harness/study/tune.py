@@ -340,17 +340,10 @@ def _search(study: Study, optuna_study: Any, *, n_trials: int, share: int, track
         best = max if tune.direction == "maximize" else min
         return best(pruning.values)
 
-    try:
+    with crew.running(tracker=tracker, leader=not options.worker, display=display):
         crew.release()  # the stores and the Optuna study exist now
         optuna_study.optimize(objective, n_trials=share, catch=(TrialFailed,))
         failures.extend(crew.wait())
-    except BaseException:
-        crew.stop()  # before the search is closed under them
-        if not options.worker:
-            tracker.close_study(failed=True)
-        raise
-    finally:
-        display.study_ended()
     return failures
 
 

@@ -14,7 +14,8 @@ nothing before its release: its parent checks the same study and says what is wr
 ``Crew`` is that protocol, the one copy ``run_study``, ``run_tune`` and the command line use:
 ``Crew.spawn`` starts the workers held; ``crew.preparing(held)`` wraps a process's checks (in a
 held worker: errors wait for the release, then the imports and the wait); ``release`` once the
-stores exist; ``wait`` at the end; leaving the ``with crew:`` block by an exception stops them.
+stores exist; ``crew.running`` around the trials; ``wait`` at the end; leaving the ``with
+crew:`` block by an exception stops them.
 """
 
 from __future__ import annotations
@@ -208,6 +209,21 @@ class Crew:
                 prepare(tracking_uri=tracking_uri)
         if held:
             wait_for_release()
+
+    @contextlib.contextmanager
+    def running(self, *, tracker, leader: bool, display) -> Iterator[None]:
+        """Around the trials this process and its released workers run.  An exception stops
+        the workers first, then (``leader``: the process that started the study) closes the
+        study as failed; the display hears that the study ended either way."""
+        try:
+            yield
+        except BaseException:
+            self.stop()
+            if leader:
+                tracker.close_study(failed=True)
+            raise
+        finally:
+            display.study_ended()
 
     def release(self) -> None:
         release(self.procs)

@@ -7,7 +7,14 @@ at ``step=epoch``.  Here: the tag names, the experiment names and the metric nam
 
 from __future__ import annotations
 
+import json
 import re
+from typing import TYPE_CHECKING
+
+from harness.tracking.provenance import CODE_VERSION
+
+if TYPE_CHECKING:
+    from harness.study.spec import TrialSpec
 
 KIND, TRIAL_KEY, CELL_KEY, SEED = "harness.kind", "harness.trial_key", "harness.cell_key", "harness.seed"
 STUDY_TAG, FACTOR_PREFIX = "harness.study", "harness.factor."
@@ -24,3 +31,27 @@ def experiment_name(study: str, *, mode: str = "run") -> str:
 def _metric_name(text: str) -> str:
     """MLflow metric names allow letters, digits, ``_ - . / :`` and spaces."""
     return re.sub(r"[^\w\-./: ]", "_", text)
+
+
+def trial_tags(spec: TrialSpec, *, parent_run_id: str, code_version: str) -> dict[str, str]:
+    """The tags every trial's run is created with: its parent, its kind, study, keys and seed,
+    the code version, and its level of each factor."""
+    return {
+        "mlflow.parentRunId": parent_run_id,
+        KIND: "trial",
+        STUDY_TAG: spec.study,
+        TRIAL_KEY: spec.trial_key,
+        CELL_KEY: spec.cell_key,
+        SEED: str(spec.seed),
+        CODE_VERSION: code_version,
+        **{FACTOR_PREFIX + axis: label for axis, label in spec.factors.items()},
+    }
+
+
+def trial_run_name(spec: TrialSpec) -> str:
+    return f"{spec.cell_label} seed={spec.seed}"
+
+
+def trial_params(spec: TrialSpec) -> list[tuple[str, str]]:
+    """The resolved config as MLflow params: dotted names, lists as JSON."""
+    return [(k, json.dumps(v) if isinstance(v, list) else str(v)) for k, v in spec.params().items()]

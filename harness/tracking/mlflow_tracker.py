@@ -33,6 +33,9 @@ from harness.tracking.layout import (
     TRIAL_KEY,
     _metric_name,
     experiment_name,
+    trial_params,
+    trial_run_name,
+    trial_tags,
 )
 from harness.tracking.provenance import DATA_PATH, DEVICE, PRECISION, THREADS, code_version
 from harness.tracking.store import (
@@ -308,23 +311,13 @@ class MlflowTracker(Tracker):
         assert self.parent_run_id is not None, "open_study first"
         client = self.client
         tags = {
-            "mlflow.parentRunId": self.parent_run_id,
-            KIND: "trial",
-            STUDY_TAG: spec.study,
-            TRIAL_KEY: spec.trial_key,
-            CELL_KEY: spec.cell_key,
-            SEED: str(spec.seed),
-            "harness.code_version": self._code_version,
+            **trial_tags(spec, parent_run_id=self.parent_run_id, code_version=self._code_version),
             "harness.host": f"{socket.gethostname()}:{os.getpid()}",
-            **{FACTOR_PREFIX + axis: label for axis, label in spec.factors.items()},
             **(tags or {}),
         }
-        run = client.create_run(
-            self.experiment_id, run_name=f"{spec.cell_label} seed={spec.seed}", tags=tags
-        )
+        run = client.create_run(self.experiment_id, run_name=trial_run_name(spec), tags=tags)
         run_id = run.info.run_id
-        params = [Param(k, json.dumps(v) if isinstance(v, list) else str(v))
-                  for k, v in spec.params().items()]
+        params = [Param(k, v) for k, v in trial_params(spec)]
         for i in range(0, len(params), 100):  # MLflow accepts at most 100 params a batch
             client.log_batch(run_id, params=params[i : i + 100], synchronous=True)
         self._log_text(run_id, "config.yaml", dump_yaml(spec.resolved()))
