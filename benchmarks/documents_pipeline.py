@@ -35,6 +35,7 @@ from torchvision import transforms
 from harness.config import TrialConfig
 from harness.data import DataBundle, DatasetInfo, TensorSplit
 from harness.data.augment import crop_padding
+from harness.data.loader import eval_batch_size
 from harness.engine.optim import create_optimizer, create_schedule
 from harness.models import build_model
 
@@ -132,8 +133,8 @@ def train_documents_style(cfg: TrialConfig, data: DataBundle, *, seed: int,
         # As the engine: a last batch of one image would break batch norm.
         drop_last=len(data.train) > train.batch_size,
     )
-    eval_args = dict(preset="none", batch_size=train.eval_batch_size, shuffle=False, seed=seed,
-                     num_workers=num_workers, pin_memory=pin)
+    eval_args = dict(preset="none", batch_size=eval_batch_size(train.eval_batch_size, info, device),
+                     shuffle=False, seed=seed, num_workers=num_workers, pin_memory=pin)
     val_loader = documents_loader(data.val, info, **eval_args)
     test_loader = documents_loader(data.test, info, **eval_args)
     optimizer = create_optimizer(model.parameters(), cfg.optim)

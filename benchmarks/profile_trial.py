@@ -3,16 +3,18 @@
 One trial of ``studies/cifar10_folder_se.yaml``'s recipe (narrow SE-ResNet-18, AdamW, cosine,
 ``standard``), run the way ``harness run`` runs it (``run_trial``: an MLflow run on a fresh
 SQLite store, the lineage, the epochs, the artifacts), under ``torch.profiler``, once in fp32
-(the CPU default, channels-last) and once with ``train.precision: bf16``.  The engine and the
-in-memory loader label their phases (``harness.train_batch``: index, augment and lay out a
-training batch; ``harness.forward``, ``harness.backward``, ``harness.optimizer``: the step;
-``harness.evaluate``: validation every epoch and the test once; ``harness.checkpoint``: the best
-weights kept; ``harness.callbacks``: MLflow's per-epoch logging), and the table gives each
-phase's wall seconds and share of the trial; what no label covers (building the model, the
-MLflow run and its artifacts, the profiler's own cost) is "other".
+(the CPU default, channels-last) and once with ``train.precision: bf16``, each with evaluation
+batches of 1,000 images and with ``train.eval_batch_size: auto`` (128 at 32 px on the CPU).
+The engine and the in-memory loader label their phases (``harness.train_batch``: index,
+augment and lay out a training batch; ``harness.forward``, ``harness.backward``,
+``harness.optimizer``: the step; ``harness.evaluate``: validation every epoch and the test
+once; ``harness.checkpoint``: the best weights kept; ``harness.callbacks``: MLflow's per-epoch
+logging), and the table gives each phase's wall seconds and share of the trial; what no label
+covers (building the model, the MLflow run and its artifacts, the profiler's own cost) is
+"other".
 
     .venv/bin/python benchmarks/profile_trial.py [--data ../shared/data] [--train-size 10000]
-        [--epochs 2] [--precision fp32,bf16]
+        [--epochs 2] [--precision fp32,bf16] [--eval-batch-size 1000,auto]
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ PHASES = (
 )
 
 
-def study(args: argparse.Namespace, precision: str):
+def study(args: argparse.Namespace, precision: str, eval_batch: str):
     return study_from_mapping({
         "name": f"profile_{precision}",
         "base": {
@@ -59,7 +61,7 @@ def study(args: argparse.Namespace, precision: str):
                       "se_reduction": 4},
             "optim": {"name": "adamw", "lr": 3e-3, "weight_decay": 5e-4},
             "schedule": {"name": "cosine", "warmup_epochs": 1},
-            "train": {"epochs": args.epochs, "batch_size": 128, "eval_batch_size": 1000,
+            "train": {"epochs": args.epochs, "batch_size": 128, "eval_batch_size": eval_batch,
                       "plots": False, "precision": precision},
             "augment": {"preset": "standard"},
         },
@@ -67,9 +69,10 @@ def study(args: argparse.Namespace, precision: str):
     })
 
 
-def profile_trial(args: argparse.Namespace, root: Path, precision: str) -> dict[str, float]:
+def profile_trial(args: argparse.Namespace, root: Path, precision: str,
+                  eval_batch: str) -> dict[str, float]:
     """Seconds per phase of one trial, and its wall time as ``total``."""
-    this = study(args, precision)
+    this = study(args, precision, eval_batch)
     (spec,) = expand(this)
     data = load_dataset(spec.config.data, root=root)  # decoded once, before the clock
     store = Path(tempfile.mkdtemp(prefix="harness-profile-"))
@@ -104,6 +107,8 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--precision", default="fp32,bf16")
+    parser.add_argument("--eval-batch-size", default="1000,auto",
+                        help="train.eval_batch_size values, each profiled at each precision")
     args = parser.parse_args()
     archive = args.data / ARCHIVE
     if not archive.is_file():
@@ -112,7 +117,8 @@ def main() -> None:
     if not (root / ARCHIVE).exists():
         shutil.copy(archive, root / ARCHIVE)
     started = time.perf_counter()
-    results = {p: profile_trial(args, root, p) for p in args.precision.split(",")}
+    results = {f"{p}, eval {b}": profile_trial(args, root, p, b if b == "auto" else int(b))
+               for p in args.precision.split(",") for b in args.eval_batch_size.split(",")}
     print(f"harness trial profile: {platform.machine()}, {torch.get_num_threads()} torch threads,"
           f" torch {torch.__version__}, cpu capability {torch.backends.cpu.get_cpu_capability()},"
           f" {time.perf_counter() - started:.0f} s")

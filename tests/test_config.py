@@ -55,6 +55,16 @@ def test_wrong_type_names_the_key_and_the_value(tiny_study):
     assert "'ten'" in message
 
 
+def test_eval_batch_size_is_a_positive_number_or_auto(tiny_study):
+    assert study_from_mapping(tiny_study).base.train.eval_batch_size == "auto"
+    tiny_study["base"]["train"]["eval_batch_size"] = 250
+    assert study_from_mapping(tiny_study).base.train.eval_batch_size == 250
+    for bad in ("big", 0):
+        tiny_study["base"]["train"]["eval_batch_size"] = bad
+        message = error_of(study_from_mapping, tiny_study, source="s.yaml")
+        assert message.startswith("s.yaml: base.train.eval_batch_size:"), message
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "kind", "valid"),
     [

@@ -149,7 +149,10 @@ class EarlyStoppingConfig(Section):
 class TrainConfig(Section):
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=128, ge=1)
-    eval_batch_size: int = Field(default=1024, ge=1)
+    # Images per evaluation forward pass. auto: 1024 on a GPU; on the CPU about 128 images
+    # of 32×32 pixels' worth (16 to 1024), where larger batches spill the caches and run
+    # up to 2× slower (benchmarks/README.md, "where a trial's time goes").
+    eval_batch_size: int | Literal["auto"] = "auto"
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     # The best checkpoint (and the weights evaluated on the test set) maximise this metric
     # (or minimise it, for a loss).
@@ -173,6 +176,14 @@ class TrainConfig(Section):
     # Deterministic algorithms and no cuDNN autotuning, for runs that must repeat bit for bit
     # on a GPU (the CPU path is deterministic already). Costs GPU speed; gpu_check.py measures.
     deterministic: bool = False
+
+    @field_validator("eval_batch_size", mode="before")
+    @classmethod
+    def _eval_batch_size(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                               and value >= 1):
+            return value
+        raise ValueError(f"must be a positive integer or auto (got {value!r})")
 
 
 class AugmentConfig(Section):

@@ -7,6 +7,7 @@ import torch
 
 from harness.config import AugmentConfig
 from harness.data import DatasetInfo, DeviceLoader, TensorSplit, build_augment, normalize
+from harness.data.loader import eval_batch_size
 
 INFO = DatasetInfo(name="toy", num_classes=10, in_channels=1, image_size=(4, 4),
                    class_names=[str(i) for i in range(10)], mean=(0.5,), std=(0.5,),
@@ -69,3 +70,15 @@ def test_batch_count_with_and_without_drop_last(drop_last: bool, n_batches: int,
 def test_without_shuffle_the_order_is_the_split_order() -> None:
     loader = _loader(_split(25), shuffle=False)
     assert torch.cat(_epoch(loader)).tolist() == list(range(25))
+
+
+@pytest.mark.parametrize(("side", "expected"), [(32, 128), (28, 167), (64, 32), (8, 1024),
+                                                (224, 16)])
+def test_auto_eval_batches_on_the_cpu_hold_about_128_cifar_images_worth_of_pixels(
+        side: int, expected: int) -> None:
+    info = DatasetInfo(name="toy", num_classes=10, in_channels=3, image_size=(side, side),
+                       class_names=[str(i) for i in range(10)], mean=(0.5,) * 3,
+                       std=(0.5,) * 3, hflip=True)
+    assert eval_batch_size("auto", info, torch.device("cpu")) == expected
+    assert eval_batch_size("auto", info, torch.device("cuda")) == 1024
+    assert eval_batch_size(300, info, torch.device("cpu")) == 300
