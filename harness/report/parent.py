@@ -28,7 +28,7 @@ from harness.report.formats.markdown import to_markdown
 from harness.report.tables import all_tables
 from harness.report.units import Units, p_text
 from harness.tracking import MlflowTracker
-from harness.tracking.layout import _metric_name
+from harness.tracking.layout import metric_name
 
 SUMMARY_DIR = "summary"
 VERDICT_TAG = "harness.verdict."
@@ -37,10 +37,6 @@ MAX_DESCRIPTION = 60_000  # characters; MLflow keeps tags up to 8,000 in some st
 
 def _slug(text: str) -> str:
     return re.sub(r"[^\w\-.]+", "_", text).strip("_") or "table"
-
-
-def _metric_key(text: str) -> str:
-    return _metric_name(text)[:250]  # MLflow's limit on a metric name
 
 
 def cell_label(row: dict, factors: list[str]) -> str:
@@ -73,7 +69,7 @@ def log_summary(tracker: MlflowTracker) -> ReportContent | None:
     cells = content.result.cells
     factors = content.result.design.factors
     metric = content.metric
-    metrics = [Metric(_metric_key(f"{metric} mean/{cell_label(row, factors)}"),
+    metrics = [Metric(metric_name(f"{metric} mean/{cell_label(row, factors)}"),
                       float(row["mean"]), 0, 0)
                for row in cells.to_dict("records") if pd.notna(row["mean"])]
     metrics.append(Metric("finished_trials", float(len(content.trials)), 0, 0))

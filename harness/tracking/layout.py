@@ -28,9 +28,10 @@ def experiment_name(study: str, *, mode: str = "run") -> str:
     return study if mode == "run" else f"{study}-{mode}"
 
 
-def _metric_name(text: str) -> str:
-    """MLflow metric names allow letters, digits, ``_ - . / :`` and spaces."""
-    return re.sub(r"[^\w\-./: ]", "_", text)
+def metric_name(text: str) -> str:
+    """``text`` as an MLflow metric name: letters, digits, ``_ - . / :`` and spaces, at most 250
+    characters (MLflow's limit)."""
+    return re.sub(r"[^\w\-./: ]", "_", text)[:250]
 
 
 def trial_tags(spec: TrialSpec, *, parent_run_id: str, code_version: str) -> dict[str, str]:

@@ -31,8 +31,8 @@ from harness.tracking.layout import (
     SEED,
     STUDY_TAG,
     TRIAL_KEY,
-    _metric_name,
     experiment_name,
+    metric_name,
     trial_params,
     trial_run_name,
     trial_tags,
@@ -455,7 +455,7 @@ class MlflowTrialRun(TrialRun):
         last_epoch = int(result.final.get("epochs_run", 0))
         finals = [_metric(k, v, last_epoch) for k, v in result.final.items()]
         # Per-class test accuracy as metrics too, so the UI can chart one class across runs.
-        finals += [_metric(f"test_class_acc.{_metric_name(name)}", acc, last_epoch)
+        finals += [_metric(f"test_class_acc.{metric_name(name)}", acc, last_epoch)
                    for name, acc in result.per_class_acc.items() if acc == acc]  # skip NaN
         client.log_batch(self.run_id, metrics=finals)
         self.tracker._log_text(self.run_id, "history.json", json.dumps(result.history, indent=2))
