@@ -147,3 +147,17 @@ def test_the_parent_run_carries_the_cell_means_and_the_verdicts(tiny_study, writ
     again = client.load_table(parent.info.experiment_id, "summary/cells.json",
                               run_ids=[parent.info.run_id])
     pd.testing.assert_frame_equal(cells, again)
+
+
+def test_a_study_without_a_grid_gets_its_one_cell_on_the_parent_run(tiny_study, write_study,
+                                                                   tracking_uri):
+    del tiny_study["grid"]
+    tiny_study["seeds"] = [0, 1]
+    result = run("run", str(write_study(tiny_study)), "--tracking-uri", tracking_uri)
+    assert "warning" not in result.output
+    client = MlflowClient(tracking_uri)
+    parent = parent_run(client, "tiny")
+    values = [r.data.metrics["test_acc"] for r in trial_runs(client, "tiny")]
+    assert len(values) == 2
+    assert abs(parent.data.metrics["test_acc mean/base"] - sum(values) / 2) < 1e-9
+    assert not any(tag.startswith("harness.verdict.") for tag in parent.data.tags)

@@ -277,7 +277,7 @@ def build_design(runs: StudyRuns, trials: pd.DataFrame, *, metric: str, baseline
     name = runs.study.name
     study = runs.study.study
     factors = runs.factors
-    if not factors:
+    if not factors and significance:
         raise HarnessError(f"study {name} has no grid factors: nothing to compare"
                            " (give it a grid, e.g. model.attention: [se, none])")
     levels = {f: _levels(study, f, trials) for f in factors}

@@ -55,8 +55,9 @@ def log_summary(tracker: MlflowTracker) -> ReportContent | None:
                          tracker.study)
     if not tracker.finished():
         return None
+    # A study without grid factors has nothing to compare: its one cell over seeds.
     content = build_content(client, stored, uri=tracker.uri, display_uri=tracker.display_uri,
-                            significance=True)
+                            significance=bool(tracker.study.grid))
     run_id = tracker.parent_run_id
     tables = all_tables(content)
     for table in tables:

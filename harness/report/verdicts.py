@@ -562,7 +562,10 @@ def decide_interactions(interactions: list[Interaction], *, alpha: float) -> Non
 def rank_cells(trials: pd.DataFrame, *, design: ReportDesign) -> pd.DataFrame:
     """Every grid cell's n, mean, SD and 95% CI over seeds, best first, with a ``rank`` column."""
     rows = []
-    for key, group in trials.groupby(design.factors, observed=True, sort=False):
+    # A study without grid factors is one cell: its seeds.
+    groups = (trials.groupby(design.factors, observed=True, sort=False) if design.factors
+              else [((), trials)])
+    for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
         s = summarize(group[design.metric])
         rows.append({**dict(zip(design.factors, key)), "n_seeds": s.n, "mean": s.mean,

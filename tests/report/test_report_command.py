@@ -195,6 +195,22 @@ def test_without_significance_the_report_ranks_cells_without_tests(log_study, tr
     assert len(outcome.content.result.cells) == 4 and "verdict" not in text
 
 
+def test_a_study_without_a_grid_reports_its_one_cell_over_seeds(log_study, tracking_uri,
+                                                                 tmp_path):
+    single = study_from_mapping({"name": "single", "base": {"train": {"epochs": 3}},
+                                 "seeds": [0, 1, 2], "report": {"metric": "test_acc"}})
+    log_study(single, planted(noise=0.004))
+    outcome, text = report(tracking_uri, out=tmp_path / "out", significance=False, fmt="json")
+    (cell,) = outcome.content.result.cells.to_dict("records")
+    assert cell["n_seeds"] == 3 and cell["ci_low"] < cell["mean"] < cell["ci_high"]
+    assert outcome.content.result.comparisons == []
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["design"]["factors"] == [] and len(data["cells"]) == 1
+    with pytest.raises(HarnessError, match=r"study single has no grid factors: nothing to "
+                                           r"compare \(give it a grid"):
+        report(tracking_uri, out=tmp_path / "sig", significance=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: one clear line
 
