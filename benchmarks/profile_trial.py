@@ -51,7 +51,7 @@ PHASES = (
 )
 
 
-def study(args: argparse.Namespace, precision: str, eval_batch: str):
+def study(args: argparse.Namespace, precision: str, eval_batch: int | str):
     return study_from_mapping({
         "name": f"profile_{precision}",
         "base": {
@@ -70,7 +70,7 @@ def study(args: argparse.Namespace, precision: str, eval_batch: str):
 
 
 def profile_trial(args: argparse.Namespace, root: Path, precision: str,
-                  eval_batch: str) -> dict[str, float]:
+                  eval_batch: int | str) -> dict[str, float]:
     """Seconds per phase of one trial, and its wall time as ``total``."""
     this = study(args, precision, eval_batch)
     (spec,) = expand(this)

@@ -151,7 +151,7 @@ class TrainConfig(Section):
     batch_size: int = Field(default=128, ge=1)
     # Images per evaluation forward pass. auto: 1024 on a GPU; on the CPU about 128 images
     # of 32×32 pixels' worth (16 to 1024), where larger batches spill the caches and run
-    # up to 2× slower (benchmarks/README.md, "where a trial's time goes").
+    # up to 2.5× slower (benchmarks/README.md, "Where a trial's time goes").
     eval_batch_size: int | Literal["auto"] = "auto"
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     # The best checkpoint (and the weights evaluated on the test set) maximise this metric

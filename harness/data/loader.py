@@ -187,7 +187,7 @@ def eval_loader(data: DataBundle, split: Split, *, batch_size: int, device: torc
 
 #: On the CPU an evaluation batch of about this many pixels per channel keeps a narrow
 #: ResNet's activations in cache: 128 images at 32 px, 167 at 28, 32 at 64 (measured in
-#: benchmarks/README.md: 1.7–2.4× the throughput of batches of 1024 on this machine).
+#: benchmarks/README.md: 1.7–2.5× the throughput of batches of 1,000 on this machine).
 CPU_EVAL_PIXELS = 128 * 32 * 32
 
 

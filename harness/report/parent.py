@@ -1,7 +1,8 @@
 """The study's parent run, readable at a glance in MLflow's UI without expanding its trials.
 
 When a study's trials are done the runner computes the report (the seed as the unit, as
-``harness report --significance`` does) and writes onto the parent run:
+``harness report --significance`` does; for a study without a grid, its one cell over seeds)
+and writes onto the parent run:
 
 - its description (``mlflow.note.content``, shown rendered on the run's page): the study's
   description, one line per verdict, then the report (header, levels, verdicts, cells) in
