@@ -37,7 +37,7 @@ from harness.config import TrialConfig
 from harness.data import DataBundle, DeviceLoader, build_loaders
 from harness.engine.callbacks import Callback, FitInfo, FitResult
 from harness.engine.losses import build_criterion
-from harness.engine.metrics import classification_metrics
+from harness.engine.metrics import classification_metrics, predictions
 from harness.engine.mixing import Mixer, build_mixer, mixed_hits, mixed_loss
 from harness.engine.optim import create_optimizer, create_schedule
 from harness.directions import improves
@@ -217,7 +217,7 @@ def train_one_epoch(
             schedule.step()
         loss_sum += loss.detach() * len(labels)
         if mixed is None:
-            hits += (logits.detach().argmax(dim=1) == labels).sum()
+            hits += (predictions(logits.detach()) == labels).sum()
         else:
             hits += mixed_hits(logits.detach(), mixed)
         seen += len(labels)

@@ -2,6 +2,15 @@
 expected calibration error and per-class accuracy.
 
 They are computed once per evaluation over the whole split, never per step.
+
+**One definition of a prediction.**  Logits tie often in bf16 (and now and then in fp32), and
+``torch.topk`` breaks ties however the CPU's or GPU's kernel happens to order them, while
+``argmax`` documents that it returns the first maximal index.  So a class's rank is defined
+here once: the classes with a larger logit, plus the tied ones with a lower index, come before
+it.  The prediction (``predictions``) is the class of rank 0 (argmax's first maximal index),
+and a top-k hit (``topk_hits``) is a label of rank < k.  The logged accuracy, the training
+accuracy, the calibration bins and every plot and table read these two, so top-1 equals the
+accuracy on every CPU and GPU.
 """
 
 from __future__ import annotations
@@ -12,10 +21,28 @@ import torch.nn.functional as F
 ECE_BINS = 15
 
 
+def predictions(logits: torch.Tensor) -> torch.Tensor:
+    """Each row's predicted class: the first maximal index (ties go to the lower class)."""
+    return logits.argmax(dim=1)
+
+
+def label_ranks(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each row's rank of its label (0: predicted): classes with a larger logit, plus tied
+    classes with a lower index.  Independent of any kernel's tie order."""
+    target = logits.gather(1, labels[:, None].long())
+    classes = torch.arange(logits.shape[1], device=logits.device)
+    ahead = (logits > target) | ((logits == target) & (classes[None, :] < labels[:, None]))
+    return ahead.sum(dim=1)
+
+
+def topk_hits(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Whether each row's label is among its ``k`` first classes (ties as ``predictions``)."""
+    return label_ranks(logits, labels) < k
+
+
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
-    k = min(k, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    return (top == labels[:, None]).any(dim=1).float().mean().item()
+    """The share of rows whose label ranks among the first ``k`` (top-1 is the accuracy)."""
+    return topk_hits(logits, labels, k).float().mean().item()
 
 
 def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -45,13 +72,18 @@ def macro_f1(confusion: torch.Tensor) -> float:
     return f1[present].mean().item() if present.any() else 0.0
 
 
-def calibration_sums(probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int = ECE_BINS
-                     ) -> tuple[torch.Tensor, ...]:
+def calibration_sums(probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int = ECE_BINS,
+                     preds: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """Top-label calibration over ``n_bins`` equal-width confidence bins (lo, hi] (a
     confidence of exactly 0 falls in the first): the edges, and per bin the number of samples
-    and the sums of their confidences and of their correctness, all float64."""
-    confidence, preds = probs.max(dim=1)
-    confidence = confidence.double()
+    and the sums of their confidences and of their correctness, all float64.
+
+    ``preds`` are the predictions made from the logits (``predictions``), so that the
+    calibration's correctness is the accuracy's even where the softmax rounds two logits to
+    one probability; without them, the probabilities' own."""
+    if preds is None:
+        preds = predictions(probs)
+    confidence = probs.gather(1, preds[:, None]).squeeze(1).double()
     correct = (preds == labels).double()
     edges = torch.linspace(0, 1, n_bins + 1, device=probs.device, dtype=torch.float64)
     # bucketize with right=False gives i such that edges[i-1] < x <= edges[i].
@@ -63,10 +95,11 @@ def calibration_sums(probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int =
 
 
 def expected_calibration_error(
-    probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int = ECE_BINS
+    probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int = ECE_BINS,
+    preds: torch.Tensor | None = None,
 ) -> float:
     """ECE over equal-width confidence bins (lo, hi], weighted by the bin's share of samples."""
-    _, _, conf_sum, acc_sum = calibration_sums(probs, labels, n_bins=n_bins)
+    _, _, conf_sum, acc_sum = calibration_sums(probs, labels, n_bins=n_bins, preds=preds)
     gap = (acc_sum - conf_sum).abs()
     return (gap.sum() / max(len(labels), 1)).item()
 
@@ -83,14 +116,14 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[s
     cross-entropy, whatever the training loss was."""
     logits = logits.float()
     num_classes = logits.shape[1]
-    preds = logits.argmax(dim=1)
+    preds = predictions(logits)
     confusion = confusion_matrix(preds, labels, num_classes)
     return {
         "loss": F.cross_entropy(logits, labels).item(),
         "acc": (preds == labels).float().mean().item(),
         "top5": topk_accuracy(logits, labels, 5),
         "macro_f1": macro_f1(confusion),
-        "ece": expected_calibration_error(logits.softmax(dim=1), labels),
+        "ece": expected_calibration_error(logits.softmax(dim=1), labels, preds=preds),
         "per_class_acc": per_class_accuracy(confusion),
         "confusion": confusion.cpu(),
     }

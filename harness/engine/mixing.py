@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.config import AugmentConfig
+from harness.engine.metrics import predictions
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def mixed_loss(criterion: nn.Module, logits: Tensor, batch: MixedBatch) -> Tenso
 
 def mixed_hits(logits: Tensor, batch: MixedBatch) -> Tensor:
     """``lam·hits(labels_a) + (1 - lam)·hits(labels_b)``, a 0-d float tensor."""
-    predicted = logits.argmax(dim=1)
+    predicted = predictions(logits)
     hits_a = (predicted == batch.labels_a).sum()
     hits_b = (predicted == batch.labels_b).sum()
     return batch.lam * hits_a + (1 - batch.lam) * hits_b

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from harness.data import DataBundle, eval_loader, normalize, preview_images
-from harness.engine.metrics import confusion_matrix
+from harness.engine.metrics import confusion_matrix, predictions
 from harness.viz import plots
 from harness.viz.gradcam import cam_stage, grad_cam
 from harness.viz.metrics import calibration_bins, per_class_metrics, topk_accuracies
@@ -100,10 +100,10 @@ def render_evaluation(
         if logits is None:  # harness viz: recomputed at the trial's precision
             logits = logits_on_test(model, data, device=device, autocast=autocast)
         labels = test.labels.cpu()
-        preds = logits.argmax(dim=1)
+        preds = predictions(logits)
         confusion = confusion_matrix(preds, labels, info.num_classes)
         per_class = per_class_metrics(confusion, names)
-        calibration = calibration_bins(logits.softmax(dim=1), labels)
+        calibration = calibration_bins(logits.softmax(dim=1), labels, preds=preds)
         topk = topk_accuracies(logits, labels)
 
         written = [

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.engine.metrics import predictions
+
 STAGES = ("layer4", "layer3", "layer2", "layer1")
 
 
@@ -87,7 +89,7 @@ def grad_cam(
             logits = model(x)
             features = captured[-1]
             if targets is None:
-                targets = logits.argmax(dim=1)
+                targets = predictions(logits)
             targets = targets.to(logits.device)
             score = logits.gather(1, targets[:, None]).sum()
             (grads,) = torch.autograd.grad(score, features)

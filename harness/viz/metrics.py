@@ -62,12 +62,15 @@ class Calibration:
 
 
 def calibration_bins(
-    probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int = ECE_BINS
+    probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int = ECE_BINS,
+    preds: torch.Tensor | None = None,
 ) -> Calibration:
     """Top-label calibration: each sample's largest probability, binned into ``n_bins``
     equal-width intervals (lo, hi] (a confidence of exactly 0 falls in the first): the sums
-    ``expected_calibration_error`` reads, so both give one ECE."""
-    edges, count, conf_sum, acc_sum = calibration_sums(probs, labels, n_bins=n_bins)
+    ``expected_calibration_error`` reads, so both give one ECE.  ``preds``: the predictions
+    made from the logits (``engine.metrics.predictions``), as the logged metrics use."""
+    edges, count, conf_sum, acc_sum = calibration_sums(probs, labels, n_bins=n_bins,
+                                                       preds=preds)
     bins = []
     for i in range(n_bins):
         n = int(count[i].item())

@@ -6,11 +6,14 @@ import torch
 from sklearn.metrics import f1_score, top_k_accuracy_score
 
 from harness.engine.metrics import (
+    calibration_sums,
     classification_metrics,
     confusion_matrix,
     expected_calibration_error,
     macro_f1,
+    predictions,
     topk_accuracy,
+    topk_hits,
 )
 
 
@@ -76,3 +79,50 @@ def test_classification_metrics_report_per_class_accuracy_and_confusion(fixed):
     for c, acc in enumerate(out["per_class_acc"]):
         assert acc == pytest.approx(((logits.argmax(1) == c) & (labels == c)).sum().item()
                                     / (labels == c).sum().item())
+
+
+def _tied_logits(n: int = 2000, classes: int = 10, seed: int = 0):
+    """Random logits rounded to bf16 and back: many rows hold tied maxima, as a bf16 model's."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(n, classes, generator=gen) * 0.05).round(decimals=1)
+    logits = logits.to(torch.bfloat16).float()
+    labels = torch.randint(0, classes, (n,), generator=gen)
+    return logits, labels
+
+
+def test_tied_logits_rank_the_lower_class_first_for_top1_and_every_k():
+    logits = torch.tensor([[1.0, 3.0, 3.0, 0.0],    # tie for the max: class 1 before class 2
+                           [2.0, 2.0, 2.0, 2.0],    # all tied: index order
+                           [0.0, 1.0, 1.0, 5.0]])   # tie for second place
+    assert predictions(logits).tolist() == [1, 0, 3]
+    # Label 2 of row 0 is second (class 1 ties with it and comes first).
+    assert topk_hits(logits, torch.tensor([2, 3, 2]), 1).tolist() == [False, False, False]
+    assert topk_hits(logits, torch.tensor([2, 3, 2]), 2).tolist() == [True, False, False]
+    assert topk_hits(logits, torch.tensor([2, 3, 2]), 3).tolist() == [True, False, True]
+    assert topk_hits(logits, torch.tensor([2, 3, 2]), 4).tolist() == [True, True, True]
+
+
+def test_top1_is_the_logged_accuracy_on_tied_bf16_logits():
+    logits, labels = _tied_logits()
+    top = logits.max(dim=1, keepdim=True).values
+    assert ((logits == top).sum(dim=1) > 1).sum() > 100  # the fixture really ties
+    metrics = classification_metrics(logits, labels)
+    assert topk_accuracy(logits, labels, 1) == metrics["acc"]
+    assert metrics["acc"] == (logits.argmax(dim=1) == labels).float().mean().item()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_topk_on_tied_logits_counts_the_label_rank_under_index_order(k):
+    logits, labels = _tied_logits(n=500, classes=6, seed=1)
+    # The reference: a stable descending sort keeps tied classes in index order.
+    order = torch.sort(logits, dim=1, descending=True, stable=True).indices
+    expected = (order[:, :k] == labels[:, None]).any(dim=1).float().mean().item()
+    assert topk_accuracy(logits, labels, k) == expected
+
+
+def test_calibration_correctness_uses_the_logits_predictions_on_ties():
+    logits, labels = _tied_logits(n=500, classes=4, seed=2)
+    metrics = classification_metrics(logits, labels)
+    _, count, _, acc_sum = calibration_sums(logits.softmax(dim=1), labels,
+                                            preds=predictions(logits))
+    assert acc_sum.sum().item() / count.sum().item() == pytest.approx(metrics["acc"], abs=1e-6)
