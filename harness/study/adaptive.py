@@ -7,11 +7,12 @@ comparison of the report's family (every level against its factor's baseline, on
 trials that feed a comparison still undecided, until each is better, worse, equivalent or has
 ``max`` seeds.  The decisions are group-sequential (``harness.report.sequential``): repeated
 confidence intervals with Lan–DeMets alpha spending (Pocock-type by default, O'Brien–Fleming on
-request: ``seeds.spending``) over the planned looks, Bonferroni over the family, so the family's
-error rate holds whenever each comparison stops.
+request: ``seeds.spending``) over the planned looks, with boundaries calibrated for the paired
+t-process by a seeded Monte-Carlo simulation at plan time, Bonferroni over the family, so the
+family's error rate holds whenever each comparison stops.
 
-The plan (metric, direction, family, alpha, margin, seeds, looks, boundaries, method, code
-version) is written to the study's parent run as ``plan/plan.json``, with its hash as the tag
+The plan (metric, direction, family, alpha, margin, seeds, looks, boundaries, how they were
+calibrated, method, code version) is written to the study's parent run as ``plan/plan.json``, with its hash as the tag
 ``harness.plan_hash``, before any trial runs; a later run of the study with another plan is
 refused.  Each decided round is appended to ``plan/rounds.json`` (and the tag
 ``harness.adaptive.round``) after its trials finished and before the next round starts, so a
@@ -45,7 +46,15 @@ from harness.tracking import Tracker, code_version
 
 PLAN_FILE, ROUNDS_FILE = "plan/plan.json", "plan/rounds.json"
 PLAN_HASH, ROUND_TAG = "harness.plan_hash", "harness.adaptive.round"
-PLAN_VERSION = 1
+# 1: z boundaries read as t levels (recorded before issue 25; still followed as recorded).
+# 2: boundaries calibrated for the studentised t-process (``sequential.t_boundaries``).
+PLAN_VERSION = 2
+# What a plan derives from the committed settings: recorded, not hashed, so a study resumed on
+# another machine (another numpy) keeps its plan; the hash commits to how they are computed.
+DERIVED = ("code_version", "t_boundaries", "nominal_levels")
+# The settings a plan of any version commits to, compared when a study resumes.
+SETTINGS = ("study", "metric", "higher_is_better", "alpha", "alpha_per_comparison", "margin",
+            "baseline", "family", "seeds", "looks")
 
 
 @dataclass(frozen=True)
@@ -104,8 +113,7 @@ def make_plan(study: Study) -> dict[str, Any]:
     looks = sequential.looks(seeds.min, seeds.max, seeds.round)
     alpha = study.report.alpha
     per_comparison = alpha / len(comparisons)
-    z = sequential.boundaries([float(n) for n in looks], per_comparison,
-                              spending=seeds.spending)
+    critical = sequential.t_boundaries(looks, per_comparison, spending=seeds.spending)
     metric = study.report.metric
     return {
         "version": PLAN_VERSION, "study": study.name, "metric": metric,
@@ -116,7 +124,9 @@ def make_plan(study: Study) -> dict[str, Any]:
                    for c in comparisons],
         "seeds": {"min": seeds.min, "max": seeds.max, "round": seeds.round,
                   "spending": seeds.spending},
-        "looks": looks, "z_boundaries": z, "nominal_levels": sequential.nominal_levels(z),
+        "looks": looks, "t_boundaries": critical,
+        "nominal_levels": sequential.t_nominal_levels(looks, critical),
+        "calibration": sequential.calibration(),
         "method": sequential.method(seeds.spending), "unit": "seed",
         "code_version": code_version(),
     }
@@ -124,8 +134,10 @@ def make_plan(study: Study) -> dict[str, Any]:
 
 def plan_hash(plan: dict[str, Any]) -> str:
     """What the plan commits to, hashed; the code version is recorded but not hashed, so a
-    study resumed by a newer commit keeps its plan."""
-    committed = {k: v for k, v in plan.items() if k != "code_version"}
+    study resumed by a newer commit keeps its plan, and neither are the boundaries a version-2
+    plan derives by its recorded calibration (a version-1 plan hashes as it always did)."""
+    derived = ("code_version",) if plan.get("version", 1) == 1 else DERIVED
+    committed = {k: v for k, v in plan.items() if k not in derived}
     text = json.dumps(committed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -212,8 +224,14 @@ def record_plan(tracker: Tracker, study: Study) -> PlanState:
         tracker.save_study_file(PLAN_FILE, json.dumps(plan, indent=2) + "\n")
         tracker.set_tags({PLAN_HASH: plan_hash(plan), ROUND_TAG: "0"})
         return PlanState(plan)
-    if plan_hash(state.plan) != plan_hash(plan):
-        changed = [k for k in plan if k != "code_version" and plan[k] != state.plan.get(k)]
+    if state.plan.get("version", 1) != plan["version"]:
+        # A plan recorded by an older version is followed as recorded (its boundaries are
+        # what it pre-registered); only the study's settings must still match it.
+        changed = [k for k in SETTINGS if plan[k] != state.plan.get(k)]
+    else:
+        changed = ([k for k in plan if k not in DERIVED and plan[k] != state.plan.get(k)]
+                   if plan_hash(state.plan) != plan_hash(plan) else [])
+    if changed:
         raise ConfigError(
             f"{study.source}: study {study.name} already runs under a recorded plan (hash"
             f" {plan_hash(state.plan)}); this file changes its {', '.join(changed)}. Restore"

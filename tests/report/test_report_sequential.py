@@ -65,8 +65,7 @@ def test_repeated_intervals_keep_the_error_rate_of_any_decision_under_optional_s
     # probability at most alpha, whatever the look that stopped.
     rng = np.random.default_rng(1)
     looks = sq.looks(3, 10, 1)
-    nominal = sq.nominal_levels(sq.boundaries([float(n) for n in looks], 0.05,
-                                              spending=spending))
+    nominal = sq.t_nominal_levels(looks, sq.t_boundaries(looks, 0.05, spending=spending))
     margin = 0.5
 
     def first_decision(true_diff: float) -> str:
@@ -93,3 +92,42 @@ def test_a_zero_width_interval_decides_and_a_missing_one_does_not():
     missing = rs.one_sample(np.array([0.3]))
     assert sq.decide(sq.repeated_interval(missing, 0.01), margin=1.0,
                      higher_is_better=True) == "undecided"
+
+
+def _family_error(looks: list[int], critical: list[float], *, paths: int, seed: int) -> float:
+    """P(any look's |T| crosses its critical value) on fresh null paths of the t-process."""
+    fresh = sq.studentised_paths(looks, paths=paths, seed=seed)
+    return float((fresh >= np.asarray(critical)).any(axis=1).mean())
+
+
+@pytest.mark.parametrize("spending", ["pocock", "obrien_fleming"])
+@pytest.mark.parametrize("n_min, n_max", [(3, 12), (2, 8)])
+def test_calibrated_t_boundaries_spend_alpha_on_fresh_null_paths(spending, n_min, n_max):
+    looks = sq.looks(n_min, n_max, 1)
+    paths = 200_000
+    monte_carlo = 3 * math.sqrt(0.05 * 0.95 / paths)
+    calibrated = sq.t_boundaries(looks, 0.05, spending=spending)
+    assert _family_error(looks, calibrated, paths=paths, seed=99) <= 0.05 + monte_carlo
+    # The z boundaries read as t levels, as plans did before: they spend more than alpha.
+    z_levels = sq.nominal_levels(sq.boundaries([float(n) for n in looks], 0.05,
+                                               spending=spending))
+    as_t = [float(stats.t.ppf(1 - p / 2, n - 1)) for n, p in zip(looks, z_levels)]
+    assert _family_error(looks, as_t, paths=paths, seed=99) > 0.05 + monte_carlo
+
+
+def test_the_first_calibrated_look_is_the_exact_t_level_and_later_ones_are_stricter():
+    looks = sq.looks(3, 12, 1)
+    critical = sq.t_boundaries(looks, 0.05, spending="pocock")
+    first = sq.pocock_spending(3 / 12, 0.05)
+    assert sq.t_nominal_levels(looks, critical)[0] == pytest.approx(first, rel=1e-9)
+    z_levels = sq.nominal_levels(sq.boundaries([float(n) for n in looks], 0.05,
+                                               spending="pocock"))
+    assert all(t < z for t, z in zip(sq.t_nominal_levels(looks, critical)[1:], z_levels[1:]))
+
+
+def test_the_calibration_is_seeded_and_repeats():
+    looks = [3, 5, 8]
+    assert sq.t_boundaries(looks, 0.01, paths=20_000, seed=5) == \
+        sq.t_boundaries(looks, 0.01, paths=20_000, seed=5)
+    with pytest.raises(ValueError):
+        sq.t_boundaries([1, 2], 0.05)

@@ -15,6 +15,7 @@ from harness.cli import app
 from harness.config import study_from_mapping
 from harness.engine.callbacks import FitResult
 from harness.errors import ConfigError
+from harness.report import sequential
 from harness.study import adaptive
 from harness.study.design import expand
 from harness.study.executors import TrialOutcome
@@ -75,6 +76,13 @@ def test_the_plan_is_recorded_before_the_first_trial():
                                   {"factor": DROP, "level": "0.3", "baseline": "0.0"}]
         assert plan["looks"] == [3, 4, 5, 6, 7, 8] and plan["alpha_per_comparison"] == 0.025
         assert plan["margin"] == 0.01 and plan["metric"] == "test_acc" and plan["code_version"]
+        # How the boundaries were calibrated, and the t levels that spend the plan's alpha.
+        assert plan["version"] == 2 and plan["calibration"]["method"] == "monte_carlo"
+        assert plan["calibration"]["paths"] >= 100_000 and "seed" in plan["calibration"]
+        assert plan["t_boundaries"] == pytest.approx(sequential.t_boundaries(
+            plan["looks"], 0.025, spending="pocock"))
+        assert plan["nominal_levels"] == pytest.approx(sequential.t_nominal_levels(
+            plan["looks"], plan["t_boundaries"]))
         return planted(round_study)
 
     adaptive.run_adaptive(study(), tracker=tracker, run_round=first_round)
@@ -173,6 +181,29 @@ def test_a_rerun_with_another_plan_is_refused():
                                           r" margin"):
         adaptive.run_adaptive(study(margin=0.02), tracker=tracker,
                               run_round=Planted(tracker, {}))
+
+
+
+def test_a_plan_recorded_before_the_calibration_is_resumed_and_followed_as_recorded():
+    # A version-1 plan (z boundaries read as t levels) on a store: the study resumes under
+    # it, decides with its recorded levels, and a changed setting is still refused.
+    tracker = NullTracker()
+    old = adaptive.make_plan(study())
+    z = sequential.boundaries([float(n) for n in old["looks"]], old["alpha_per_comparison"],
+                              spending="pocock")
+    for key in ("t_boundaries", "calibration"):
+        old.pop(key)
+    old.update(version=1, z_boundaries=z, nominal_levels=sequential.nominal_levels(z))
+    tracker.files[adaptive.PLAN_FILE] = json.dumps(old)
+    tracker.tags[adaptive.PLAN_HASH] = adaptive.plan_hash(old)
+    outcome = adaptive.run_adaptive(study(), tracker=tracker,
+                                    run_round=Planted(tracker, {(ATT, "se"): 0.05}))
+    assert outcome.state.plan["version"] == 1
+    assert tracker.tags[adaptive.PLAN_HASH] == adaptive.plan_hash(old)
+    first = outcome.state.rounds[0]["decisions"]
+    assert {d["nominal"] for d in first.values()} == {old["nominal_levels"][0]}
+    with pytest.raises(ConfigError, match="changes its margin"):
+        adaptive.run_adaptive(study(margin=0.02), tracker=tracker, run_round=Planted(tracker, {}))
 
 
 # ---------------------------------------------------------------------------------------------
