@@ -62,18 +62,33 @@ def summarize(values: np.ndarray | pd.Series, *, confidence: float = CONFIDENCE)
     return Summary(n, mean, std, float(low), float(high))
 
 
-def holm(p_values: list[float] | np.ndarray) -> np.ndarray:
+def holm(p_values: list[float] | np.ndarray, *, cap: int | None = None) -> np.ndarray:
     """Holm's step-down adjusted p-values; NaN entries stay NaN and are not in the family."""
+    return holm_steps(p_values, cap=cap)[0]
+
+
+def holm_steps(p_values: list[float] | np.ndarray, *, cap: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's adjusted p-values and each hypothesis' multiplier at its step (NaN: untested).
+
+    The i-th smallest p is multiplied by the number of hypotheses not yet rejected, capped at
+    ``cap``: the most hypotheses of the family that can be true at once.  A report's
+    difference ("differs from 0") and equivalence ("inside ±margin") hypotheses of one
+    comparison are never both true, so a family of both over m comparisons has at most m true
+    nulls, and Holm with the multiplier capped at m keeps the family-wise error at alpha (the
+    step-down argument needs only a multiplier at least the number of true nulls left).  An
+    adjusted p may never be smaller than the one before it.
+    """
     p = np.asarray(p_values, dtype=float)
     adjusted = np.full(p.shape, math.nan)
+    multipliers = np.full(p.shape, math.nan)
     finite = np.flatnonzero(~np.isnan(p))
     m = len(finite)
     order = finite[np.argsort(p[finite], kind="stable")]
-    # The i-th smallest p is multiplied by the number of hypotheses not yet rejected, and an
-    # adjusted p may never be smaller than the one before it.
-    steps = (m - np.arange(m)) * p[order]
-    adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
-    return adjusted
+    steps = np.minimum(m - np.arange(m), m if cap is None else max(1, min(cap, m)))
+    adjusted[order] = np.minimum(np.maximum.accumulate(steps * p[order]), 1.0)
+    multipliers[order] = steps
+    return adjusted, multipliers
 
 
 def small_sample_factor(df: float) -> float:
@@ -225,6 +240,32 @@ class SlopeFit:
     message: str = ""
 
 
+MIXED_OPTIMISERS = ("powell", "lbfgs", "bfgs", "nm")
+# On standardised values (SD 1) no difference of two means has an SE near 10: a fit claiming
+# one has failed, whatever the optimiser says.
+_MAX_STANDARDISED_SE = 10.0
+
+
+def unusable_fit(fitted) -> str:
+    """Why a fitted ``MixedLM`` (on standardised values) cannot be used, or "" when it can:
+    a non-finite log-likelihood or covariance, a random-effects covariance that is not
+    positive semi-definite, or a slope SE no data of this spread can give."""
+    llf = float(getattr(fitted, "llf", math.nan))
+    if not math.isfinite(llf):
+        return f"log-likelihood {llf}"
+    cov_re = np.asarray(fitted.cov_re, dtype=float)
+    if not np.all(np.isfinite(cov_re)):
+        return "a non-finite random-effects covariance"
+    if cov_re.size and float(np.linalg.eigvalsh((cov_re + cov_re.T) / 2).min()) < -1e-8:
+        return "a random-effects covariance that is not positive semi-definite"
+    se = np.asarray(fitted.bse_fe, dtype=float)
+    if len(se) < 2 or not math.isfinite(float(se[1])) or not se[1] > 0:
+        return "no finite standard error for the slope"
+    if se[1] > _MAX_STANDARDISED_SE:
+        return f"a slope SE of {se[1]:.3g} standard deviations of the data"
+    return ""
+
+
 def mixed_slope(y: np.ndarray, indicator: np.ndarray, groups: np.ndarray,
                 covariates: np.ndarray | None = None) -> SlopeFit:
     """statsmodels' ``MixedLM``: y ~ 1 + indicator + covariates, (1 + indicator | group).
@@ -249,9 +290,12 @@ def mixed_slope(y: np.ndarray, indicator: np.ndarray, groups: np.ndarray,
     exog_re = np.column_stack([np.ones(len(y)), indicator])
     model = MixedLM((y - centre) / scale, x, groups=groups, exog_re=exog_re)
     # Powell's derivative-free search first: with few seeds the variance of the intercept or
-    # of the slope is often near zero, where the gradient methods stall; L-BFGS where it fails.
+    # of the slope is often near zero, where the gradient methods stall; the others where it
+    # fails.  A fit is only taken when it is usable: Powell can stop at a singular
+    # random-effects covariance with a +inf log-likelihood and no warning, and its slope's SE
+    # is then 1e5-1e8 times too large.
     result, failed, error = None, [], ""
-    for method in ("powell", "lbfgs"):
+    for method in MIXED_OPTIMISERS:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -259,6 +303,10 @@ def mixed_slope(y: np.ndarray, indicator: np.ndarray, groups: np.ndarray,
             except (np.linalg.LinAlgError, ValueError) as exc:
                 error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 continue
+        unusable = unusable_fit(fitted)
+        if unusable:
+            error = f"{method}: {unusable}"
+            continue
         problems = [w for w in caught if issubclass(w.category, ConvergenceWarning)
                     and "boundary" not in str(w.message) and "Hessian" not in str(w.message)]
         if result is None or (not problems and failed) or fitted.llf > result.llf:
@@ -266,7 +314,7 @@ def mixed_slope(y: np.ndarray, indicator: np.ndarray, groups: np.ndarray,
         if not problems:
             break
     if result is None:
-        return SlopeFit(math.nan, math.nan, False, math.nan, f"it failed: {error}")
+        return SlopeFit(math.nan, math.nan, False, math.nan, f"no usable fit: {error}")
     estimate = float(result.fe_params[1]) * scale
     se = float(result.bse_fe[1]) * scale
     cov_re = np.asarray(result.cov_re)

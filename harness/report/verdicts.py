@@ -20,21 +20,33 @@ between seeds, never between trials:
   If it fails to fit, the complete seeds are tested paired, with a note.
 - *Welch over seed means* when the levels share no seed.
 
-**Verdicts.**  Two-sided tests, Holm-adjusted over the family of every level-vs-baseline
-comparison: p_holm <= alpha is *better* or *worse* (by the metric's direction).  With a margin
-δ (``report.margin``, ``--margin``; in the metric's units), two one-sided tests of |Δ| < δ,
-Holm-adjusted over the same family, make the rest *equivalent*; what neither decides is
-*undecided*.  A difference that is significant and also inside the margin is better or worse,
-with a note that it is smaller than the margin.
+**Verdicts.**  Every hypothesis the report decides is in **one Holm family**: each
+level-vs-baseline comparison's two-sided test of a difference, and with a margin δ
+(``report.margin``, ``--margin``; in the metric's units) its two one-sided tests of |Δ| < δ
+(TOST), and the same two for every interaction.  Two families (differences, equivalences),
+each at alpha, let the report's union err more often (7.6% at alpha 5% was measured with one
+null level and one at the margin); one family keeps P(any wrong verdict) <= alpha.  Since a
+comparison's "differs" and "equivalent" nulls are never both true, the family has at most m
+true nulls for m compared things, and Holm's multiplier is capped at m
+(``stats.holm_steps``).  p_holm <= alpha is *better* or *worse* (by the metric's direction),
+p_equivalence_holm <= alpha *equivalent*; what neither decides is *undecided*.  A difference
+that is significant and also inside the margin is better or worse, with a note that it is
+smaller than the margin.  The equivalence interval a comparison reports is the one its verdict
+read: the (1 - 2 alpha/k) interval, k its Holm multiplier.
 
 **Seeds to decide** is an estimate: the smallest number of seeds at which a comparison would
 reach a verdict (an effect at 80% power, or equivalence at 80% power when a margin is set) at
 the family's strictest Holm level alpha/m, evaluated at the observed effect and SD and over
-their 80% confidence limits, so it is given as a range.
+their 80% confidence limits, so it is given as a range.  The minimal detectable effect is at
+the same level.
 
-**Degenerate data** has a defined answer: non-finite values are left out with a note; a cell
-whose seeds all give one value (``n_params``, a constant metric) makes the difference exact;
-one seed, or one seed on a side, is undecided with a note.  Nothing here loops without a bound.
+**Degenerate data** has a defined answer: non-finite values are left out with a note (with
+|x| >= 1e300, which is how MLflow stores an infinity: ±DBL_MAX); a metric whose seeds all give
+one value in every compared cell (``n_params``) makes the difference exact.  Accuracy on a
+finite test set is quantised (k/N): at 2-3 seeds the per-seed differences can coincide by
+chance, and an SD of 0 (or 1e-17) is not exactness: such a comparison is undecided with a note,
+unless every difference is exactly 0 (the levels give identical results on every seed).  One
+seed, or one seed on a side, is undecided with a note.  Nothing here loops without a bound.
 """
 
 from __future__ import annotations
@@ -115,8 +127,9 @@ class Comparison:
     method: str = ""  # how it was tested, in words
     margin: float | None = None
     p_equivalence: float = math.nan  # TOST, unadjusted
-    equivalence_ci_low: float = math.nan  # the (1 - 2 alpha) interval TOST reads
-    equivalence_ci_high: float = math.nan
+    equivalence_ci_low: float = math.nan  # the interval the equivalence verdict read:
+    equivalence_ci_high: float = math.nan  # (1 - 2 alpha / k), k its Holm multiplier
+    equivalence_ci_level: float = math.nan
     exact: bool = False  # no seed-to-seed variation: the difference is exact
     unpaired: list[dict[str, str]] = field(default_factory=list)  # trials of incomplete seeds
     n_not_crossed: int = 0  # trials in cells with no counterpart at the other level
@@ -210,7 +223,7 @@ def compare_levels(trials: pd.DataFrame, *, factor: str, level: str, design: Rep
     The verdict fields are left for ``decide`` (they need the whole family); ``family_size``
     sets the level the seeds-to-decide estimate uses (alpha / family_size).  Without
     ``estimate_seeds`` the seeds-to-decide and MDE fields are NaN (resampling studies by the
-    thousand needs only the test).
+    thousand needs only the test).  Both estimates are at the family's strictest level.
     """
     baseline = design.baseline[factor]
     value = design.metric
@@ -271,6 +284,25 @@ def compare_levels(trials: pd.DataFrame, *, factor: str, level: str, design: Rep
         effect, kind_g = stats.hedges_g_independent(x, y), "g_s"
         sd, paired_power = stats.pooled_sd(x, y), False
 
+    if exact is None and kind != "none" and test is not None and test.df > 0 \
+            and _no_spread(test, mean_a, mean_b):
+        if kind == "paired" and np.all(d == 0):
+            test, sd = stats.t_test(0.0, 0.0, test.df), 0.0
+            notes.append("every seed gives the same value at both levels: the difference is"
+                         " exactly 0")
+        else:
+            notes.append(
+                f"the {'per-seed differences' if kind != 'welch' else 'seed means'} do not vary"
+                f" (SD {0.0 if not math.isfinite(sd) else sd:.1g}) though the metric varies"
+                " between seeds: quantised values tied by chance, not an exact difference;"
+                " undecided until more seeds")
+            return Comparison(
+                **base, test=kind, n_seeds=n_units, diff=test.estimate, diff_ci_low=math.nan,
+                diff_ci_high=math.nan, se=math.nan, statistic=math.nan, df=test.df, p=math.nan,
+                effect_size=math.nan, effect_size_kind="", seeds_needed=math.nan,
+                seeds_needed_low=math.nan, seeds_needed_high=math.nan, mde=math.nan,
+                method=method, notes=notes,
+                unpaired=_incomplete(a, b, complete, factor, others) if kind == "mixed" else [])
     if exact is not None and kind != "none":
         df = test.df if test is not None and test.df > 0 else math.nan
         test = stats.t_test(exact, 0.0, df if df > 0 else 1.0)
@@ -298,7 +330,8 @@ def compare_levels(trials: pd.DataFrame, *, factor: str, level: str, design: Rep
                                  margin=design.margin, power=power)
         mde = stats.minimal_detectable_effect(n=n_now if paired_power else len(mean_a),
                                               n_other=None if paired_power else len(mean_b),
-                                              alpha=alpha, paired=paired_power, power=power)
+                                              alpha=level_alpha, paired=paired_power,
+                                              power=power)
     return Comparison(
         **base, test=kind, n_seeds=n_units, diff=test.estimate, diff_ci_low=test.ci_low,
         diff_ci_high=test.ci_high, se=test.se, statistic=test.statistic, df=test.df, p=test.p,
@@ -339,6 +372,17 @@ def _mixed(a: pd.DataFrame, b: pd.DataFrame, *, others: list[str], value: str, s
                  " cell are tested paired and the others left out"])
     return None, k, "none", [f"the mixed model could not be fitted ({reason}) and fewer than 2"
                              " seeds hold every cell"]
+
+
+# An SE this small relative to the values is rounding of equal numbers (1e-17), not precision.
+TIE_TOLERANCE = 1e-9
+
+
+def _no_spread(test: stats.TTest, mean_a: pd.Series, mean_b: pd.Series) -> bool:
+    """Whether a test's SE is zero or rounding-small: its units gave one value."""
+    values = np.abs(np.concatenate([mean_a.to_numpy(float), mean_b.to_numpy(float)]))
+    scale = float(values.max()) if len(values) else 0.0
+    return test.se == 0 or (math.isfinite(test.se) and test.se <= TIE_TOLERANCE * scale)
 
 
 def _too_few(kind: str, seeds_a: set, seeds_b: set, shared: set, few: int) -> str:
@@ -430,12 +474,24 @@ def factor_report(trials: pd.DataFrame, *, factor: str, design: ReportDesign, al
                         comparisons)
 
 
-def decide(comparisons: list[Comparison], *, alpha: float, higher_is_better: bool) -> None:
-    """Holm over the family, then each comparison's verdict (in place)."""
-    for c, p in zip(comparisons, stats.holm([c.p for c in comparisons])):
-        c.p_holm, c.significant = float(p), bool(p <= alpha)
-    for c, p in zip(comparisons, stats.holm([c.p_equivalence for c in comparisons])):
-        c.p_equivalence_holm, c.equivalent = float(p), bool(p <= alpha)
+def decide(comparisons: list[Comparison], *, alpha: float, higher_is_better: bool,
+           interactions: list[Interaction] = ()) -> None:
+    """One Holm family over every difference and equivalence hypothesis of the comparisons
+    and interactions (the multiplier capped at the number of things compared, see the
+    module's notes), then each one's verdict and equivalence interval (in place)."""
+    units = [*comparisons, *interactions]
+    p_values = [u.p for u in units] + [u.p_equivalence for u in units]
+    tested = sum(1 for u in units if not (math.isnan(u.p) and math.isnan(u.p_equivalence)))
+    adjusted, multipliers = stats.holm_steps(p_values, cap=tested)
+    n = len(units)
+    for i, u in enumerate(units):
+        u.p_holm, u.significant = float(adjusted[i]), bool(adjusted[i] <= alpha)
+        u.p_equivalence_holm = float(adjusted[n + i])
+        u.equivalent = bool(adjusted[n + i] <= alpha)
+    for c, k in zip(comparisons, multipliers[n:n + len(comparisons)]):
+        _equivalence_interval(c, alpha / k if k > 0 else math.nan)
+    for it in interactions:
+        it.verdict = INTERACTION if it.significant else EQUIVALENT if it.equivalent else UNDECIDED
     for c in comparisons:
         if c.significant:
             c.verdict = BETTER if (c.diff > 0) == higher_is_better else WORSE
@@ -445,6 +501,15 @@ def decide(comparisons: list[Comparison], *, alpha: float, higher_is_better: boo
             c.verdict = EQUIVALENT
         else:
             c.verdict = UNDECIDED
+
+
+def _equivalence_interval(c: Comparison, level: float) -> None:
+    """The (1 - 2 level) interval TOST reads at the Holm level its verdict was tested at."""
+    if c.margin is None or not (math.isfinite(level) and math.isfinite(c.se) and c.df > 0):
+        return
+    half = float(special.stdtrit(c.df, 1 - level)) * c.se if c.se > 0 else 0.0
+    c.equivalence_ci_low, c.equivalence_ci_high = c.diff - half, c.diff + half
+    c.equivalence_ci_level = 1 - 2 * level
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,9 +573,16 @@ def interaction(trials: pd.DataFrame, *, factors: tuple[str, str], design: Repor
     if len(complete) >= 2:
         n_left_out = int((~trials[SEED].isin(complete.index)).sum())
         cube = complete.to_numpy(float).reshape(len(complete), len(la), len(lb))
+        constant = _constant_cells(trials, [a, b, *_others_of(design, (a, b))], value)
         if len(la) == 2 and len(lb) == 2:
             dod = (cube[:, 1, 1] - cube[:, 1, 0]) - (cube[:, 0, 1] - cube[:, 0, 0])
             test = stats.one_sample(dod)
+            scale = float(np.abs(cube).max())
+            if not constant and np.any(dod != 0) and test.se <= TIE_TOLERANCE * scale:
+                return Interaction(**base, test="paired", statistic=math.nan,
+                                   statistic_kind="t", df=(test.df,), p=math.nan,
+                                   contrast=test.estimate, n_blocks=len(complete),
+                                   n_left_out=n_left_out, note=_TIED_INTERACTION)
             equivalence = stats.tost(test, design.margin, alpha=alpha) if design.margin else None
             return Interaction(**base, test="paired", statistic=test.statistic,
                                statistic_kind="t", df=(test.df,), p=test.p,
@@ -519,6 +591,10 @@ def interaction(trials: pd.DataFrame, *, factors: tuple[str, str], design: Repor
                                n_left_out=n_left_out,
                                p_equivalence=equivalence.p if equivalence else math.nan)
         f, df1, df2 = stats.repeated_measures_interaction(cube)
+        if math.isinf(f) and not constant:
+            return Interaction(**base, test="paired", statistic=f, statistic_kind="F",
+                               df=(df1, df2), p=math.nan, n_blocks=len(complete),
+                               n_left_out=n_left_out, note=_TIED_INTERACTION)
         return Interaction(**base, test="paired", statistic=f, statistic_kind="F",
                            df=(df1, df2), p=_f_p(f, df1, df2), n_blocks=len(complete),
                            n_left_out=n_left_out)
@@ -529,6 +605,24 @@ def interaction(trials: pd.DataFrame, *, factors: tuple[str, str], design: Repor
         "; fewer than 2 seeds hold every cell: the seeds' cell means are treated as independent")
     return Interaction(**base, test="anova", statistic=f, statistic_kind="F", df=(df1, df2), p=p,
                        note=note.lstrip("; "))
+
+
+_TIED_INTERACTION = ("the seeds' contrasts do not vary though the metric varies between seeds:"
+                     " quantised values tied by chance, not an exact interaction; undecided"
+                     " until more seeds")
+
+
+def _others_of(design: ReportDesign, pair: tuple[str, str]) -> list[str]:
+    return [f for f in design.factors if f not in pair]
+
+
+def _constant_cells(trials: pd.DataFrame, columns: list[str], value: str) -> bool:
+    """Whether every cell's seeds give one value (a constant metric such as ``n_params``)."""
+    if not len(trials):
+        return False
+    groups = trials.groupby(columns, observed=True)[value] if columns else \
+        trials.assign(_cell=0).groupby("_cell")[value]
+    return bool((groups.nunique() <= 1).all())
 
 
 def _f_p(f: float, df1: float, df2: float) -> float:
@@ -544,15 +638,6 @@ def _ordered_with_baseline(design: ReportDesign, factor: str) -> list[str]:
     """The factor's levels with the baseline first, so a 2×2 contrast reads as gains."""
     base = design.baseline[factor]
     return [base, *(lv for lv in design.levels[factor] if lv != base)]
-
-
-def decide_interactions(interactions: list[Interaction], *, alpha: float) -> None:
-    for it, p in zip(interactions, stats.holm([it.p for it in interactions])):
-        it.p_holm, it.significant = float(p), bool(p <= alpha)
-    for it, p in zip(interactions, stats.holm([it.p_equivalence for it in interactions])):
-        it.p_equivalence_holm, it.equivalent = float(p), bool(p <= alpha)
-    for it in interactions:
-        it.verdict = INTERACTION if it.significant else EQUIVALENT if it.equivalent else UNDECIDED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -591,13 +676,20 @@ class SignificanceReport:
         return [c for f in self.factors for c in f.comparisons]
 
 
+# MLflow stores an infinity as ±DBL_MAX (1.8e308): a value this large is an infinity.
+INFINITE = 1e300
+
+
 def finite_trials(trials: pd.DataFrame, *, metric: str) -> tuple[pd.DataFrame, list[str]]:
-    """The trials with a finite value; a note counting what was left out."""
+    """The trials with a finite value; a note counting what was left out (NaN, and infinite:
+    ±inf or |x| >= 1e300, MLflow's stored infinity)."""
     values = pd.to_numeric(trials[metric], errors="coerce").to_numpy(float)
-    bad = ~np.isfinite(values)
+    with np.errstate(invalid="ignore"):
+        infinite = np.isinf(values) | (np.abs(values) >= INFINITE)
+    bad = np.isnan(values) | infinite
     if not bad.any():
         return trials, []
-    kinds = {"NaN": int(np.isnan(values).sum()), "infinite": int(np.isinf(values).sum())}
+    kinds = {"NaN": int(np.isnan(values).sum()), "infinite": int(infinite.sum())}
     what = " and ".join(f"{n} {k}" for k, n in kinds.items() if n)
     return (trials[~bad].reset_index(drop=True),
             [f"{what} {metric} values left out ({int(bad.sum())} trials)"])
@@ -607,14 +699,16 @@ def significance_report(trials: pd.DataFrame, *, design: ReportDesign, alpha: fl
                         power: float = POWER) -> SignificanceReport:
     """Every factor against its baseline, every pair's interaction, every cell; decided."""
     trials, notes = finite_trials(trials, metric=design.metric)
-    family_size = sum(len(design.levels[f]) - 1 for f in design.factors)
+    pairs = [(a, b) for i, a in enumerate(design.factors) for b in design.factors[i + 1:]]
+    # The family's size: every comparison and every interaction (the Holm cap).
+    family_size = sum(len(design.levels[f]) - 1 for f in design.factors) + len(pairs)
     factors = [factor_report(trials, factor=f, design=design, alpha=alpha, power=power,
                              family_size=family_size) for f in design.factors]
     comparisons = [c for f in factors for c in f.comparisons]
-    decide(comparisons, alpha=alpha, higher_is_better=design.higher_is_better)
-    interactions = [interaction(trials, factors=(a, b), design=design, alpha=alpha)
-                    for i, a in enumerate(design.factors) for b in design.factors[i + 1:]]
-    decide_interactions(interactions, alpha=alpha)
+    interactions = [interaction(trials, factors=pair, design=design, alpha=alpha)
+                    for pair in pairs]
+    decide(comparisons, alpha=alpha, higher_is_better=design.higher_is_better,
+           interactions=interactions)
     n_seeds = trials[SEED].nunique()
     if n_seeds < 2:
         notes.append(f"{n_seeds} seed{'s' if n_seeds != 1 else ''}: the seed is the unit of"
