@@ -269,16 +269,26 @@ def sequential_study(d: np.ndarray, *, looks: list[int], nominal: list[float],
 SAME_POWER_TOLERANCE = 0.005
 
 
-def sequential_rows(pool: pd.DataFrame, *, n_studies: int, margin: float | None,
-                    spending: str, seed: int = 1) -> list[dict]:
-    """Per question: how often the adaptive procedure calls an effect, the seeds and trials it
-    spends, and the smallest fixed design with at least its power."""
+def sequential_levels(spending: str, boundaries: str) -> tuple[list[int], list[float]]:
+    """The looks and their nominal levels: ``calibrated`` (the plans of issue 25: t boundaries
+    calibrated for the studentised process) or ``z as t`` (plans before it)."""
     from harness.report import sequential
-    from harness.report import stats as report_stats
 
     looks = sequential.looks(SEQ_MIN, SEQ_MAX, 1)
-    nominal = sequential.nominal_levels(sequential.boundaries([float(n) for n in looks], ALPHA,
-                                                              spending=spending))
+    if boundaries == "calibrated":
+        return looks, sequential.t_nominal_levels(
+            looks, sequential.t_boundaries(looks, ALPHA, spending=spending))
+    return looks, sequential.nominal_levels(
+        sequential.boundaries([float(n) for n in looks], ALPHA, spending=spending))
+
+
+def sequential_rows(pool: pd.DataFrame, *, n_studies: int, margin: float | None,
+                    spending: str, boundaries: str = "calibrated", seed: int = 1) -> list[dict]:
+    """Per question: how often the adaptive procedure calls an effect, the seeds and trials it
+    spends, and the smallest fixed design with at least its power."""
+    from harness.report import stats as report_stats
+
+    looks, nominal = sequential_levels(spending, boundaries)
     rng = np.random.default_rng(seed)
     rows = []
     for name, (arms, factor, level, baseline, other, real) in QUESTIONS.items():
@@ -296,7 +306,7 @@ def sequential_rows(pool: pd.DataFrame, *, n_studies: int, margin: float | None,
         same = next((n for n, power in fixed.items()
                      if power >= effect_rate - SAME_POWER_TOLERANCE), None)
         rows.append({"question": name, "real": real, "effect_rate": effect_rate,
-                     "spending": spending, "fixed_curve": fixed,
+                     "spending": spending, "boundaries": boundaries, "fixed_curve": fixed,
                      "equivalent_rate": equivalent_rate, "mean_seeds": mean_seeds,
                      "mean_trials": 4 * mean_seeds, "fixed_n": same,
                      "fixed_power": fixed.get(same, math.nan) if same else math.nan,
@@ -311,9 +321,9 @@ def print_sequential(rows: list[dict], *, n_studies: int, margin: float | None) 
           f" {n_studies} resampled studies per row (Monte-Carlo error near alpha ±{mc:.3f});"
           " 4 trials a seed (2 arms x 2 levels); a fixed design has the same power within"
           f" {SAME_POWER_TOLERANCE}")
-    print("\n| spending | question | better/worse | equivalent | mean seeds | mean trials"
-          " | fixed design of the same power | its trials | fewer trials |")
-    print("|---|---|---:|---:|---:|---:|---|---:|---:|")
+    print("\n| spending | boundaries | question | better/worse | equivalent | mean seeds"
+          " | mean trials | fixed design of the same power | its trials | fewer trials |")
+    print("|---|---|---|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
         if not r["real"]:
             fixed, saving = "n/a (no effect to detect)", "n/a"
@@ -323,7 +333,8 @@ def print_sequential(rows: list[dict], *, n_studies: int, margin: float | None) 
             fixed = f"{r['fixed_n']} seeds (power {r['fixed_power']:.3f})"
             saving = f"{100 * (1 - r['mean_trials'] / r['fixed_trials']):.0f}%"
         label = "(false positives)" if not r["real"] else "(power)"
-        print(f"| {r['spending']} | {r['question']} | {r['effect_rate']:.3f} {label}"
+        print(f"| {r['spending']} | {r['boundaries']} | {r['question']}"
+              f" | {r['effect_rate']:.3f} {label}"
               f" | {r['equivalent_rate']:.3f}"
               f" | {r['mean_seeds']:.2f} | {r['mean_trials']:.1f} | {fixed}"
               f" | {r['fixed_trials'] if r['fixed_n'] and r['real'] else 'n/a'} | {saving} |")
@@ -352,9 +363,11 @@ def main(argv: list[str] | None = None) -> None:
         print_table(pool, rates, n_studies=args.studies)
     if "sequential" in only:
         margin = args.margin or None
+        # Side by side: the boundaries plans use now and the z-as-t ones they used before.
         rows = [row for spending in ("pocock", "obrien_fleming")
+                for boundaries in ("z as t", "calibrated")
                 for row in sequential_rows(pool, n_studies=args.studies, margin=margin,
-                                           spending=spending)]
+                                           spending=spending, boundaries=boundaries)]
         print_sequential(rows, n_studies=args.studies, margin=margin)
         print("\nfixed designs on the same draws, power of the seed-unit paired t by n seeds:")
         for r in rows[:len(QUESTIONS)]:
