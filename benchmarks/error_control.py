@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.config import study_from_mapping  # noqa: E402
-from harness.report import sequential, stats, verdicts  # noqa: E402
+from harness.report import mixed, sequential, stats, verdicts  # noqa: E402
+from harness.report.power import n_for_power  # noqa: E402
 from harness.study import adaptive  # noqa: E402
 
 ALPHA = 0.05
@@ -107,7 +108,7 @@ def seeds_under_effect(critical: list[float], looks: list[int], n_paths: int, se
 
 
 def fixed_n_for_power(power: float, effect: float, alpha: float) -> int:
-    return int(stats.n_for_power(effect, alpha=alpha, paired=True, power=power))
+    return int(n_for_power(effect, alpha=alpha, paired=True, power=power))
 
 
 def union_error(n_studies: int, seed: int) -> tuple[float, float]:
@@ -150,7 +151,7 @@ def mixed_se_ratios(n_fits: int, seed: int, *, other_sd: float) -> tuple[float, 
                                  "y": 0.9 + seed_effect[s] + x * slope[s] + z * other[s]
                                  + rng.normal(0, 0.002)})
         frame = pd.DataFrame(rows)
-        fit = stats.mixed_slope(frame["y"].to_numpy(), frame["x"].to_numpy(float),
+        fit = mixed.mixed_slope(frame["y"].to_numpy(), frame["x"].to_numpy(float),
                                 frame["seed"].to_numpy(), frame[["z"]].to_numpy(float))
         per_seed = frame.groupby(["seed", "x"])["y"].mean().unstack("x")
         paired = stats.one_sample((per_seed[1] - per_seed[0]).to_numpy())

@@ -23,7 +23,7 @@ from harness.config import Study, load_study, parse_value
 from harness.directions import higher_is_better
 from harness.study.design import resolve_baselines
 from harness.errors import HarnessError, TrackingError
-from harness.report import stats, verdicts
+from harness.report import curves, verdicts
 from harness.report.collect import (
     StoredStudy,
     StudyRuns,
@@ -401,11 +401,11 @@ def learning_curves(client, experiment_id: str, trials: pd.DataFrame, *, design:
     history = read_history(client, experiment_id, trials["run_id"].tolist(), key)
     if history.empty:
         return {}
-    out = {f"per level of {factor}": stats.curves(history, trials, by=[factor])
+    out = {f"per level of {factor}": curves.curves(history, trials, by=[factor])
            for factor in design.factors}
     if len(design.factors) > 1 and len(design.levels) and \
             math.prod(len(v) for v in design.levels.values()) <= _MAX_CELL_CURVES:
-        out["per cell"] = stats.curves(history, trials, by=design.factors)
+        out["per cell"] = curves.curves(history, trials, by=design.factors)
     return out
 
 

@@ -2,8 +2,9 @@
 as better, worse, equivalent within a margin, or undecided.
 
 A frame has a ``seed`` column, one column per grid factor holding the level's label, and a value
-column (the metric).  ``stats`` does the arithmetic; this module chooses which test a
-comparison gets, decides it, and says why.
+column (the metric) (``frame``).  ``stats``, ``mixed`` and ``power`` do the arithmetic;
+``interactions`` tests two factors together and ``seeds_needed`` estimates seeds to decide;
+this module chooses which test a comparison gets, decides the whole family, and says why.
 
 **The unit.**  Trials that share a seed share its data order and, for the same architecture,
 its initial weights: they are a block, not independent samples.  So every comparison is made
@@ -15,9 +16,11 @@ between seeds, never between trials:
   one-sample t-test (df = n_seeds - 1).  The seed × factor variation is the error term.
 - *a mixed model* when the levels share seeds but cells are missing or unbalanced: ``MixedLM``
   with a random intercept and a random slope for the level by seed, the other factors' cells
-  as fixed effects, REML.  Its slope is tested with a t on n_shared_seeds - 1 df, the df of the
-  paired test it reduces to in a balanced design (statsmodels' own z would count the trials).
-  If it fails to fit, the complete seeds are tested paired, with a note.
+  as fixed effects, REML (``mixed``).  Its slope is tested with a t on n_shared_seeds - 1 df,
+  the paired test's df (statsmodels' own z would count the trials); in a balanced design its
+  SE is the paired test's only when the slope variance is estimated inside its range
+  (``benchmarks/error_control.py`` measures the ratio).  If no usable fit is found, the
+  complete seeds are tested paired, with a note.
 - *Welch over seed means* when the levels share no seed.
 
 **Verdicts.**  Every hypothesis the report decides is in **one Holm family**: each
@@ -58,30 +61,17 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from scipy import special
-from scipy import stats as distributions
 
-from harness.report import stats
-from harness.report.stats import CONFIDENCE, POWER, Summary, summarize
-
-SEED = "seed"
-BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
-INTERACTION = "interaction"
-# The confidence of the effect and SD limits the seeds-to-decide range is evaluated over.
-RANGE_CONFIDENCE = 0.8
-_RANGE_POINTS = 21
-
-
-@dataclass(frozen=True)
-class ReportDesign:
-    """What the frame's columns mean: the factors, their levels in grid order, the baselines,
-    the metric, its direction and the equivalence margin (None: no equivalence verdicts)."""
-
-    factors: list[str]
-    levels: dict[str, list[str]]
-    baseline: dict[str, str]
-    metric: str
-    higher_is_better: bool = True
-    margin: float | None = None
+from harness.report import mixed, stats
+# The frame's names, the interactions and the seeds-to-decide estimate are the verdicts'
+# vocabulary: importing them here keeps ``verdicts.X`` the one place a reader starts from.
+from harness.report.frame import (  # noqa: F401
+    BETTER, EQUIVALENT, INTERACTION, SEED, TIE_TOLERANCE, UNDECIDED, WORSE, ReportDesign,
+    finite_trials, seed_means)
+from harness.report.interactions import Interaction, interaction  # noqa: F401
+from harness.report.power import POWER, minimal_detectable_effect
+from harness.report.seeds_needed import seeds_to_decide
+from harness.report.stats import Summary, summarize
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,11 +154,6 @@ def _tuples(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
     if not columns:
         return [()] * len(frame)
     return list(zip(*(frame[c].tolist() for c in columns)))
-
-
-def seed_means(frame: pd.DataFrame, *, value: str) -> pd.Series:
-    """Each seed's mean of ``value`` over its rows (its cells), indexed by seed."""
-    return frame.groupby(SEED, sort=True)[value].mean()
 
 
 @dataclass
@@ -328,7 +313,7 @@ def compare_levels(trials: pd.DataFrame, *, factor: str, level: str, design: Rep
     if estimate_seeds:
         needed = seeds_to_decide(test, sd=sd, n=n_now, paired=paired_power, alpha=level_alpha,
                                  margin=design.margin, power=power)
-        mde = stats.minimal_detectable_effect(n=n_now if paired_power else len(mean_a),
+        mde = minimal_detectable_effect(n=n_now if paired_power else len(mean_a),
                                               n_other=None if paired_power else len(mean_b),
                                               alpha=level_alpha, paired=paired_power,
                                               power=power)
@@ -353,7 +338,7 @@ def _mixed(a: pd.DataFrame, b: pd.DataFrame, *, others: list[str], value: str, s
     rows = pd.concat([a.assign(_x=1.0), b.assign(_x=0.0)], ignore_index=True)
     covariates = (pd.get_dummies(rows[others].astype(str), drop_first=True, dtype=float)
                   .to_numpy() if others else None)
-    fit = stats.mixed_slope(rows[value].to_numpy(float), rows["_x"].to_numpy(float),
+    fit = mixed.mixed_slope(rows[value].to_numpy(float), rows["_x"].to_numpy(float),
                             rows[SEED].to_numpy(), covariates)
     k = len(shared)
     if math.isfinite(fit.estimate) and math.isfinite(fit.se) and fit.se > 0:
@@ -372,10 +357,6 @@ def _mixed(a: pd.DataFrame, b: pd.DataFrame, *, others: list[str], value: str, s
                  " cell are tested paired and the others left out"])
     return None, k, "none", [f"the mixed model could not be fitted ({reason}) and fewer than 2"
                              " seeds hold every cell"]
-
-
-# An SE this small relative to the values is rounding of equal numbers (1e-17), not precision.
-TIE_TOLERANCE = 1e-9
 
 
 def _no_spread(test: stats.TTest, mean_a: pd.Series, mean_b: pd.Series) -> bool:
@@ -406,48 +387,6 @@ def _incomplete(a: pd.DataFrame, b: pd.DataFrame, complete: set, factor: str,
     rows = rows[~rows[SEED].isin(complete)]
     columns = [factor, *others, SEED]
     return [{c: str(row[c]) for c in columns} for _, row in rows.iterrows()]
-
-
-def seeds_to_decide(test: stats.TTest, *, sd: float, n: int, paired: bool, alpha: float,
-                    margin: float | None, power: float = POWER
-                    ) -> tuple[float, float, float]:
-    """Seeds (per level when unpaired) to reach a verdict with ``power``: (at the estimate,
-    lowest, highest over the 80% limits of the effect and SD).
-
-    A verdict is an effect (two-sided t-test at ``alpha``) or, with a margin, equivalence
-    (TOST): whichever needs fewer seeds at that effect.  Bounded: a fixed grid of effects,
-    bisection for each n.
-    """
-    if not (math.isfinite(test.estimate) and math.isfinite(sd)) or not test.df > 0:
-        return math.nan, math.nan, math.nan
-    if sd == 0:  # exact: any two seeds decide
-        return 2.0, 2.0, 2.0
-
-    def needed(diff: float, s: float) -> float:
-        n_effect = stats.n_for_power(stats.ratio(diff, s), alpha=alpha, paired=paired,
-                                     power=power)
-        if margin is None:
-            return n_effect
-        n_equiv = stats.n_for_equivalence(diff, s, margin, alpha=alpha, paired=paired,
-                                          power=power)
-        return min(n_effect, n_equiv)
-
-    sd_low, sd_high = stats.sd_interval(sd, test.df, confidence=RANGE_CONFIDENCE)
-    half = test.se * float(special.stdtrit(test.df, 0.5 + RANGE_CONFIDENCE / 2))
-    lo, hi = test.estimate - half, test.estimate + half
-    nearest = 0.0 if lo < 0 < hi else min(abs(lo), abs(hi))  # the |effect| closest to zero
-    farthest = max(abs(lo), abs(hi))
-    point = needed(test.estimate, sd)
-    if margin is None:
-        # Seeds for an effect fall as |effect| grows and rise with the SD.
-        return point, needed(farthest, sd_low), needed(nearest, sd_high)
-    # With a margin, equivalence is easiest near zero and an effect far from it: the least
-    # favourable effect lies in between, so the range is searched over a fixed grid.
-    grid = np.unique(np.concatenate([np.linspace(nearest, farthest, _RANGE_POINTS),
-                                     [abs(test.estimate)]]))
-    low = min(needed(farthest, sd_low), needed(nearest, sd_low))
-    high = max(needed(d, sd_high) for d in grid)
-    return point, low, high
 
 
 def level_summaries(trials: pd.DataFrame, *, factor: str,
@@ -516,130 +455,6 @@ def _equivalence_interval(c: Comparison, level: float) -> None:
 # Two factors: cell means and the interaction
 
 
-@dataclass
-class Interaction:
-    """Whether the effect of one factor depends on another's level, the seed as the unit."""
-
-    factors: tuple[str, str]
-    means: pd.DataFrame  # rows: first factor's levels, columns: second's; mean over trials
-    counts: pd.DataFrame
-    test: Literal["paired", "anova", "none"]
-    statistic: float  # t (paired 2x2) or F
-    statistic_kind: Literal["t", "F", ""]
-    df: tuple[float, ...]
-    p: float
-    # Paired 2x2 only: the difference of differences (level2-base2 gain at level1 minus at base1).
-    contrast: float = math.nan
-    contrast_ci_low: float = math.nan
-    contrast_ci_high: float = math.nan
-    unit: str = SEED
-    n_blocks: int = 0  # complete seeds (every A×B cell), when paired
-    n_left_out: int = 0  # trials of seeds without every cell, when paired
-    margin: float | None = None
-    p_equivalence: float = math.nan  # paired 2×2 with a margin: TOST of the contrast
-    p_holm: float = math.nan
-    p_equivalence_holm: float = math.nan
-    significant: bool = False
-    equivalent: bool = False
-    verdict: str = UNDECIDED
-    note: str = ""
-
-
-def interaction(trials: pd.DataFrame, *, factors: tuple[str, str], design: ReportDesign,
-                alpha: float = 0.05) -> Interaction:
-    """The A×B cell means and a test of the interaction, per seed.
-
-    Each seed's value in an A×B cell is its mean over the other factors.  Paired when at least
-    two seeds hold every A×B cell: for 2×2 a one-sample t-test of the per-seed difference of
-    differences (df = n_seeds - 1), otherwise the repeated-measures F = MS_AB / MS_AB×seed.
-    Without such seeds, the A×B F-test of a two-way ANOVA on the seeds' cell means.
-    """
-    a, b = factors
-    value = design.metric
-    la, lb = _ordered_with_baseline(design, a), _ordered_with_baseline(design, b)
-    grouped = trials.groupby([a, b], observed=True)[value]
-    means = grouped.mean().unstack(b).reindex(index=la, columns=lb)
-    counts = grouped.size().unstack(b).reindex(index=la, columns=lb).fillna(0).astype(int)
-    base = dict(factors=factors, means=means, counts=counts, margin=design.margin)
-    if (counts.to_numpy() == 0).any():
-        return Interaction(**base, test="none", statistic=math.nan, statistic_kind="", df=(),
-                           p=math.nan, note="not crossed: some cells have no trials")
-
-    blocks = trials.pivot_table(index=SEED, columns=[a, b], values=value, aggfunc="mean",
-                                observed=True)
-    wanted = pd.MultiIndex.from_product([la, lb], names=[a, b])
-    blocks = blocks.reindex(columns=wanted)
-    complete = blocks.dropna()
-    if len(complete) >= 2:
-        n_left_out = int((~trials[SEED].isin(complete.index)).sum())
-        cube = complete.to_numpy(float).reshape(len(complete), len(la), len(lb))
-        constant = _constant_cells(trials, [a, b, *_others_of(design, (a, b))], value)
-        if len(la) == 2 and len(lb) == 2:
-            dod = (cube[:, 1, 1] - cube[:, 1, 0]) - (cube[:, 0, 1] - cube[:, 0, 0])
-            test = stats.one_sample(dod)
-            scale = float(np.abs(cube).max())
-            if not constant and np.any(dod != 0) and test.se <= TIE_TOLERANCE * scale:
-                return Interaction(**base, test="paired", statistic=math.nan,
-                                   statistic_kind="t", df=(test.df,), p=math.nan,
-                                   contrast=test.estimate, n_blocks=len(complete),
-                                   n_left_out=n_left_out, note=_TIED_INTERACTION)
-            equivalence = stats.tost(test, design.margin, alpha=alpha) if design.margin else None
-            return Interaction(**base, test="paired", statistic=test.statistic,
-                               statistic_kind="t", df=(test.df,), p=test.p,
-                               contrast=test.estimate, contrast_ci_low=test.ci_low,
-                               contrast_ci_high=test.ci_high, n_blocks=len(complete),
-                               n_left_out=n_left_out,
-                               p_equivalence=equivalence.p if equivalence else math.nan)
-        f, df1, df2 = stats.repeated_measures_interaction(cube)
-        if math.isinf(f) and not constant:
-            return Interaction(**base, test="paired", statistic=f, statistic_kind="F",
-                               df=(df1, df2), p=math.nan, n_blocks=len(complete),
-                               n_left_out=n_left_out, note=_TIED_INTERACTION)
-        return Interaction(**base, test="paired", statistic=f, statistic_kind="F",
-                           df=(df1, df2), p=_f_p(f, df1, df2), n_blocks=len(complete),
-                           n_left_out=n_left_out)
-    cell_means = trials.groupby([SEED, a, b], observed=True)[value].mean().reset_index()
-    f, df1, df2 = stats.anova_interaction(cell_means, factors=factors, others=[], value=value)
-    p = _f_p(f, df1, df2)
-    note = ("" if df2 > 0 else "no replicates within cells") + (
-        "; fewer than 2 seeds hold every cell: the seeds' cell means are treated as independent")
-    return Interaction(**base, test="anova", statistic=f, statistic_kind="F", df=(df1, df2), p=p,
-                       note=note.lstrip("; "))
-
-
-_TIED_INTERACTION = ("the seeds' contrasts do not vary though the metric varies between seeds:"
-                     " quantised values tied by chance, not an exact interaction; undecided"
-                     " until more seeds")
-
-
-def _others_of(design: ReportDesign, pair: tuple[str, str]) -> list[str]:
-    return [f for f in design.factors if f not in pair]
-
-
-def _constant_cells(trials: pd.DataFrame, columns: list[str], value: str) -> bool:
-    """Whether every cell's seeds give one value (a constant metric such as ``n_params``)."""
-    if not len(trials):
-        return False
-    groups = trials.groupby(columns, observed=True)[value] if columns else \
-        trials.assign(_cell=0).groupby("_cell")[value]
-    return bool((groups.nunique() <= 1).all())
-
-
-def _f_p(f: float, df1: float, df2: float) -> float:
-    """The F-test's p; with no residual variation, 0 for an exact interaction, 1 for none."""
-    if not (df1 > 0 and df2 > 0):
-        return math.nan
-    if math.isnan(f):  # 0 / 0: every cell mean is additive and nothing varies
-        return 1.0
-    return 0.0 if math.isinf(f) else float(distributions.f.sf(f, df1, df2))
-
-
-def _ordered_with_baseline(design: ReportDesign, factor: str) -> list[str]:
-    """The factor's levels with the baseline first, so a 2×2 contrast reads as gains."""
-    base = design.baseline[factor]
-    return [base, *(lv for lv in design.levels[factor] if lv != base)]
-
-
 # ---------------------------------------------------------------------------------------------
 # Cells and the whole report
 
@@ -674,25 +489,6 @@ class SignificanceReport:
     @property
     def comparisons(self) -> list[Comparison]:
         return [c for f in self.factors for c in f.comparisons]
-
-
-# MLflow stores an infinity as ±DBL_MAX (1.8e308): a value this large is an infinity.
-INFINITE = 1e300
-
-
-def finite_trials(trials: pd.DataFrame, *, metric: str) -> tuple[pd.DataFrame, list[str]]:
-    """The trials with a finite value; a note counting what was left out (NaN, and infinite:
-    ±inf or |x| >= 1e300, MLflow's stored infinity)."""
-    values = pd.to_numeric(trials[metric], errors="coerce").to_numpy(float)
-    with np.errstate(invalid="ignore"):
-        infinite = np.isinf(values) | (np.abs(values) >= INFINITE)
-    bad = np.isnan(values) | infinite
-    if not bad.any():
-        return trials, []
-    kinds = {"NaN": int(np.isnan(values).sum()), "infinite": int(infinite.sum())}
-    what = " and ".join(f"{n} {k}" for k, n in kinds.items() if n)
-    return (trials[~bad].reset_index(drop=True),
-            [f"{what} {metric} values left out ({int(bad.sum())} trials)"])
 
 
 def significance_report(trials: pd.DataFrame, *, design: ReportDesign, alpha: float = 0.05,

@@ -12,6 +12,10 @@ import pytest
 from scipy import special, stats
 
 from harness.report import stats as rs
+from harness.report import anova as ranova
+from harness.report import curves as rcurves
+from harness.report import mixed as rmixed
+from harness.report import power as rpower
 from report_helpers import FIXTURE
 
 ATT = "model.attention"
@@ -47,7 +51,7 @@ def test_hedges_g_is_cohens_d_times_the_exact_gamma_correction():
 def test_repeated_measures_interaction_f_is_the_squared_paired_t_for_2x2():
     cube = np.stack([np.array(FIXTURE[(a, d)]) for a in ("none", "se") for d in ("0.0", "0.3")],
                     axis=1).reshape(4, 2, 2)
-    f, df1, df2 = rs.repeated_measures_interaction(cube)
+    f, df1, df2 = ranova.repeated_measures_interaction(cube)
     dod = (cube[:, 1, 1] - cube[:, 1, 0]) - (cube[:, 0, 1] - cube[:, 0, 0])
     assert (df1, df2) == (1, 3)
     assert f == pytest.approx(stats.ttest_1samp(dod, 0).statistic ** 2, **TOL)
@@ -57,7 +61,7 @@ def test_repeated_measures_interaction_equals_a_least_squares_fit_for_3x2():
     rng = np.random.default_rng(3)
     n, na, nb = 5, 3, 2
     cube = rng.normal(size=(n, na, nb)) + rng.normal(size=(n, 1, 1))
-    f, df1, df2 = rs.repeated_measures_interaction(cube)
+    f, df1, df2 = ranova.repeated_measures_interaction(cube)
     # Independently: the A×B×block residual of y ~ S*A + S*B + A*B, against dropping A×B.
     s, a, b = np.meshgrid(range(n), range(na), range(nb), indexing="ij")
     s, a, b, y = s.ravel(), a.ravel(), b.ravel(), cube.ravel()
@@ -82,7 +86,7 @@ def test_learning_curves_are_mean_and_t_interval_per_group_and_epoch():
     history = pd.DataFrame({"run_id": ["a", "a", "b", "b", "c", "c"], "epoch": [1, 2] * 3,
                             "value": [0.5, 0.7, 0.6, 0.8, 0.1, 0.2]})
     trials = pd.DataFrame({"run_id": ["a", "b", "c"], ATT: ["se", "se", "none"]})
-    out = rs.curves(history, trials, by=[ATT]).set_index([ATT, "epoch"])
+    out = rcurves.curves(history, trials, by=[ATT]).set_index([ATT, "epoch"])
     low, high = stats.t.interval(0.95, 1, loc=0.75, scale=stats.sem([0.7, 0.8]))
     assert out.loc[("se", 2), "mean"] == pytest.approx(0.75, **TOL)
     assert out.loc[("se", 2), "ci_low"] == pytest.approx(low, **TOL)
@@ -113,51 +117,51 @@ def test_power_is_the_noncentral_t_tail_mass_beyond_the_critical_values():
     tc = stats.t.ppf(1 - alpha / 2, n - 1)
     nc = d * math.sqrt(n)
     expected = stats.nct.sf(tc, n - 1, nc) + stats.nct.cdf(-tc, n - 1, nc)
-    assert rs.t_test_power(d, n=n, alpha=alpha, paired=True) == pytest.approx(expected, **TOL)
+    assert rpower.t_test_power(d, n=n, alpha=alpha, paired=True) == pytest.approx(expected, **TOL)
     df, nc2 = 2 * n - 2, d * math.sqrt(n / 2)
     tc2 = stats.t.ppf(1 - alpha / 2, df)
     expected2 = stats.nct.sf(tc2, df, nc2) + stats.nct.cdf(-tc2, df, nc2)
-    assert rs.t_test_power(d, n=n, alpha=alpha, paired=False) == pytest.approx(expected2, **TOL)
+    assert rpower.t_test_power(d, n=n, alpha=alpha, paired=False) == pytest.approx(expected2, **TOL)
 
 
 def test_sample_sizes_for_80_percent_power_match_the_textbook_values():
     # G*Power / Cohen: d = 0.5 needs 34 pairs (paired) or 64 per group (two groups).
-    assert rs.n_for_power(0.5, alpha=0.05, paired=True) == 34
-    assert rs.n_for_power(0.5, alpha=0.05, paired=False) == 64
-    assert rs.n_for_power(0.8, alpha=0.05, paired=False) == 26
-    assert rs.n_for_power(0.0, alpha=0.05, paired=True) == math.inf
-    assert rs.n_for_power(50.0, alpha=0.05, paired=True) == 2
+    assert rpower.n_for_power(0.5, alpha=0.05, paired=True) == 34
+    assert rpower.n_for_power(0.5, alpha=0.05, paired=False) == 64
+    assert rpower.n_for_power(0.8, alpha=0.05, paired=False) == 26
+    assert rpower.n_for_power(0.0, alpha=0.05, paired=True) == math.inf
+    assert rpower.n_for_power(50.0, alpha=0.05, paired=True) == 2
 
 
 def test_minimal_detectable_effect_has_exactly_the_target_power():
     for paired in (True, False):
-        d = rs.minimal_detectable_effect(n=10, alpha=0.05, paired=paired)
-        assert rs.t_test_power(d, n=10, alpha=0.05, paired=paired) == pytest.approx(0.8, abs=1e-9)
+        d = rpower.minimal_detectable_effect(n=10, alpha=0.05, paired=paired)
+        assert rpower.t_test_power(d, n=10, alpha=0.05, paired=paired) == pytest.approx(0.8, abs=1e-9)
 
 
 def test_every_sample_size_search_is_bounded_and_defined_at_the_extremes():
     # An infinite effect (zero variance) once looped forever; a tiny one must stop too.
-    assert rs.n_for_power(math.inf, alpha=0.05, paired=True) == 2
-    assert rs.n_for_power(-math.inf, alpha=0.05, paired=False) == 2
-    assert rs.n_for_power(1e-9, alpha=0.05, paired=True) == math.inf
-    assert math.isnan(rs.n_for_power(math.nan, alpha=0.05, paired=True))
-    assert rs.n_for_equivalence(0.01, 0.0, 0.005, alpha=0.05, paired=True) == math.inf
-    assert rs.n_for_equivalence(0.0, 0.0, 0.005, alpha=0.05, paired=True) == 2
-    assert rs.n_for_equivalence(0.0, 1e-9, 1.0, alpha=0.05, paired=True) == 2
-    assert rs.minimal_detectable_effect(n=2, alpha=1e-12, paired=True) > 0
+    assert rpower.n_for_power(math.inf, alpha=0.05, paired=True) == 2
+    assert rpower.n_for_power(-math.inf, alpha=0.05, paired=False) == 2
+    assert rpower.n_for_power(1e-9, alpha=0.05, paired=True) == math.inf
+    assert math.isnan(rpower.n_for_power(math.nan, alpha=0.05, paired=True))
+    assert rpower.n_for_equivalence(0.01, 0.0, 0.005, alpha=0.05, paired=True) == math.inf
+    assert rpower.n_for_equivalence(0.0, 0.0, 0.005, alpha=0.05, paired=True) == 2
+    assert rpower.n_for_equivalence(0.0, 1e-9, 1.0, alpha=0.05, paired=True) == 2
+    assert rpower.minimal_detectable_effect(n=2, alpha=1e-12, paired=True) > 0
     calls = []
 
     def never(n):
         calls.append(n)
         return False
 
-    assert rs.smallest_n(never) == math.inf and len(calls) == 2
+    assert rpower.smallest_n(never) == math.inf and len(calls) == 2
 
 
 def test_equivalence_sample_size_is_the_first_n_with_the_target_tost_power():
-    n = rs.n_for_equivalence(0.001, 0.004, 0.005, alpha=0.05, paired=True)
-    assert rs.tost_power(0.001, 0.004, 0.005, n=n, alpha=0.05, paired=True) >= 0.8
-    assert rs.tost_power(0.001, 0.004, 0.005, n=n - 1, alpha=0.05, paired=True) < 0.8
+    n = rpower.n_for_equivalence(0.001, 0.004, 0.005, alpha=0.05, paired=True)
+    assert rpower.tost_power(0.001, 0.004, 0.005, n=n, alpha=0.05, paired=True) >= 0.8
+    assert rpower.tost_power(0.001, 0.004, 0.005, n=n - 1, alpha=0.05, paired=True) < 0.8
 
 
 def test_tost_power_matches_a_simulation():
@@ -168,7 +172,7 @@ def test_tost_power_matches_a_simulation():
     for row in d[:4000]:
         test_p.append(rs.tost(rs.one_sample(row), margin, alpha=0.05).p)
     simulated = np.mean(np.array(test_p) <= 0.05)
-    predicted = rs.tost_power(diff, sd, margin, n=n, alpha=0.05, paired=True)
+    predicted = rpower.tost_power(diff, sd, margin, n=n, alpha=0.05, paired=True)
     assert abs(simulated - predicted) < 0.03  # sd of the simulated rate is about 0.008
 
 
@@ -268,7 +272,7 @@ def test_mixed_slope_equals_statsmodels_mixedlm_with_a_random_slope_by_seed():
     import statsmodels.formula.api as smf
 
     frame = _unbalanced_frame()
-    fit = rs.mixed_slope(frame["y"].to_numpy(), frame["x"].to_numpy(), frame["seed"].to_numpy(),
+    fit = rmixed.mixed_slope(frame["y"].to_numpy(), frame["x"].to_numpy(), frame["seed"].to_numpy(),
                          frame[["d"]].to_numpy(float))
     # The same model through statsmodels' formula interface, on the standardised values the
     # fit uses, with the same optimiser.
@@ -291,7 +295,7 @@ def test_mixed_slope_reduces_to_the_paired_test_over_seeds_in_a_balanced_design(
                 rows.append({"seed": s, "x": x, "d": d,
                              "y": 0.9 + rng.normal(0, 0.003) + slope * x + rng.normal(0, 0.001)})
     frame = pd.DataFrame(rows)
-    fit = rs.mixed_slope(frame["y"].to_numpy(), frame["x"].to_numpy(), frame["seed"].to_numpy(),
+    fit = rmixed.mixed_slope(frame["y"].to_numpy(), frame["x"].to_numpy(), frame["seed"].to_numpy(),
                          frame[["d"]].to_numpy(float))
     means = frame.groupby(["seed", "x"])["y"].mean().unstack()
     d = (means[1.0] - means[0.0]).to_numpy()
@@ -302,7 +306,7 @@ def test_mixed_slope_reduces_to_the_paired_test_over_seeds_in_a_balanced_design(
 
 
 def test_a_mixed_model_that_cannot_be_fitted_says_so():
-    fit = rs.mixed_slope(np.full(8, 0.5), np.array([0, 1] * 4, float), np.repeat([0, 1], 4))
+    fit = rmixed.mixed_slope(np.full(8, 0.5), np.array([0, 1] * 4, float), np.repeat([0, 1], 4))
     assert math.isnan(fit.estimate) and not fit.converged and "do not vary" in fit.message
 
 

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from harness.report import stats as rs
+from harness.report import power as rpower
 from harness.report import verdicts as rv
 from report_helpers import FIXTURE
 
@@ -323,8 +324,8 @@ def test_seeds_to_decide_is_a_range_around_the_point_estimate():
     # family's strictest Holm level (alpha / 3 here: two comparisons and the interaction are
     # one family) and the observed per-seed SD.
     sd = c.se * math.sqrt(c.n_seeds)
-    effect = rs.n_for_power(c.diff / sd, alpha=0.05 / 3, paired=True)
-    equivalence = rs.n_for_equivalence(c.diff, sd, 0.002, alpha=0.05 / 3, paired=True)
+    effect = rpower.n_for_power(c.diff / sd, alpha=0.05 / 3, paired=True)
+    equivalence = rpower.n_for_equivalence(c.diff, sd, 0.002, alpha=0.05 / 3, paired=True)
     assert c.seeds_needed == min(effect, equivalence)
 
 
@@ -546,6 +547,6 @@ def test_the_minimal_detectable_effect_and_seeds_to_decide_share_one_level():
     c = report.comparisons[0]
     family = 3  # two comparisons and one interaction
     sd = c.se * math.sqrt(c.n_seeds)
-    assert c.mde == pytest.approx(sd * rs.minimal_detectable_effect(
+    assert c.mde == pytest.approx(sd * rpower.minimal_detectable_effect(
         n=c.n_seeds, alpha=0.05 / family, paired=True), **TOL)
-    assert c.seeds_needed == rs.n_for_power(c.diff / sd, alpha=0.05 / family, paired=True)
+    assert c.seeds_needed == rpower.n_for_power(c.diff / sd, alpha=0.05 / family, paired=True)
