@@ -30,6 +30,30 @@ TINY = {
 }
 
 
+def pytest_report_header(config) -> list[str]:
+    """Which CPU the suite runs on: results that depend on the CPU's kernels (bf16 ties,
+    oneDNN's algorithm choice) are asserted for every CPU, and the header says which one ran.
+    ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` runs the suite as on a CPU without
+    AVX-512 and AMX."""
+    import platform
+
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo()
+                  if line.startswith("model name")), platform.processor() or "unknown")
+    return [f"cpu: {model}; torch kernels {torch.backends.cpu.get_cpu_capability()},"
+            f" AMX tiles {'yes' if torch.cpu._is_amx_tile_supported() else 'no'},"
+            f" oneDNN ISA cap {os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')},"
+            f" {torch.get_num_threads()} threads"]
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 @pytest.fixture
 def tiny_study() -> dict:
     return copy.deepcopy(TINY)
