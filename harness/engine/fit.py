@@ -19,7 +19,6 @@ repeatable, and ``bf16`` asks for CPU autocast, worth it where the cores have bf
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import os
 import random
@@ -36,19 +35,13 @@ from torch.profiler import record_function
 from harness.config import TrialConfig
 from harness.data import DataBundle, DeviceLoader, build_loaders
 from harness.engine.callbacks import Callback, FitInfo, FitResult
+from harness.engine.checkpoint import Checkpointer, Trained, TrainState
 from harness.engine.losses import build_criterion
 from harness.engine.metrics import classification_metrics, predictions
 from harness.engine.mixing import Mixer, build_mixer, mixed_hits, mixed_loss
 from harness.engine.optim import create_optimizer, create_schedule
-from harness.directions import improves
 from harness.errors import HarnessError
 from harness.models import BackboneFreeze, build_model, count_parameters, load_pretrained
-
-# history.json keeps document 000's keys: the per-epoch metrics, with ``lr`` as ``learning_rates``.
-HISTORY_KEYS = ("epochs", "train_loss", "train_acc", "val_loss", "val_acc", "learning_rates",
-                "epoch_time_s", "train_images_per_s")
-_HISTORY_NAME = {"lr": "learning_rates"}
-
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; anything else must be available."""
@@ -115,67 +108,10 @@ def cpu_has_bf16() -> bool | None:
     return any(check() for check in checks)
 
 
-def _save(obj: dict, path: Path) -> None:
-    """Write a checkpoint whole or not at all: a process killed mid-write must not leave a
-    truncated file for the resume to trip on."""
-    partial = path.with_suffix(".partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)
-
-
 def library_versions() -> dict[str, str]:
     import torchvision
 
     return {"torch": torch.__version__, "torchvision": torchvision.__version__}
-
-
-def random_state(device: torch.device) -> dict:
-    """Every generator a trial draws from: torch's CPU generator, each CUDA device's (dropout
-    and DropPath draw there on a GPU), Python's and NumPy's global ones.  Plain lists and
-    tensors, so ``torch.load(weights_only=True)`` reads it back."""
-    version, internal, gauss = random.getstate()
-    numpy = np.random.get_state(legacy=False)
-    state = {"torch": torch.get_rng_state(),
-             "python": [version, list(internal), gauss],
-             "numpy": {"key": torch.from_numpy(numpy["state"]["key"].astype(np.int64)),
-                       "pos": int(numpy["state"]["pos"]), "has_gauss": int(numpy["has_gauss"]),
-                       "gauss": float(numpy["gauss"])}}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_random_state(state: dict | torch.Tensor, device: torch.device) -> None:
-    """Restore ``random_state``'s generators (a bare tensor: a checkpoint from before it)."""
-    if isinstance(state, torch.Tensor):
-        torch.set_rng_state(state.cpu())
-        return
-    torch.set_rng_state(state["torch"].cpu())
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    numpy = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937",
-                         "state": {"key": numpy["key"].numpy().astype(np.uint32),
-                                   "pos": numpy["pos"]},
-                         "has_gauss": numpy["has_gauss"], "gauss": numpy["gauss"]})
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def _settle_best(checkpoint_dir: Path, best_epoch: int) -> None:
-    """Make ``best.pt`` the best epoch ``last.pt`` names.
-
-    An epoch that improves writes ``best.next.pt``, then ``last.pt``, then renames the first to
-    ``best.pt``: a crash before ``last.pt`` leaves a ``best.next.pt`` of an epoch the history
-    lacks (dropped here), a crash after it one that only needs its rename (done here)."""
-    pending = checkpoint_dir / "best.next.pt"
-    if not pending.is_file():
-        return
-    epoch = torch.load(pending, map_location="cpu", weights_only=True)["epoch"]
-    if epoch == best_epoch:
-        os.replace(pending, checkpoint_dir / "best.pt")
-    else:
-        pending.unlink()
 
 
 def train_one_epoch(
@@ -292,19 +228,21 @@ def fit(
                     checkpoint_dir=checkpoint_dir, resume=resume)
 
 
-def _fit(cfg: TrialConfig, data: DataBundle, *, seed: int, device: torch.device | str,
-         callbacks: Sequence[Callback], checkpoint_dir: Path | None,
-         resume: bool) -> FitResult:
-    device = resolve_device(device) if isinstance(device, str) else device
-    seed_everything(seed)
+@dataclasses.dataclass
+class _Setup:
+    """A trial's parts, built from its config slices: what is trained (and checkpointed),
+    the model that runs the batches, the loaders and the loss."""
+
+    trained: Trained
+    step_model: nn.Module
+    freeze: BackboneFreeze | None
+    loaders: tuple[DeviceLoader, DeviceLoader, DeviceLoader]
+    criterion: nn.Module
+
+
+def _build(cfg: TrialConfig, data: DataBundle, *, device: torch.device, seed: int) -> _Setup:
     info = data.info
     train = cfg.train
-    autocast = autocast_dtype(train.precision, device)
-    cuda = device.type == "cuda"
-    if cuda and not train.deterministic:
-        # Let cuDNN time its algorithms once per shape; every step after has the same shape.
-        torch.backends.cudnn.benchmark = True
-    memory_format = MEMORY_FORMAT
     model = build_model(cfg.model, in_channels=info.in_channels, num_classes=info.num_classes)
     freeze = None
     if cfg.model.weights is not None:
@@ -312,152 +250,133 @@ def _fit(cfg: TrialConfig, data: DataBundle, *, seed: int, device: torch.device 
         pretrained = load_pretrained(model, cfg.model, in_channels=info.in_channels)
         if train.freeze_backbone_epochs:
             freeze = BackboneFreeze(model, pretrained.backbone)
-    model.to(device, memory_format=memory_format)
+    model.to(device, memory_format=MEMORY_FORMAT)
     # ``model`` keeps the weights and the state-dict keys; ``step_model`` runs the batches
     # (compiled, it is a wrapper whose state-dict keys gain an ``_orig_mod.`` prefix).
     # Static shapes: the training batches all have one shape, and evaluation adds two at most.
     step_model = torch.compile(model, dynamic=False) if train.compile else model
-    train_loader, val_loader, test_loader = build_loaders(
-        data, cfg, device=device, seed=seed, memory_format=memory_format)
+    loaders = build_loaders(data, cfg, device=device, seed=seed, memory_format=MEMORY_FORMAT)
     criterion = build_criterion(train, num_classes=info.num_classes,
                                 train_labels=data.train.labels).to(device)
-
     optimizer = create_optimizer(model.parameters(), cfg.optim)
-    schedule = create_schedule(
-        optimizer, cfg.schedule, epochs=train.epochs, steps_per_epoch=len(train_loader)
-    )
-    n_params = count_parameters(model)
-    fit_info = FitInfo(
-        n_params=n_params,
-        epochs=train.epochs,
+    schedule = create_schedule(optimizer, cfg.schedule, epochs=train.epochs,
+                               steps_per_epoch=len(loaders[0]))
+    return _Setup(Trained(model, optimizer, schedule, loaders[0].generator, device),
+                  step_model, freeze, loaders, criterion)
+
+
+def _fit_info(setup: _Setup, data: DataBundle, *, epochs: int,
+              autocast: torch.dtype | None) -> FitInfo:
+    train_loader = setup.loaders[0]
+    return FitInfo(
+        n_params=count_parameters(setup.trained.model),
+        epochs=epochs,
         steps_per_epoch=len(train_loader),
         n_train=train_loader.num_samples,
         n_val=len(data.val.labels),
         n_test=len(data.test.labels),
-        device=str(device),
-        class_names=list(info.class_names),
+        device=str(setup.trained.device),
+        class_names=list(data.info.class_names),
         precision="bf16" if autocast == torch.bfloat16 else "fp32",
         threads=torch.get_num_threads(),
         versions=library_versions(),
     )
-    if checkpoint_dir is not None:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
-    monitor = train.checkpoint_metric
-    best_value: float | None = None
-    best_epoch = 0
-    best_state = copy.deepcopy(model.state_dict())
-    stop = train.early_stopping
-    stop_best: float | None = None
-    stale_epochs = 0
-    stopped_early = False
-    first_epoch = 1
-    last_path = checkpoint_dir / "last.pt" if checkpoint_dir is not None else None
-    if resume and last_path is not None and last_path.is_file():
-        last = torch.load(last_path, map_location=device, weights_only=True)
-        model.load_state_dict(last["model"])
-        optimizer.load_state_dict(last["optimizer"])
-        schedule.load_state_dict(last["schedule"])
-        set_random_state(last["rng"], device)
-        train_loader.generator.set_state(last["loader_rng"].cpu())
-        history = last["history"]
-        best_value, best_epoch = last["best_value"], last["best_epoch"]
-        stop_best, stale_epochs = last["stop_best"], last["stale_epochs"]
-        _settle_best(checkpoint_dir, best_epoch)
-        best = torch.load(checkpoint_dir / "best.pt", map_location=device, weights_only=True)
-        best_state = best["model"]
-        first_epoch = last["epoch"] + 1
-        fit_info = dataclasses.replace(fit_info, first_epoch=first_epoch, history=history)
+
+
+def _epoch(setup: _Setup, cfg: TrialConfig, *, autocast: torch.dtype | None) -> dict[str, float]:
+    """Train one epoch and validate: the epoch's metrics."""
+    trained, (train_loader, val_loader, _) = setup.trained, setup.loaders
+    lr = trained.optimizer.param_groups[0]["lr"]
+    _sync(trained.device)
+    t0 = time.perf_counter()
+    epoch = train_one_epoch(setup.step_model, train_loader, trained.optimizer, trained.schedule,
+                            criterion=setup.criterion, autocast=autocast,
+                            mixer=build_mixer(cfg.augment))
+    _sync(trained.device)
+    train_time = time.perf_counter() - t0
+    val = evaluate(setup.step_model, val_loader, autocast=autocast)
+    return {
+        "train_loss": epoch["loss"],
+        "train_acc": epoch["acc"],
+        "val_loss": val["loss"],
+        "val_acc": val["acc"],
+        "lr": lr,
+        "epoch_time_s": time.perf_counter() - t0,
+        "train_images_per_s": train_loader.num_samples / max(train_time, 1e-9),
+    }
+
+
+def _fit(cfg: TrialConfig, data: DataBundle, *, seed: int, device: torch.device | str,
+         callbacks: Sequence[Callback], checkpoint_dir: Path | None,
+         resume: bool) -> FitResult:
+    device = resolve_device(device) if isinstance(device, str) else device
+    seed_everything(seed)
+    train = cfg.train
+    autocast = autocast_dtype(train.precision, device)
+    if device.type == "cuda" and not train.deterministic:
+        # Let cuDNN time its algorithms once per shape; every step after has the same shape.
+        torch.backends.cudnn.benchmark = True
+    setup = _build(cfg, data, device=device, seed=seed)
+    checkpoints = Checkpointer(checkpoint_dir, setup.trained, monitor=train.checkpoint_metric)
+    fit_info = _fit_info(setup, data, epochs=train.epochs, autocast=autocast)
+    state = checkpoints.restore() if resume else None
+    if state is None:
+        state = TrainState()
+    else:
+        fit_info = dataclasses.replace(fit_info, first_epoch=state.epoch + 1,
+                                       history=state.history)
     for cb in callbacks:
         cb.on_fit_start(fit_info)
     started = time.perf_counter()
 
-    for epoch in range(first_epoch, train.epochs + 1):
-        if freeze is not None:
+    for epoch in range(state.epoch + 1, train.epochs + 1):
+        if setup.freeze is not None:
             # From the epoch number alone, so a resumed trial freezes exactly as this one.
-            freeze.set(frozen=epoch <= train.freeze_backbone_epochs)
-        lr = optimizer.param_groups[0]["lr"]
-        _sync(device)
-        t0 = time.perf_counter()
-        trained = train_one_epoch(step_model, train_loader, optimizer, schedule,
-                                  criterion=criterion, autocast=autocast,
-                                  mixer=build_mixer(cfg.augment))
-        _sync(device)
-        train_time = time.perf_counter() - t0
-        val = evaluate(step_model, val_loader, autocast=autocast)
-        metrics = {
-            "train_loss": trained["loss"],
-            "train_acc": trained["acc"],
-            "val_loss": val["loss"],
-            "val_acc": val["acc"],
-            "lr": lr,
-            "epoch_time_s": time.perf_counter() - t0,
-            "train_images_per_s": train_loader.num_samples / max(train_time, 1e-9),
-        }
-        history["epochs"].append(epoch)
-        for key, value in metrics.items():
-            history[_HISTORY_NAME.get(key, key)].append(value)
-
-        improved = improves(monitor, metrics[monitor], best_value)
-        if improved:
+            setup.freeze.set(frozen=epoch <= train.freeze_backbone_epochs)
+        metrics = _epoch(setup, cfg, autocast=autocast)
+        if state.record(epoch, metrics, monitor=train.checkpoint_metric):
             with record_function("harness.checkpoint"):
-                best_value, best_epoch = metrics[monitor], epoch
-                best_state = copy.deepcopy(model.state_dict())
-                if checkpoint_dir is not None:
-                    # Renamed to best.pt only once last.pt records this epoch (_settle_best).
-                    _save({"model": best_state, "epoch": epoch, monitor: best_value},
-                          checkpoint_dir / "best.next.pt")
+                checkpoints.keep_best(state)
         with record_function("harness.callbacks"):
             for cb in callbacks:
                 cb.on_epoch_end(epoch, metrics)
-
-        if stop is not None:
-            if improves(stop.metric, metrics[stop.metric], stop_best, stop.min_delta):
-                stop_best, stale_epochs = metrics[stop.metric], 0
-            else:
-                stale_epochs += 1
-        if last_path is not None:
-            # Everything a resumed trial needs to go on exactly as this one would have.
-            with record_function("harness.checkpoint"):
-                _save(
-                    {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "schedule": schedule.state_dict(), "epoch": epoch, "history": history,
-                     "rng": random_state(device), "loader_rng": train_loader.generator.get_state(),
-                     "best_value": best_value, "best_epoch": best_epoch,
-                     "stop_best": stop_best, "stale_epochs": stale_epochs},
-                    last_path,
-                )
-        if improved and checkpoint_dir is not None:
-            os.replace(checkpoint_dir / "best.next.pt", checkpoint_dir / "best.pt")
-        if stop is not None and stale_epochs >= stop.patience:
-            stopped_early = True
+        state.count_stale(train.early_stopping, metrics)
+        with record_function("harness.checkpoint"):
+            checkpoints.save(state)
+        if state.stopped:
             break
 
     # The test split is touched once, with the weights chosen on validation.
-    model.load_state_dict(best_state)
-    test = evaluate(step_model, test_loader, autocast=autocast)
+    setup.trained.model.load_state_dict(checkpoints.best_weights)
+    result = _result(setup, data, state, checkpoints, autocast=autocast,
+                     n_params=fit_info.n_params, train_time_s=time.perf_counter() - started)
+    for cb in callbacks:
+        cb.on_fit_end(result)
+    return result
+
+
+def _result(setup: _Setup, data: DataBundle, state: TrainState, checkpoints: Checkpointer, *,
+            autocast: torch.dtype | None, n_params: int, train_time_s: float) -> FitResult:
+    test = evaluate(setup.step_model, setup.loaders[2], autocast=autocast)
     final = {
         "test_acc": test["acc"],
         "test_top5": test["top5"],
         "test_loss": test["loss"],
         "test_macro_f1": test["macro_f1"],
         "test_ece": test["ece"],
-        "best_val_acc": max(history["val_acc"]),
-        "best_epoch": float(best_epoch),
+        "best_val_acc": max(state.history["val_acc"]),
+        "best_epoch": float(state.best_epoch),
         "n_params": float(n_params),
-        "epochs_run": float(len(history["epochs"])),
-        "train_time_s": time.perf_counter() - started,
+        "epochs_run": float(len(state.history["epochs"])),
+        "train_time_s": train_time_s,
     }
-    result = FitResult(
-        history=history,
+    return FitResult(
+        history=state.history,
         final=final,
-        per_class_acc=dict(zip(info.class_names, test["per_class_acc"])),
+        per_class_acc=dict(zip(data.info.class_names, test["per_class_acc"])),
         confusion=test["confusion"].tolist(),
-        best_checkpoint=checkpoint_dir / "best.pt" if checkpoint_dir is not None else None,
-        last_checkpoint=checkpoint_dir / "last.pt" if checkpoint_dir is not None else None,
-        stopped_early=stopped_early,
+        best_checkpoint=checkpoints.best_path,
+        last_checkpoint=checkpoints.last_path,
+        stopped_early=state.stopped,
         test_logits=test["logits"].cpu(),
     )
-    for cb in callbacks:
-        cb.on_fit_end(result)
-    return result

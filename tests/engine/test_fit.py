@@ -8,7 +8,7 @@ import torch
 from harness.config import TrialConfig
 from harness.data import load_dataset
 from harness.engine import Callback, FitInfo, FitResult, evaluate, fit, resolve_device
-from harness.engine.fit import HISTORY_KEYS
+from harness.engine.checkpoint import HISTORY_KEYS
 from harness.errors import HarnessError
 from harness.models import build_model, count_parameters
 

@@ -126,7 +126,7 @@ def test_every_generator_is_in_the_last_checkpoint(digits, tmp_path):
 
     import numpy as np
 
-    from harness.engine.fit import random_state, set_random_state
+    from harness.engine.checkpoint import random_state, set_random_state
 
     saved = random_state(torch.device("cpu"))
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
@@ -135,13 +135,13 @@ def test_every_generator_is_in_the_last_checkpoint(digits, tmp_path):
 
 
 def test_a_best_checkpoint_written_before_a_crash_is_kept_only_if_last_pt_records_it(tmp_path):
-    from harness.engine.fit import _settle_best
+    from harness.engine.checkpoint import settle_best
 
     for recorded, kept in ((2, 2), (1, 1)):
         folder = tmp_path / str(recorded)
         folder.mkdir()
         torch.save({"epoch": 1}, folder / "best.pt")
         torch.save({"epoch": 2}, folder / "best.next.pt")
-        _settle_best(folder, recorded)
+        settle_best(folder, recorded)
         assert torch.load(folder / "best.pt", weights_only=True)["epoch"] == kept
         assert not (folder / "best.next.pt").exists()
