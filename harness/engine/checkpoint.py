@@ -7,7 +7,10 @@ resumed trial goes on from ``last.pt`` exactly as the uninterrupted one would ha
 
 The pair stays consistent whenever the process dies: an improving epoch writes
 ``best.next.pt`` first and renames it to ``best.pt`` only once ``last.pt`` records that epoch
-(``settle_best`` finishes or drops a rename a crash interrupted).
+(``settle_best`` finishes or drops a rename a crash interrupted).  Each file is written
+whole: a temporary file, flushed to the disk with its folder, renamed over the old one.  A
+pair that cannot be read is a warning, and the trial starts over; the early-stopping state
+is in ``last.pt``, so a trial resumed after it stopped trains no further epoch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +59,11 @@ class TrainState:
             return False
         self.best_value, self.best_epoch = metrics[monitor], epoch
         return True
+
+    def epochs_left(self, epochs: int) -> range:
+        """The epochs still to train: none once early stopping ended the trial."""
+        last = self.epoch if self.stopped else epochs
+        return range(self.epoch + 1, last + 1)
 
     def count_stale(self, stop: EarlyStoppingConfig | None, metrics: dict[str, float]) -> None:
         """Early stopping: epochs since ``stop.metric`` last improved by ``min_delta``."""
@@ -101,11 +110,25 @@ def set_random_state(state: dict | torch.Tensor, device: torch.device) -> None:
 
 
 def _save(obj: dict, path: Path) -> None:
-    """Write a checkpoint whole or not at all: a process killed mid-write must not leave a
-    truncated file for the resume to trip on."""
+    """Write a checkpoint whole or not at all: into a temporary file, flushed to the disk with
+    its folder's entry, then renamed over the old one, so that neither a process killed
+    mid-write nor a machine losing power leaves a truncated file for the resume to trip on."""
     partial = path.with_suffix(".partial")
-    torch.save(obj, partial)
+    with open(partial, "wb") as file:
+        torch.save(obj, file)
+        file.flush()
+        os.fsync(file.fileno())
     os.replace(partial, path)
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (its directory entry on the disk)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def settle_best(folder: Path, best_epoch: int) -> None:
@@ -119,8 +142,41 @@ def settle_best(folder: Path, best_epoch: int) -> None:
     epoch = torch.load(pending, map_location="cpu", weights_only=True)["epoch"]
     if epoch == best_epoch:
         os.replace(pending, folder / "best.pt")
+        _fsync_folder(folder)
     else:
         pending.unlink()
+
+
+LAST_KEYS = frozenset({"model", "optimizer", "schedule", "epoch", "history", "rng", "loader_rng",
+                       "best_value", "best_epoch", "stop_best", "stale_epochs"})
+
+
+def read_checkpoints(folder: Path, *, mmap: bool = False,
+                     map_location: torch.device | str = "cpu") -> tuple[dict, dict] | None:
+    """``last.pt`` and the ``best.pt`` it names, read whole, or None where there is no
+    ``last.pt``.  A pair that cannot be read (truncated, missing ``best.pt``, from another
+    format) is not the trial's fault: a warning says why, the folder is cleared and the trial
+    starts over (``mmap``: check them without reading the tensors).
+    """
+    last_path = folder / "last.pt"
+    if not last_path.is_file():
+        return None
+    try:
+        last = torch.load(last_path, map_location=map_location, weights_only=True, mmap=mmap)
+        missing = LAST_KEYS - set(last)
+        if missing:
+            raise KeyError(f"no {', '.join(sorted(missing))}")
+        settle_best(folder, last["best_epoch"])
+        best = torch.load(folder / "best.pt", map_location=map_location, weights_only=True,
+                          mmap=mmap)
+        best["model"]  # noqa: B018 - a best.pt without weights is unreadable too
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it cannot resume
+        warnings.warn(f"checkpoint {folder} cannot be read ({type(exc).__name__}: {exc});"
+                      " the trial starts over", stacklevel=2)
+        for path in folder.glob("*.pt"):
+            path.unlink()
+        return None
+    return last, best
 
 
 @dataclass
@@ -175,7 +231,8 @@ class Checkpointer:
                "history": state.history, "rng": random_state(t.device),
                "loader_rng": t.generator.get_state(),
                "best_value": state.best_value, "best_epoch": state.best_epoch,
-               "stop_best": state.stop_best, "stale_epochs": state.stale_epochs},
+               "stop_best": state.stop_best, "stale_epochs": state.stale_epochs,
+               "stopped": state.stopped},
               self.last_path)
         if self._staged:
             os.replace(self.folder / "best.next.pt", self.best_path)
@@ -183,20 +240,20 @@ class Checkpointer:
 
     def restore(self) -> TrainState | None:
         """Load ``last.pt`` and ``best.pt`` into what is trained; the state to go on from,
-        or None where there is nothing to resume."""
-        if self.folder is None or not self.last_path.is_file():
-            return None
+        or None where there is nothing (readable) to resume."""
         t = self.trained
-        last = torch.load(self.last_path, map_location=t.device, weights_only=True)
+        pair = (read_checkpoints(self.folder, map_location=t.device)
+                if self.folder is not None else None)
+        if pair is None:
+            return None
+        last, best = pair
         t.model.load_state_dict(last["model"])
         t.optimizer.load_state_dict(last["optimizer"])
         t.schedule.load_state_dict(last["schedule"])
         set_random_state(last["rng"], t.device)
         t.generator.set_state(last["loader_rng"].cpu())
-        state = TrainState(history=last["history"], epoch=last["epoch"],
-                           best_value=last["best_value"], best_epoch=last["best_epoch"],
-                           stop_best=last["stop_best"], stale_epochs=last["stale_epochs"])
-        settle_best(self.folder, state.best_epoch)
-        best = torch.load(self.best_path, map_location=t.device, weights_only=True)
         self.best_weights = best["model"]
-        return state
+        return TrainState(history=last["history"], epoch=last["epoch"],
+                          best_value=last["best_value"], best_epoch=last["best_epoch"],
+                          stop_best=last["stop_best"], stale_epochs=last["stale_epochs"],
+                          stopped=last.get("stopped", False))

@@ -329,7 +329,7 @@ def _fit(cfg: TrialConfig, data: DataBundle, *, seed: int, device: torch.device 
         cb.on_fit_start(fit_info)
     started = time.perf_counter()
 
-    for epoch in range(state.epoch + 1, train.epochs + 1):
+    for epoch in state.epochs_left(train.epochs):
         if setup.freeze is not None:
             # From the epoch number alone, so a resumed trial freezes exactly as this one.
             setup.freeze.set(frozen=epoch <= train.freeze_backbone_epochs)

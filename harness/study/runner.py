@@ -23,6 +23,7 @@ from harness.directions import higher_is_better
 from harness.config import DataConfig, Study
 from harness.data import DataBundle, load_dataset
 from harness.engine import Callback, PruneTrial, fit, resolve_device
+from harness.engine.checkpoint import read_checkpoints
 from harness.engine.losses import check_loss
 from harness.models import check_weights
 from harness.study.design import expand
@@ -224,7 +225,9 @@ def run_trial(
     their tags) says another process is still running.
     """
     work = (work_root or default_work_root()) / spec.study / spec.trial_key
-    resumable = (work / "last.pt").is_file()
+    # A checkpoint that cannot be read (a truncated last.pt, no best.pt) is warned about and
+    # the trial starts over in a new run, rather than filling its old run's epochs twice.
+    resumable = read_checkpoints(work, mmap=True) is not None
     trial_run = tracker.resume_trial(spec) if resumable else None
     if trial_run is None:
         shutil.rmtree(work, ignore_errors=True)
