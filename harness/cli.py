@@ -1,5 +1,6 @@
 """The command line: parses arguments, calls into ``study`` (and later ``report``), and turns
-a ``HarnessError`` into one line on stderr and exit code 2.  Nothing else lives here."""
+a ``HarnessError`` into one line on stderr and exit code 2 (3 for an infrastructure fault:
+the study stopped, run it again to resume).  Nothing else lives here."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, InfrastructureError
 
 app = typer.Typer(
     add_completion=False,
@@ -28,8 +29,9 @@ err_console = Console(stderr=True)
 
 
 def _fail(exc: HarnessError) -> typer.Exit:
+    """One line, and exit code 2 for bad input, 3 for an infrastructure fault (rerun later)."""
     err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(2)
+    return typer.Exit(3 if isinstance(exc, InfrastructureError) else 2)
 
 
 SetOption = Annotated[
@@ -220,9 +222,12 @@ def tune(
                 study = load_study(study_file, overrides=overrides or [])
                 tracker = MlflowTracker(tracking_uri)
                 tracker.check()
-            outcome = run_tune(study, n_trials=trials, tracker=tracker, best_out=best_out,
-                               options=replace(options, started=crew,
-                                               display=None if worker else RichDisplay(console)))
+            from harness.study.runner import stops_on_infrastructure_faults
+
+            with stops_on_infrastructure_faults(tracker.uri):
+                outcome = run_tune(study, n_trials=trials, tracker=tracker, best_out=best_out,
+                                   options=replace(options, started=crew, display=None
+                                                   if worker else RichDisplay(console)))
     except HarnessError as exc:
         raise _fail(exc) from None
     if worker:

@@ -85,3 +85,47 @@ def wait_until_held(proc: subprocess.Popen, held_file: Path, *, timeout_s: float
         if time.monotonic() > deadline:
             raise AssertionError(f"the held worker did not reach its wait in {timeout_s} s")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` (``1m``) mounted at ``path``: a disk that fills up.  Mounting
+    needs root (CAP_SYS_ADMIN); without it the test is skipped."""
+    import pytest
+
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+class MlflowServer:
+    """A real ``mlflow server`` that a test stops and starts again on the same port and
+    backend, as a server restarted (or crashed) mid-study."""
+
+    def __init__(self, root: Path) -> None:
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--workers", "1",
+                    "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                    "--artifacts-destination", str(root / "artifacts")]
+        self._serving: contextlib.ExitStack | None = None
+
+    def start(self) -> None:
+        assert self._serving is None
+        stack = contextlib.ExitStack()
+        stack.enter_context(serving(self.cmd, port=self.port, timeout_s=180))
+        self._serving = stack
+
+    def stop(self) -> None:
+        if self._serving is not None:
+            self._serving.close()
+            self._serving = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from torch import nn
 
 from harness.config import EarlyStoppingConfig
 from harness.directions import improves
+from harness.errors import InfrastructureError
 
 # history.json keeps document 000's keys: the per-epoch metrics, with ``lr`` as ``learning_rates``.
 HISTORY_KEYS = ("epochs", "train_loss", "train_acc", "val_loss", "val_acc", "learning_rates",
@@ -114,12 +116,22 @@ def _save(obj: dict, path: Path) -> None:
     its folder's entry, then renamed over the old one, so that neither a process killed
     mid-write nor a machine losing power leaves a truncated file for the resume to trip on."""
     partial = path.with_suffix(".partial")
-    with open(partial, "wb") as file:
-        torch.save(obj, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(partial, path)
-    _fsync_folder(path.parent)
+    try:
+        with open(partial, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+        _fsync_folder(path.parent)
+    except (OSError, RuntimeError) as exc:
+        # torch's writer says "unexpected pos" where the disk is full: the disk's fault, not
+        # the trial's, and the checkpoint before this one is still whole.
+        partial.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "write failed"
+        free_mb = shutil.disk_usage(path.parent).free / 2**20
+        raise InfrastructureError(
+            f"work folder {path.parent}: cannot write {path.name} ({reason}, {free_mb:.1f} MB"
+            " free); free space there or choose another with HARNESS_WORK") from exc
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -7,12 +7,13 @@ raises is recorded FAILED with its traceback and the study goes on.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import statistics
 import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from harness.data import DataBundle, load_dataset
 from harness.engine import Callback, PruneTrial, fit, resolve_device
 from harness.engine.checkpoint import read_checkpoints
 from harness.engine.losses import check_loss
+from harness.errors import Fault, HarnessError, InfrastructureError, infrastructure_fault
 from harness.models import check_weights
 from harness.study.design import expand
 from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
@@ -32,6 +34,7 @@ from harness.study.spec import TrialSpec
 from harness.study.options import RunOptions, default_work_root
 from harness.study.workers import Crew, limit_threads, restores_threads
 from harness.tracking import FinishedTrial, Tracker
+from harness.uris import redact_text
 
 
 def dataset_loader(data_root: Path) -> Callable[[DataConfig], DataBundle]:
@@ -125,7 +128,14 @@ def run_study(study: Study, *, tracker: Tracker, options: RunOptions = RunOption
               executor: Executor | None = None) -> StudyOutcome:
     """Run every trial of ``study`` that has not FINISHED, as ``options`` say where and how
     (``RunOptions``: with ``n_workers > 1`` local worker processes join it, an SQLite queue
-    beside the local store unless ``storage_url`` names a shared one)."""
+    beside the local store unless ``storage_url`` names a shared one).  An infrastructure
+    fault stops it with an ``InfrastructureError``."""
+    with stops_on_infrastructure_faults(getattr(tracker, "uri", "")):
+        return _run_study(study, tracker=tracker, options=options, executor=executor)
+
+
+def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
+               executor: Executor | None) -> StudyOutcome:
     display = options.shown
     data_root = options.data_dir
     specs = expand(study)
@@ -256,9 +266,49 @@ def run_trial(
         trial_run.fail(traceback.format_exc(), killed=True)
         raise
     except Exception as exc:  # noqa: BLE001 - a failing trial must not stop the study
+        fault = infrastructure_fault(exc)
+        if fault is not None:
+            # Not the trial's doing: the checkpoint stays and the study stops (an
+            # infrastructure fault would fail every trial after this one too).
+            _interrupted(trial_run, fault)
+            raise
         trial_run.fail(traceback.format_exc())
         shutil.rmtree(work, ignore_errors=True)
         return TrialOutcome(spec, "FAILED", error=f"{type(exc).__name__}: {exc}",
                             run_id=trial_run.run_id)
     shutil.rmtree(work, ignore_errors=True)
     return TrialOutcome(spec, "FINISHED", final=dict(result.final), run_id=trial_run.run_id)
+
+
+def _interrupted(trial_run, fault: Fault) -> None:
+    """A trial an infrastructure fault stopped: KILLED, as an interrupted trial is, where the
+    store still answers (a work disk filled up); left RUNNING where the network failed,
+    rather than waiting on it.  Either way a rerun resumes it."""
+    trial_run.abandon()
+    if fault.kind == "network":
+        return
+    try:
+        trial_run.fail(f"stopped by an infrastructure fault: {fault}\n", killed=True)
+    except Exception:  # noqa: BLE001 - the store is what failed
+        pass
+
+
+@contextlib.contextmanager
+def stops_on_infrastructure_faults(uri: str) -> Iterator[None]:
+    """An infrastructure fault anywhere in a study (``harness.errors.infrastructure_fault``)
+    stops it with one line, rather than failing each trial after it in turn."""
+    try:
+        yield
+        return
+    except HarnessError as exc:
+        if not isinstance(exc, InfrastructureError):
+            raise  # bad input: already its one line
+        fault = infrastructure_fault(exc)
+    except Exception as exc:
+        fault = infrastructure_fault(exc)
+        if fault is None:
+            raise
+    raise InfrastructureError(redact_text(
+        f"the study stopped on an infrastructure fault, not a trial's: {fault}; what finished"
+        " is recorded and an interrupted trial keeps its checkpoint: run the study again to"
+        " resume", uri), kind=fault.kind)

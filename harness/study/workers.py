@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from harness.config import Study, dump_yaml
-from harness.errors import HarnessError
+from harness.errors import HarnessError, infrastructure_fault
 
 GO = "go"
 P = ParamSpec("P")
@@ -217,9 +217,11 @@ class Crew:
         study as failed; the display hears that the study ended either way."""
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             self.stop()
-            if leader:
+            # Not on an infrastructure fault: the study is interrupted, not failed, and the
+            # store may be what failed.
+            if leader and infrastructure_fault(exc) is None:
                 tracker.close_study(failed=True)
             raise
         finally:

@@ -51,6 +51,10 @@ class TrialRun(Callback):
     def record_data(self, lineage: Sequence[SplitRecord]) -> None:
         """The data the trial trains, validates and is tested on (``harness.data.lineage``)."""
 
+    def abandon(self) -> None:
+        """The store or the disk failed under the trial: stop writing and leave the run as it
+        is, for a rerun to resume."""
+
     @abstractmethod
     def prune(self, epoch: int) -> None:
         """Stopped early by a pruner: not a failure, not a finished trial either."""

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from harness.config import Study, dump_yaml
 from harness.engine.callbacks import FitInfo, FitResult
-from harness.errors import TrackingError
+from harness.errors import TrackingError, infrastructure_fault
 from harness.tracking.base import FinishedTrial, Tracker, TrialRun
 from harness.tracking.layout import (
     CELL_KEY,
@@ -111,6 +112,9 @@ class MlflowTracker(Tracker):
             # MLflow sets its loggers to INFO when imported and announces every new store's
             # migrations; the runner says what matters.
             logging.getLogger("mlflow").setLevel(logging.WARNING)
+            # Its SQL store logs a whole traceback for a full or unreachable database before
+            # raising the error, which the runner turns into one line.
+            logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
             logging.getLogger("alembic").setLevel(logging.WARNING)
 
             local = local_store_paths(self.uri)
@@ -330,6 +334,29 @@ class MlflowTracker(Tracker):
             self.client.log_artifact(run_id, str(path), artifact_path)
 
 
+# A metrics batch the store refused for an infrastructure fault (a server blip, a locked or
+# briefly full disk) is sent again after these pauses, off the training thread; one still
+# unsent when the trial ends is tried again then, before the fault stops the study.
+RETRY_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+def with_retries(call: Callable[[], object], *, pauses: Sequence[float] = RETRY_PAUSES_S,
+                 stop: threading.Event | None = None) -> object:
+    """``call()``, again after each pause while it fails for an infrastructure fault."""
+    for pause in (*pauses, None):
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - only infrastructure faults are retried
+            if pause is None or infrastructure_fault(exc) is None:
+                raise
+            if stop is not None:
+                if stop.wait(pause):
+                    raise
+            else:
+                time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
 def _metric(key: str, value: float, step: int):
     from mlflow.entities import Metric
 
@@ -344,16 +371,41 @@ class MlflowTrialRun(TrialRun):
         # never waits on the store; every way a trial ends drains it first.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-tracking")
         self._pending: list[Future] = []
+        self._unsent: list[list] = []  # batches the store refused through every retry
+        self._abandoned = threading.Event()
         self._system = None  # MLflow's system-metrics monitor, while the trial trains
 
+    def _send(self, batch: list) -> None:
+        try:
+            with_retries(lambda: self.tracker.client.log_batch(self.run_id, metrics=batch),
+                         stop=self._abandoned)
+        except Exception as exc:  # noqa: BLE001
+            if infrastructure_fault(exc) is None:
+                raise
+            self._unsent.append(batch)
+
     def _drain(self) -> None:
+        """Wait for the epochs' metrics; send what the store refused once more."""
         pending, self._pending = self._pending, []
         try:
             for future in pending:
                 future.result()
+            while self._unsent:
+                batch = self._unsent[0]
+                with_retries(lambda: self.tracker.client.log_batch(self.run_id, metrics=batch))
+                self._unsent.pop(0)
         finally:
             self._writer.shutdown(wait=True)
             self._stop_system_metrics()
+
+    def abandon(self) -> None:
+        """The store failed under the trial: stop writing, leave the run for a rerun."""
+        self._abandoned.set()
+        self._writer.shutdown(wait=False, cancel_futures=True)
+        try:
+            self._stop_system_metrics()
+        except Exception:  # noqa: BLE001 - its last samples go where the rest went
+            pass
 
     def _start_system_metrics(self) -> None:
         """MLflow's monitor of CPU, memory, disk, network and (with NVIDIA's library and a GPU)
@@ -443,9 +495,7 @@ class MlflowTrialRun(TrialRun):
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         # One batch per epoch, never one call per value, written off the training thread.
         batch = [_metric(k, v, epoch) for k, v in metrics.items()]
-        self._pending.append(
-            self._writer.submit(self.tracker.client.log_batch, self.run_id, metrics=batch)
-        )
+        self._pending.append(self._writer.submit(self._send, batch))
 
     def finish(
         self, result: FitResult, *, checkpoint: Path | None, evaluation: Path | None = None
@@ -457,19 +507,20 @@ class MlflowTrialRun(TrialRun):
         # Per-class test accuracy as metrics too, so the UI can chart one class across runs.
         finals += [_metric(f"test_class_acc.{metric_name(name)}", acc, last_epoch)
                    for name, acc in result.per_class_acc.items() if acc == acc]  # skip NaN
-        client.log_batch(self.run_id, metrics=finals)
-        self.tracker._log_text(self.run_id, "history.json", json.dumps(result.history, indent=2))
-        self.tracker._log_text(
-            self.run_id,
-            "test_metrics.json",
-            json.dumps({**result.final, "per_class_acc": result.per_class_acc,
-                        "confusion": result.confusion}, indent=2),
-        )
+        # Each write is retried through a blip of the store (a rerun would resume the trial
+        # at its end to write them again, but need not).
+        with_retries(lambda: client.log_batch(self.run_id, metrics=finals))
+        files = {"history.json": json.dumps(result.history, indent=2),
+                 "test_metrics.json": json.dumps({**result.final,
+                                                  "per_class_acc": result.per_class_acc,
+                                                  "confusion": result.confusion}, indent=2)}
+        for name, text in files.items():
+            with_retries(lambda: self.tracker._log_text(self.run_id, name, text))
         if checkpoint is not None and checkpoint.exists():
-            client.log_artifact(self.run_id, str(checkpoint), "checkpoints")
+            with_retries(lambda: client.log_artifact(self.run_id, str(checkpoint), "checkpoints"))
         if evaluation is not None and evaluation.is_dir():
-            client.log_artifacts(self.run_id, str(evaluation))
-        client.set_terminated(self.run_id, status="FINISHED")
+            with_retries(lambda: client.log_artifacts(self.run_id, str(evaluation)))
+        with_retries(lambda: client.set_terminated(self.run_id, status="FINISHED"))
 
     def prune(self, epoch: int) -> None:
         # MLflow has no "pruned" status; KILLED with the epoch keeps it out of reports and
