@@ -221,7 +221,9 @@ def fit(
 
     With ``resume`` and a ``last.pt`` in ``checkpoint_dir`` (a trial whose process died), the
     trial continues after that epoch with its weights, optimizer, schedule, history and random
-    state restored, so it ends as the uninterrupted trial would have.
+    state restored, so it ends as the uninterrupted trial would have (one that early stopping
+    ended trains no further epoch).  A checkpoint that cannot be read is a warning, and the
+    trial starts over.
     """
     with determinism(cfg.train.deterministic):
         return _fit(cfg, data, seed=seed, device=device, callbacks=callbacks,
