@@ -212,7 +212,10 @@ def test_a_metrics_batch_lost_to_a_server_restart_is_sent_again(tiny_study, tmp_
                     time.sleep(2)  # the first epoch's batch is written
                     server.stop()
                 elif epoch == 2:
-                    time.sleep(1.5)  # its batch has failed at least once
+                    # Down when this epoch's batch was sent, just before this callback.
+                    with pytest.raises(Exception, match="Connection refused"):
+                        MlflowClient(server.url).get_run(trial_run.run_id)
+                    time.sleep(1.5)
                     server.start()
 
         trial_run = tracker.start_trial(spec)
