@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from harness.errors import HarnessError, InfrastructureError
+from harness.uris import redact_uri
 
 app = typer.Typer(
     add_completion=False,
@@ -47,6 +48,21 @@ SystemMetricsOption = Annotated[
     typer.Option("--system-metrics", help="Record MLflow's system metrics (CPU, memory, GPU) for every trial, as the study key tracking.system_metrics: true does."),
 ]
 SYSTEM_METRICS_ON = "tracking.system_metrics=true"
+LauncherOption = Annotated[
+    Optional[str],
+    typer.Option("--launcher", help="slurm: submit the --workers as one SLURM job array (submitit) on the shared --storage queue, then return; see README, Running on SLURM."),
+]
+LaunchOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--launch", help="Override a launch: key for the scheduler: partition=gpu, time=4:00:00, gpus_per_worker=1."),
+]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="With --launcher: follow the launched study until it ends."),
+]
+WorkRootOption = Annotated[
+    Optional[Path],
+    typer.Option("--work-root", help="Where running trials keep their checkpoints (default: HARNESS_WORK, else ./mlruns/work); with --launcher, a folder every node sees."),
+]
 
 
 def _with_system_metrics(overrides: list[str] | None, on: bool) -> list[str] | None:
@@ -67,6 +83,10 @@ def run(
     heartbeat: Annotated[float, typer.Option(help="Seconds between a worker's heartbeats; a trial silent for 3 is retried elsewhere.", min=0.5)] = 30.0,
     max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="Refuse a grid that expands to more trials than this (counted before expanding).")] = 100_000,
     system_metrics: SystemMetricsOption = False,
+    launcher: LauncherOption = None,
+    launch: LaunchOption = None,
+    wait: WaitOption = False,
+    work_root: WorkRootOption = None,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
     held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
 ) -> None:
@@ -76,8 +96,15 @@ def run(
     from harness.study.workers import Crew, errors_left_to_parent
 
     overrides = _with_system_metrics(overrides, system_metrics)
+    if launcher is not None or launch or wait:
+        _launch("run", study_file, launcher=launcher, launch=launch, wait=wait,
+                overrides=overrides, n_workers=workers, storage=storage, device=device,
+                tracking_uri=tracking_uri, data_root=data_root, work_root=work_root,
+                heartbeat=heartbeat, max_trials=max_trials, dry_run=dry_run)
+        return
     options = RunOptions(device=device, n_workers=workers, storage_url=storage,
-                         heartbeat_s=heartbeat, data_root=data_root, worker=worker, held=held)
+                         heartbeat_s=heartbeat, data_root=data_root, work_root=work_root,
+                         worker=worker, held=held)
     crew = Crew()
     # An adaptive study starts its workers round by round (each round is its own set of
     # trials), so none are started before it is loaded.
@@ -180,6 +207,78 @@ def _run_adaptive(study, *, tracker, options) -> None:
         raise typer.Exit(1)
 
 
+def _launch(command: str, study_file: Path, *, launcher: str | None, launch: list[str] | None,
+            wait: bool, overrides: list[str] | None, n_workers: int, storage: str | None,
+            device: str, tracking_uri: str | None, data_root: Path | None,
+            work_root: Path | None, heartbeat: float = 30.0, max_trials: int | None = None,
+            n_trials: int = 0, dry_run: bool = False) -> None:
+    """``--launcher slurm``: the study's workers as a SLURM job array
+    (``harness.study.launchers.slurm``); with ``--wait``, followed until the study ends."""
+    if launcher != "slurm":
+        given = "--launch/--wait without --launcher" if launcher is None else f"--launcher {launcher}"
+        raise _fail(HarnessError(f"{given}: valid: --launcher slurm"))
+    if dry_run:
+        raise _fail(HarnessError("--dry-run with --launcher: run --dry-run without it to see the trials"))
+    from harness.config import load_study
+    from harness.study.launchers import slurm
+
+    try:
+        study = load_study(study_file, overrides=[*(overrides or []),
+                                                  *slurm.launch_overrides(launch)])
+        from harness.tracking import MlflowTracker
+
+        tracker = MlflowTracker(tracking_uri)
+        if command == "run":
+            from harness.study.design import check_size
+
+            check_size(study, max_trials=max_trials or 100_000)
+            if study.adaptive is not None:
+                from harness.study.adaptive import make_plan
+
+                make_plan(study)  # a bad family or baseline stops here, before the scheduler
+            launched = slurm.launch_run(study, n_workers=n_workers, tracker=tracker,
+                                        storage_url=storage, device=device,
+                                        heartbeat_s=heartbeat, data_root=data_root,
+                                        work_root=work_root, max_trials=max_trials)
+        else:
+            launched = slurm.launch_tune(study, n_workers=n_workers, n_trials=n_trials,
+                                         tracker=tracker, storage_url=storage, device=device,
+                                         data_root=data_root, work_root=work_root)
+    except HarnessError as exc:
+        raise _fail(exc) from None
+    for line in launched.lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if launched.submission is None:
+        return
+    shown = f" --storage {redact_uri(storage)}" if storage else ""
+    if tracking_uri:
+        shown += f" --tracking-uri {redact_uri(tracking_uri)}"
+    if not wait:
+        console.print(f"follow it: harness status {study_file}{shown}", markup=False,
+                      highlight=False, soft_wrap=True)
+        return
+    try:
+        if command == "run":
+            ok, lines = slurm.follow_run(study, tracker=tracker, storage_url=storage,
+                                         submission=launched.submission, console=console)
+        else:
+            lines = slurm.follow_tune(study, storage_url=storage,
+                                      submission=launched.submission, console=console)
+            ok = not lines
+    except HarnessError as exc:
+        raise _fail(exc) from None
+    for line in lines:
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if command == "run" and study.adaptive is None:
+        from harness.console import status_table
+        from harness.study.status import study_status
+
+        console.print(status_table(study_status(study, tracker=tracker)))
+    console.print(f"tracking store: {tracker.display_uri}  (open it with: harness ui)")
+    if not ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def tune(
     study_file: Annotated[Path, typer.Argument(help="A study file with a tune: section.")] = Path("studies/tune.yaml"),
@@ -192,6 +291,11 @@ def tune(
     best_out: Annotated[Optional[Path], typer.Option(help="Where to write the best config as a study file (default: tuned/<study>_best.yaml).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Trials at once, one per device slot (a GPU each, else a share of the CPU cores).")] = 1,
     system_metrics: SystemMetricsOption = False,
+    launcher: LauncherOption = None,
+    launch: LaunchOption = None,
+    wait: WaitOption = False,
+    work_root: WorkRootOption = None,
+    until: Annotated[Optional[int], typer.Option("--until", hidden=True, min=1)] = None,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
     held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
 ) -> None:
@@ -200,8 +304,15 @@ def tune(
     from harness.study.workers import Crew, errors_left_to_parent, tune_shares
 
     overrides = _with_system_metrics(overrides, system_metrics)
+    if launcher is not None or launch or wait:
+        _launch("tune", study_file, launcher=launcher, launch=launch, wait=wait,
+                overrides=overrides, n_workers=workers, storage=storage, device=device,
+                tracking_uri=tracking_uri, data_root=data_root, work_root=work_root,
+                n_trials=trials)
+        return
     options = RunOptions(device=device, n_workers=workers, storage_url=storage,
-                         data_root=data_root, worker=worker, held=held)
+                         data_root=data_root, work_root=work_root, worker=worker, held=held,
+                         until_total=until)
     crew = Crew()
     if workers > 1:
         # As `harness run` does: the workers start before this process loads anything, held.
@@ -268,7 +379,8 @@ def status(
     storage: Annotated[Optional[str], typer.Option(help="The shared study store the workers use (default: the local queue beside ./mlruns, if any).")] = None,
     tracking_uri: TrackingOption = None,
 ) -> None:
-    """Trials pending, running (worker and heartbeat age), finished and failed."""
+    """Trials pending, running (worker and heartbeat age), finished and failed, and the
+    study's SLURM jobs with their log files."""
     from harness.config import load_study
     from harness.console import status_table
     from harness.study.design import check_size, expand
@@ -302,6 +414,16 @@ def status(
         from harness.console import adaptive_table
 
         console.print(adaptive_table(study, state))
+    if tracker.parent_run_id is not None:
+        from harness.study.launchers.slurm import (failed_lines, jobs_table, recorded_submissions,
+                                                   task_states)
+
+        jobs = recorded_submissions(tracker)
+        if jobs:
+            tasks = task_states(jobs)
+            console.print(jobs_table(tasks))
+            for line in failed_lines(tasks):
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -356,6 +356,65 @@ class AdaptiveSeeds(Section):
         return list(range(self.max))
 
 
+_SLURM_TIME = r"^(\d+-)?\d+(:\d{1,2}){0,2}$"
+
+
+class LaunchConfig(Section):
+    """``launch:``: how ``harness run|tune --launcher slurm`` asks the scheduler for its workers
+    (``harness.study.launchers.slurm``); never part of a trial's identity.  Every key has a
+    ``--launch key=value`` override."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    # sbatch's --time, quoted ("4:00:00", "1-00:00:00", "90" minutes): each task's limit; a
+    # task at its limit is requeued and its trial resumed.
+    time: str = Field(default="24:00:00", pattern=_SLURM_TIME)
+    # Per worker (one array task each).  gpus default: 1, or 0 with --device cpu.
+    gpus_per_worker: int | None = Field(default=None, ge=0)
+    cpus_per_worker: int | None = Field(default=None, ge=1)
+    mem_per_worker: str | None = None  # sbatch --mem: "32G"
+    constraint: str | None = None
+    # Shell lines before the worker starts: module load …, source venv/bin/activate.
+    setup: list[str] = Field(default_factory=list)
+    # Further #SBATCH options, without the dashes: {exclude: node3, mail-type: END}.
+    sbatch: dict[str, Scalar] = Field(default_factory=dict)
+    # At most this many tasks at once (sbatch --array=0-N%k); default: all of them.
+    parallelism: int | None = Field(default=None, ge=1)
+    # The Python on the nodes (default: this one, by its path).
+    python: str | None = None
+    # How often a task cut at its time limit is requeued.
+    max_requeues: int = Field(default=3, ge=0)
+    # Running trials' checkpoints (default: HARNESS_WORK, else ./mlruns/work), and the tasks'
+    # logs beneath it: a folder every node sees.
+    work_root: str | None = None
+    # These paths (the work folder, an sqlite:/// queue, a local tracking store) are seen by
+    # every node alike: one machine, or a shared disk SQLite's locks hold on.
+    shared_fs: bool = False
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time_as_sbatch_writes_it(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(f"write it quoted, as sbatch --time takes it (\"4:00:00\","
+                             f" \"1-00:00:00\", \"90\" minutes); unquoted, 4:00:00 is YAML's"
+                             f" base-60 number {value}")
+        return value
+
+    @property
+    def timeout_min(self) -> int:
+        """``time`` in minutes, as submitit wants it."""
+        days, _, clock = self.time.rpartition("-")
+        parts = [int(p) for p in clock.split(":")]
+        if days:  # days-hours[:minutes[:seconds]]
+            hours, minutes, seconds = (parts + [0, 0])[:3]
+        else:  # minutes, minutes:seconds, hours:minutes:seconds
+            hours, minutes, seconds = ([0, *parts] if len(parts) == 2 else
+                                       parts if len(parts) == 3 else [0, parts[0], 0])
+        total = (int(days or 0) * 24 + hours) * 60 + minutes + (seconds + 59) // 60
+        return max(1, total)
+
+
 def _seeds(value: Any) -> Any:
     """A list of seeds (fixed), or a mapping ``{min, max, round}`` (adaptive)."""
     if isinstance(value, dict):
@@ -386,6 +445,7 @@ class Study(Section):
     report: ReportConfig = ReportConfig()
     tracking: TrackingConfig = TrackingConfig()
     tune: TuneConfig | None = None
+    launch: LaunchConfig = LaunchConfig()
     # Where the study was read from, for error messages; not part of any trial's identity.
     _source: str = PrivateAttr(default="<study>")
 

@@ -67,6 +67,9 @@ class RunOptions:
     worker: bool = False
     held: bool = False
     started: Crew | None = None
+    # A search's workers stop once it holds this many trials (SLURM tasks share one target,
+    # so that a requeued task does not add its share twice).
+    until_total: int | None = None
 
     @property
     def data_dir(self) -> Path:

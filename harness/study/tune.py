@@ -342,9 +342,35 @@ def _search(study: Study, optuna_study: Any, *, n_trials: int, share: int, track
 
     with crew.running(tracker=tracker, leader=not options.worker, display=display):
         crew.release()  # the stores and the Optuna study exist now
-        optuna_study.optimize(objective, n_trials=share, catch=(TrialFailed,))
+        optuna_study.optimize(objective, n_trials=_until(optuna_study, share, options.until_total),
+                              catch=(TrialFailed,),
+                              callbacks=_stop_at(options.until_total))
         failures.extend(crew.wait())
     return failures
+
+
+# The trials that count towards a shared target: a trial that failed (a killed worker's, once
+# its heartbeat is stale) is replaced.
+def _counted():
+    from optuna.trial import TrialState
+
+    return (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+def _until(optuna_study: Any, share: int, until_total: int | None) -> int:
+    """This process's share, none once the search holds ``until_total`` trials."""
+    if until_total is None:
+        return share
+    held = len(optuna_study.get_trials(deepcopy=False, states=_counted()))
+    return share if held < until_total else 0
+
+
+def _stop_at(until_total: int | None) -> list:
+    import optuna
+
+    if until_total is None:
+        return []
+    return [optuna.study.MaxTrialsCallback(until_total, states=_counted())]
 
 
 def _trial_running(optuna_study: Any, number: str | None) -> bool:
