@@ -467,7 +467,8 @@ def launch_run(study: Study, *, n_workers: int, tracker, storage_url: str | None
     submission = Submission(job_id, n_workers, str(folder), time.time(),
                             "harness " + shlex.join(argv))
     record_submission(tracker, submission)
-    what = "round's trials" if study.adaptive is not None else "trials"
+    what = (f"trials of round {state.next_look + 1}" if study.adaptive is not None
+            else "trials")
     return Launched(submission, len(todo), n_finished, [
         f"{study.name}: {len(todo)} {what} queued ({n_finished} already finished) in"
         f" {redact_uri(storage_url)}",
