@@ -257,13 +257,19 @@ def _launch(command: str, study_file: Path, *, launcher: str | None, launch: lis
         console.print(f"follow it: harness status {study_file}{shown}", markup=False,
                       highlight=False, soft_wrap=True)
         return
+    from harness.console import RichDisplay
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     try:
         if command == "run":
             ok, lines = slurm.follow_run(study, tracker=tracker, storage_url=storage,
-                                         submission=launched.submission, console=console)
+                                         submission=launched.submission, say=say,
+                                         display=RichDisplay(console, epochs=False))
         else:
             lines = slurm.follow_tune(study, storage_url=storage,
-                                      submission=launched.submission, console=console)
+                                      submission=launched.submission, say=say)
             ok = not lines
     except HarnessError as exc:
         raise _fail(exc) from None

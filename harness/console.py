@@ -144,8 +144,9 @@ class _EpochProgress(Callback):
 class RichDisplay(Display):
     """Progress over trials and over the current trial's epochs."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, epochs: bool = True) -> None:
         self.console = console
+        self.show_epochs = epochs  # off where the trials run elsewhere (--launcher --wait)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -168,7 +169,8 @@ class RichDisplay(Display):
         )
         self.progress.start()
         self.trials = self.progress.add_task("trials", total=n_todo, status="")
-        self.epochs = self.progress.add_task("epochs", total=1, status="")
+        self.epochs = self.progress.add_task("epochs", total=1, status="",
+                                             visible=self.show_epochs)
 
     def trial_started(self, spec: TrialSpec, index: int) -> list[Callback]:
         self.progress.update(self.epochs, description=f"{spec.cell_label} seed={spec.seed}",

@@ -23,7 +23,7 @@ import slurm_cluster
 from harness.config import LaunchConfig, load_study
 from harness.errors import ConfigError, HarnessError
 from harness.study.launchers.slurm import launch_overrides, task_credentials
-from harness_testing import create_database, free_port
+from harness_testing import PG_PASSWORD, create_database, free_port
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
@@ -126,6 +126,12 @@ def test_an_8_trial_study_through_2_array_tasks_finishes_every_trial_once(
     job = job_id(done.stdout)
     assert f"{job}_0" in status.stdout and f"{job}_1" in status.stdout
 
+    # The tasks' command lines and the files beside their logs carry no password.
+    folder = tmp_path / "work" / "slurm_eight" / "slurm"
+    assert PG_PASSWORD in queue_db
+    assert not [f for f in folder.rglob("*") if f.is_file() and PG_PASSWORD.encode() in f.read_bytes()]
+    assert "--storage postgresql://postgres@127.0.0.1:" in next(folder.glob("*/*_0_0_log.out")).read_text()
+
     # Launched again: nothing is left to run, and nothing runs twice.
     again = harness(*args, env=slurm, cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -144,9 +150,10 @@ def _task_of(pid: int) -> str | None:
     return f"{found['SLURM_ARRAY_JOB_ID']}_{found['SLURM_ARRAY_TASK_ID']}"
 
 
-def test_a_task_cancelled_mid_trial_leaves_its_trial_resumed_and_nothing_doubled(
-        slurm, queue_db, mlflow_server, tiny_study, write_study, tmp_path):
-    tiny_study["name"] = "slurm_cancel"
+@pytest.mark.parametrize("how", ["scancel", "requeue"])
+def test_a_task_cancelled_or_requeued_mid_trial_leaves_its_trial_resumed_and_nothing_doubled(
+        how, slurm, queue_db, mlflow_server, tiny_study, write_study, tmp_path):
+    name = tiny_study["name"] = f"slurm_{how}"
     tiny_study["seeds"] = [0, 1]
     tiny_study["base"]["train"]["epochs"] = 6
     path = write_study(tiny_study)
@@ -162,33 +169,36 @@ def test_a_task_cancelled_mid_trial_leaves_its_trial_resumed_and_nothing_doubled
     victim = None
     while victim is None:
         assert time.monotonic() < deadline, "no trial checkpointed an epoch"
-        for key, key_runs in trials_by_key(mlflow_server, "slurm_cancel").items():
-            last = work / "slurm_cancel" / key / "last.pt"
+        for key, key_runs in trials_by_key(mlflow_server, name).items():
+            last = work / name / key / "last.pt"
             running = [r for r in key_runs if r.info.status == "RUNNING"]
             if not running or not last.is_file():
                 continue
             task = _task_of(int(running[0].data.tags["harness.host"].rsplit(":", 1)[1]))
             if task is None:
                 continue
-            subprocess.run(["scancel", task], env={**os.environ, **slurm}, check=True)
+            # scancel: SIGTERM to the task, then SIGKILL; requeue (what preemption does):
+            # the same, and the task is back in the queue to start again.
+            cmd = ["scancel", task] if how == "scancel" else ["scontrol", "requeue", task]
+            subprocess.run(cmd, env={**os.environ, **slurm}, check=True)
             victim = (key, running[0].info.run_id, task, last)
             break
         time.sleep(0.2)
     key, run_id, task, last = victim
     time.sleep(3)  # the worker is gone: what its checkpoint holds is what the takeover resumes
     resumed_from = torch.load(last, weights_only=True)["epoch"]
-    print(f"\ncancelled task {task} during trial {key}; its last.pt held epoch {resumed_from}")
+    print(f"\n{how} of task {task} during trial {key}; its last.pt held epoch {resumed_from}")
 
     deadline = time.monotonic() + 900
     while True:
-        runs = trials_by_key(mlflow_server, "slurm_cancel")
+        runs = trials_by_key(mlflow_server, name)
         if len(runs) == 4 and all(any(r.info.status == "FINISHED" for r in rs)
                                   for rs in runs.values()):
             break
         assert time.monotonic() < deadline, {k: [r.info.status for r in rs] for k, rs in runs.items()}
         time.sleep(2)
     counts = {k: sorted(r.info.status for r in rs) for k, rs in runs.items()}
-    print(f"trial runs after the cancel: {counts}")
+    print(f"trial runs after the {how}: {counts}")
     for key_runs in runs.values():
         assert [r.info.status for r in key_runs] == ["FINISHED"]
     (resumed,) = runs[key]
@@ -200,8 +210,23 @@ def test_a_task_cancelled_mid_trial_leaves_its_trial_resumed_and_nothing_doubled
                      mlflow_server, env=slurm, cwd=tmp_path)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "4 trials (4 finished)" in status.stdout
-    assert "CANCELLED" in status.stdout
-    assert f"task {task} CANCELLED: tail -n 40 " in status.stdout
+    if how == "scancel":
+        assert f"task {task} CANCELLED: tail -n 40 " in status.stdout
+        return
+    # The requeued task started again (its log says so twice) and ended with the queue.
+    out = next((work / name / "slurm").glob(f"*/{task}_0_log.out"))
+    deadline = time.monotonic() + 300
+    while "COMPLETED" not in _states(task, slurm):
+        assert time.monotonic() < deadline, _states(task, slurm)
+        time.sleep(2)
+    assert out.read_text().count(f"harness: task {task.split('_')[1]} of SLURM job") == 2
+
+
+def _states(task: str, slurm: dict[str, str]) -> str:
+    return subprocess.run(["squeue", "-h", "-j", task, "--states=all", "-o", "%T"],
+                          capture_output=True, text=True, env={**os.environ, **slurm}).stdout
+
+
 
 
 def test_an_adaptive_study_through_the_launcher_records_its_plan_and_decides_its_rounds(

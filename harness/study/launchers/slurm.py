@@ -43,15 +43,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from harness.config import LaunchConfig, Study, dump_yaml
 from harness.errors import ConfigError, HarnessError
 from harness.uris import redact_uri
+
+if TYPE_CHECKING:
+    from harness.study.options import Display
 
 JOBS_FILE = "launch/jobs.json"
 
@@ -662,11 +665,12 @@ def failed_lines(tasks: list[TaskState]) -> list[str]:
 # Following a launch (--wait)
 
 
-def follow_run(study: Study, *, tracker, storage_url: str, submission: Submission, console,
+def follow_run(study: Study, *, tracker, storage_url: str, submission: Submission,
+               display: Display, say: Callable[[str], None],
                poll_s: float = 5.0) -> tuple[bool, list[str]]:
-    """Follow the study until every trial ended or every task did, with the display a local
-    run uses; whether it completed, and the lines to print after."""
-    from harness.console import RichDisplay
+    """Follow the study until every trial ended or every task did: trials through the
+    ``display`` a local run uses, tasks' states and an adaptive study's rounds through ``say``.
+    Whether it completed without a failed trial, and the lines to print after."""
     from harness.study.design import expand
     from harness.study.executors import TrialOutcome
     from harness.study.queue import WorkQueue
@@ -677,53 +681,43 @@ def follow_run(study: Study, *, tracker, storage_url: str, submission: Submissio
     specs = {s.trial_key: s for s in expand(study)}
     adaptive = study.adaptive is not None
     storage = open_storage(storage_url)
-    display = RichDisplay(console)
     first = study_status(study, tracker=tracker)
     reported = {t.trial_key for t in first.trials if t.state == "FINISHED"}
-    n_skipped = len(reported)
-    if not adaptive:
-        display.study_started(study, n_todo=len(specs) - n_skipped, n_skipped=n_skipped)
-        if display.epochs is not None:
-            display.progress.update(display.epochs, visible=False)
+    if adaptive:  # its rounds decide how many trials there will be
+        say(f"{study.name}: adaptive seeds; following its rounds")
     else:
-        console.print(f"{study.name}: adaptive seeds; following its rounds")
-    say = display.progress.console.print if display.trials is not None else console.print
+        display.study_started(study, n_todo=len(specs) - len(reported),
+                              n_skipped=len(reported))
     seen: dict[str, str] = {}
     n_rounds = -1
     complete = failed = False
     try:
         while True:
             tasks = task_states([record])
-            for t in tasks:
-                if seen.get(t.name) != t.state:
-                    seen[t.name] = t.state
-                    say(f"task {t.name}: {t.state}{f' ({t.where})' if t.where else ''}",
-                        markup=False, highlight=False)
+            _say_changes(tasks, seen, say)
             queue = WorkQueue.find(storage, study_name=study.name, all_keys=list(specs))
-            status = study_status(study, tracker=tracker, queue=queue)
-            for row in status.trials:
+            for row in study_status(study, tracker=tracker, queue=queue).trials:
                 if row.trial_key in reported or row.state not in ("FINISHED", "FAILED"):
                     continue
                 reported.add(row.trial_key)
                 failed |= row.state == "FAILED"
                 if adaptive:
-                    say(f"{row.state.lower()}: {row.cell} seed={row.seed}", markup=False)
+                    say(f"{row.state.lower()}: {row.cell} seed={row.seed}")
                 else:
                     display.trial_ended(TrialOutcome(specs[row.trial_key], row.state,
-                                                     error="see its run in MLflow"))
+                                                     error="its run in MLflow has the traceback"))
             if adaptive:
                 from harness.study.adaptive import load_state
 
                 state = load_state(tracker)
                 if state is not None and len(state.rounds) != n_rounds:
                     if n_rounds >= 0:
-                        say(f"round {len(state.rounds)} decided: {len(state.open())}"
-                            " comparisons still open", markup=False)
+                        say(f"round {len(state.rounds)} decided: {len(state.open())} of"
+                            f" {len(state.plan['family'])} comparisons still open")
                     n_rounds = len(state.rounds)
-                if state is not None and state.finished:
-                    complete = True
-            elif len(reported) == len(specs):
-                complete = True
+                complete = state is not None and state.finished
+            else:
+                complete = len(reported) == len(specs)
             if complete or all(t.ended for t in tasks):
                 break
             time.sleep(poll_s)
@@ -736,8 +730,16 @@ def follow_run(study: Study, *, tracker, storage_url: str, submission: Submissio
     return complete and not failed, lines
 
 
-def follow_tune(study: Study, *, storage_url: str, submission: Submission, console,
-                poll_s: float = 5.0) -> list[str]:
+def _say_changes(tasks: list[TaskState], seen: dict[str, str],
+                 say: Callable[[str], None]) -> None:
+    for t in tasks:
+        if seen.get(t.name) != t.state:
+            seen[t.name] = t.state
+            say(f"task {t.name}: {t.state}{f' ({t.where})' if t.where else ''}")
+
+
+def follow_tune(study: Study, *, storage_url: str, submission: Submission,
+                say: Callable[[str], None], poll_s: float = 5.0) -> list[str]:
     """Follow the search until every task ended, printing task states and trial counts."""
     import optuna
 
@@ -749,11 +751,7 @@ def follow_tune(study: Study, *, storage_url: str, submission: Submission, conso
     last = ""
     while True:
         tasks = task_states([record])
-        for t in tasks:
-            if seen.get(t.name) != t.state:
-                seen[t.name] = t.state
-                console.print(f"task {t.name}: {t.state}{f' ({t.where})' if t.where else ''}",
-                              markup=False, highlight=False)
+        _say_changes(tasks, seen, say)
         trials = optuna.load_study(study_name=study.name, storage=storage).get_trials(
             deepcopy=False)
         counts: dict[str, int] = {}
@@ -762,7 +760,7 @@ def follow_tune(study: Study, *, storage_url: str, submission: Submission, conso
         line = f"{study.name}: {len(trials)} trials (" + ", ".join(
             f"{n} {s}" for s, n in sorted(counts.items())) + ")"
         if line != last:
-            console.print(line, markup=False, highlight=False)
+            say(line)
             last = line
         if all(t.ended for t in tasks):
             return failed_lines(tasks)
