@@ -536,6 +536,7 @@ class TaskState:
     where: str  # the node, or why it waits
     out: Path
     err: Path
+    array: bool = True  # one task of a job array (job_task), or a job of its own
 
     @property
     def kind(self) -> str:
@@ -554,7 +555,7 @@ class TaskState:
 
     @property
     def name(self) -> str:
-        return f"{self.job_id}_{self.task}"
+        return f"{self.job_id}_{self.task}" if self.array else self.job_id
 
 
 def _log_paths(record: dict[str, Any], task: int) -> tuple[Path, Path]:
@@ -576,8 +577,8 @@ def _scheduler_states(job_id: str) -> dict[int, tuple[str, str]]:
         for row in rows:
             jid, state, node, reason = (row.split("|") + ["", "", "", ""])[:4]
             task = int(jid.split("_")[1]) if "_" in jid and jid.split("_")[1].isdigit() else 0
-            out[task] = (state, node if state in RUNNING or state in DONE else
-                         (reason if reason not in ("None", "") else node))
+            waiting = state in PENDING and reason not in ("None", "")
+            out[task] = (state, reason if waiting else node)
         if out or shutil.which("sacct") is None:
             return out
         done = subprocess.run(["sacct", "-n", "-P", "-X", "-j", job_id,
@@ -616,7 +617,8 @@ def task_states(records: list[dict[str, Any]]) -> list[TaskState]:
         for task in range(record["n_tasks"]):
             state, where = known.get(task) or (_submitit_state(record, task), "")
             stdout, stderr = _log_paths(record, task)
-            out.append(TaskState(record["job_id"], task, state, where, stdout, stderr))
+            out.append(TaskState(record["job_id"], task, state, where, stdout, stderr,
+                                 array=record["n_tasks"] > 1))
     return out
 
 
