@@ -229,13 +229,6 @@ def _launch(command: str, study_file: Path, *, launcher: str | None, launch: lis
 
         tracker = MlflowTracker(tracking_uri)
         if command == "run":
-            from harness.study.design import check_size
-
-            check_size(study, max_trials=max_trials or 100_000)
-            if study.adaptive is not None:
-                from harness.study.adaptive import make_plan
-
-                make_plan(study)  # a bad family or baseline stops here, before the scheduler
             launched = slurm.launch_run(study, n_workers=n_workers, tracker=tracker,
                                         storage_url=storage, device=device,
                                         heartbeat_s=heartbeat, data_root=data_root,
@@ -268,14 +261,23 @@ def _launch(command: str, study_file: Path, *, launcher: str | None, launch: lis
                                          submission=launched.submission, say=say,
                                          display=RichDisplay(console, epochs=False))
         else:
-            lines = slurm.follow_tune(study, storage_url=storage,
-                                      submission=launched.submission, say=say)
+            lines, outcome = slurm.follow_tune(study, storage_url=storage, n_new=n_trials,
+                                               submission=launched.submission, say=say)
             ok = not lines
     except HarnessError as exc:
         raise _fail(exc) from None
     for line in lines:
         err_console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if command == "run" and study.adaptive is None:
+    if command == "tune":
+        from harness.console import tune_summary
+
+        tune_summary(console, study, outcome, storage_url=storage)
+    elif study.adaptive is not None:
+        from harness.console import adaptive_table
+        from harness.study.adaptive import load_state
+
+        console.print(adaptive_table(study, load_state(tracker)))
+    else:
         from harness.console import status_table
         from harness.study.status import study_status
 

@@ -424,10 +424,15 @@ def launch_run(study: Study, *, n_workers: int, tracker, storage_url: str | None
                work_root: Path | None = None, max_trials: int | None = None) -> Launched:
     """Enqueue the study's unfinished trials (an adaptive study: its plan, then its next
     round) and submit ``n_workers`` queue workers as one job array."""
-    from harness.study.design import expand
+    from harness.study.design import check_size, expand
     from harness.study.queue import WorkQueue, open_queue_storage
     from harness.study.storage import open_storage
 
+    check_size(study, max_trials=max_trials or 100_000)
+    if study.adaptive is not None:
+        from harness.study.adaptive import make_plan
+
+        make_plan(study)  # a bad family or baseline stops here, before the scheduler
     _, executor, folder, work = _prepare(
         study, name=study.name, kind="run", n_workers=n_workers, device=device,
         storage_url=storage_url, tracking_uri=tracker.uri, work_root=work_root)
@@ -740,12 +745,14 @@ def _say_changes(tasks: list[TaskState], seen: dict[str, str],
             say(f"task {t.name}: {t.state}{f' ({t.where})' if t.where else ''}")
 
 
-def follow_tune(study: Study, *, storage_url: str, submission: Submission,
-                say: Callable[[str], None], poll_s: float = 5.0) -> list[str]:
-    """Follow the search until every task ended, printing task states and trial counts."""
+def follow_tune(study: Study, *, storage_url: str, submission: Submission, n_new: int,
+                say: Callable[[str], None], poll_s: float = 5.0):
+    """Follow the search until every task ended, saying task states and trial counts; the
+    lines to print after (failed tasks) and the search's outcome."""
     import optuna
 
     from harness.study.storage import open_storage
+    from harness.study.tune import search_outcome
 
     record = submission.record()
     storage = open_storage(storage_url)
@@ -754,8 +761,8 @@ def follow_tune(study: Study, *, storage_url: str, submission: Submission,
     while True:
         tasks = task_states([record])
         _say_changes(tasks, seen, say)
-        trials = optuna.load_study(study_name=study.name, storage=storage).get_trials(
-            deepcopy=False)
+        search = optuna.load_study(study_name=study.name, storage=storage)
+        trials = search.get_trials(deepcopy=False)
         counts: dict[str, int] = {}
         for trial in trials:
             counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
@@ -765,5 +772,5 @@ def follow_tune(study: Study, *, storage_url: str, submission: Submission,
             say(line)
             last = line
         if all(t.ended for t in tasks):
-            return failed_lines(tasks)
+            return failed_lines(tasks), search_outcome(search, n_new=n_new)
         time.sleep(poll_s)
