@@ -471,6 +471,8 @@ def launch_run(study: Study, *, n_workers: int, tracker, storage_url: str | None
     argv = _worker_argv("run", _freeze(study, folder), storage=storage, tracking=tracking,
                         device=device, data_root=data_root, extra=extra)
     env["HARNESS_WORK"] = str(work)
+    if study.adaptive is None:  # a task beyond the trials would only find the queue empty
+        n_workers = min(n_workers, len(todo))
     job_id = submit(executor, QueueWorker(argv), n_tasks=n_workers, env=env)
     submission = Submission(job_id, n_workers, str(folder), time.time(),
                             "harness " + shlex.join(argv))
