@@ -40,10 +40,13 @@ def _sbin(name: str) -> str:
     return shutil.which(name) or str(Path("/usr/sbin", name))
 
 
-def _start_munge() -> subprocess.Popen | None:
-    """munged as the munge user, unless one already runs (its socket answers)."""
+MUNGED_PID = Path("/run/munge/munged.pid")
+
+
+def _start_munge() -> bool:
+    """munged as the munge user, unless one already runs; whether this started it."""
     if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode == 0:
-        return None
+        return False
     for folder in ("/etc/munge", "/run/munge", "/var/log/munge", "/var/lib/munge"):
         Path(folder).mkdir(parents=True, exist_ok=True)
     if not Path("/etc/munge/munge.key").exists():
@@ -52,7 +55,7 @@ def _start_munge() -> subprocess.Popen | None:
                     "/var/lib/munge"], check=True)
     subprocess.run(["runuser", "-u", "munge", "--", _sbin("munged")], check=True,
                    capture_output=True, timeout=30)
-    return None
+    return True
 
 
 def _wait_for(check, *, timeout_s: float, what: str, log: Path | None = None) -> None:
@@ -67,7 +70,7 @@ def _wait_for(check, *, timeout_s: float, what: str, log: Path | None = None) ->
 @contextlib.contextmanager
 def one_node_slurm() -> Iterator[dict[str, str]]:
     """A running cluster; yields the environment its clients need (``SLURM_CONF``)."""
-    _start_munge()
+    munge_started = _start_munge()
     root = Path(tempfile.mkdtemp(prefix="harness-slurm-"))
     for sub in ("state", "spool", "log"):
         (root / sub).mkdir()
@@ -97,7 +100,9 @@ def one_node_slurm() -> Iterator[dict[str, str]]:
     finally:
         subprocess.run(["scancel", "--full", "-u", "root"], env=env, capture_output=True,
                        timeout=30)
-        for pid_file in reversed(started):
+        if munge_started:
+            started.insert(0, MUNGED_PID)
+        for pid_file in reversed(started):  # slurmd, slurmctld, then munged if started here
             try:
                 os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
             except (OSError, ValueError):
