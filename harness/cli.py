@@ -276,7 +276,7 @@ def _launch(command: str, study_file: Path, *, launcher: str | None, launch: lis
         from harness.console import adaptive_table
         from harness.study.adaptive import load_state
 
-        console.print(adaptive_table(study, load_state(tracker)))
+        console.print(adaptive_table(study, slurm.quietly(load_state, tracker)))
     else:
         from harness.console import status_table
         from harness.study.status import study_status

@@ -368,10 +368,21 @@ def record_submission(tracker, submission: Submission) -> None:
     tracker.save_study_file(JOBS_FILE, json.dumps(jobs, indent=2) + "\n")
 
 
+# MLflow draws a download bar on stderr for every file it reads back, unless told not to.
+QUIET_DOWNLOADS = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+
+def quietly(read: Callable[..., Any], *args: Any) -> Any:
+    """``read(*args)`` without MLflow's download bars."""
+    with _environment(QUIET_DOWNLOADS):
+        return read(*args)
+
+
 def recorded_submissions(tracker) -> list[dict[str, Any]]:
     if tracker.parent_run_id is None:
         return []
-    text = tracker.read_study_file(JOBS_FILE)
+    with _environment(QUIET_DOWNLOADS):
+        text = tracker.read_study_file(JOBS_FILE)
     return json.loads(text) if text else []
 
 
@@ -718,7 +729,8 @@ def follow_run(study: Study, *, tracker, storage_url: str, submission: Submissio
             if adaptive:
                 from harness.study.adaptive import load_state
 
-                state = load_state(tracker)
+                with _environment(QUIET_DOWNLOADS):
+                    state = load_state(tracker)
                 if state is not None and len(state.rounds) != n_rounds:
                     if n_rounds >= 0:
                         say(f"round {len(state.rounds)} decided: {len(state.open())} of"
@@ -768,8 +780,8 @@ def follow_tune(study: Study, *, storage_url: str, submission: Submission, n_new
         counts: dict[str, int] = {}
         for trial in trials:
             counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
-        line = f"{study.name}: {len(trials)} trials (" + ", ".join(
-            f"{n} {s}" for s, n in sorted(counts.items())) + ")"
+        line = f"{study.name}: {len(trials)} trials" + (" (" + ", ".join(
+            f"{n} {s}" for s, n in sorted(counts.items())) + ")" if counts else "")
         if line != last:
             say(line)
             last = line
