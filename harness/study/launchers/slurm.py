@@ -346,7 +346,8 @@ def submit(executor, worker: QueueWorker, *, n_tasks: int, env: dict[str, str]) 
                 jobs = [executor.submit(worker, 0)]
         except Exception as exc:  # noqa: BLE001 - sbatch's error, as submitit wraps it
             reason = " ".join(str(exc).split())[:400]
-            raise HarnessError(f"launch: sbatch failed ({reason})") from None
+            raise HarnessError(f"launch: sbatch failed ({reason}); the queued trials wait for"
+                               " the next launch, which joins them") from None
     return jobs[0].job_id.split("_")[0]
 
 
