@@ -91,7 +91,7 @@ def test_a_failed_trial_exits_with_1(tiny_study, write_study, tracking_uri):
 
 BAD_STUDIES = {
     "unknown key": (lambda s: s["base"]["train"].update(epoch=3),
-                    ["base.train.epoch: unknown key; valid: epochs"]),
+                    ["base.train.epoch: unknown key; did you mean base.train.epochs? valid in base.train: epochs"]),
     "wrong type": (lambda s: s["base"]["optim"].update(lr="fast"),
                    ["base.optim.lr: must be a valid number", "'fast'"]),
     "unknown model": (lambda s: s["base"]["model"].update(arch="resnet101"),

@@ -8,6 +8,7 @@ attention, dataset, optimizer, schedule, augmentation preset) must be one regist
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Union
 
 from pydantic import (
@@ -47,6 +48,10 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# The datasets that read ``data.path`` (a folder of class subfolders, or an archive of one).
+_READS_PATH = ("imagefolder",)
+
+
 class DataConfig(Section):
     dataset: str = "digits"
     # A fraction of the training set (< 1) or a number of images (>= 1), carved with a fixed seed.
@@ -76,6 +81,18 @@ class DataConfig(Section):
     test_size: float | int = Field(default=0.2, gt=0)
 
     _name = field_validator("dataset")(lambda v: _check_name("dataset", v))
+
+    @model_validator(mode="after")
+    def _path_is_read_by_imagefolder(self) -> DataConfig:
+        # Without this a study of one's own folder silently trains on the default dataset.
+        if self.path is not None and self.dataset not in _READS_PATH:
+            default = " (the default)" if self.dataset == "digits" else ""
+            raise ValueError(
+                f"path {self.path!r} is read only by dataset: imagefolder, and the dataset is"
+                f" {self.dataset}{default}; add dataset: imagefolder beside path"
+                f" (or remove path to train on {self.dataset})"
+            )
+        return self
 
     @field_validator("in_memory", mode="before")
     @classmethod
@@ -356,9 +373,25 @@ class AdaptiveSeeds(Section):
         return list(range(self.max))
 
 
+_SEED_FORMS = ("a list of seeds, e.g. seeds: [0, 1, 2] (fixed), or an adaptive range,"
+               " e.g. seeds: {min: 3, max: 12} (rounds until each comparison is decided)")
+
+
 def _seeds(value: Any) -> Any:
     """A list of seeds (fixed), or a mapping ``{min, max, round}`` (adaptive)."""
     if isinstance(value, dict):
+        unknown = [k for k in value if k not in AdaptiveSeeds.model_fields]
+        if unknown:
+            fixed = (f"; for {value[unknown[0]]} fixed seeds give a list,"
+                     f" seeds: {list(range(value[unknown[0]]))}"
+                     if isinstance(value[unknown[0]], int) and 0 < value[unknown[0]] <= 50
+                     else "")
+            raise ValueError(f"unknown key {unknown[0]!r}; an adaptive range takes min, max,"
+                             f" round and spending, e.g. {{min: 3, max: 12}}{fixed}")
+        lacking = [k for k in ("min", "max") if k not in value]
+        if lacking:
+            raise ValueError(f"an adaptive range needs min and max, e.g. {{min: 3, max: 12}}"
+                             f" ({' and '.join(lacking)} missing)")
         try:
             return AdaptiveSeeds.model_validate(value)
         except ValidationError as exc:
@@ -368,15 +401,26 @@ def _seeds(value: Any) -> Any:
                          "round": "1 (seeds added per round)"}[loc[0]]
                 msg = f"must be at least {bound} (got {value.get(loc[0])!r})"
             raise ValueError(f"{'.'.join(map(str, loc)) + ': ' if loc else ''}{msg}") from None
-    if isinstance(value, list) and not value:
+    if not isinstance(value, list):
+        raise ValueError(f"must be {_SEED_FORMS} (got {value!r})")
+    if not value:
         raise ValueError("no seeds; give a list (seeds: [0, 1, 2]) or {min: 3, max: 12}")
+    bad = next((v for v in value if not isinstance(v, int) or isinstance(v, bool)), None)
+    if bad is not None or any(v < 0 for v in value):
+        shown = bad if bad is not None else next(v for v in value if v < 0)
+        raise ValueError(f"must be whole numbers >= 0, e.g. [0, 1, 2] (got {shown!r} in"
+                         f" {value})")
     return value
+
+
+# What a study's name may be, in words (it names an MLflow experiment and files).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 class Study(Section):
     """A study file, validated. ``grid`` levels are checked by ``harness.study.design``."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    name: str
     description: str = ""
     base: TrialConfig = TrialConfig()
     design: Literal["factorial", "one_at_a_time"] = "factorial"
@@ -390,6 +434,17 @@ class Study(Section):
     _source: str = PrivateAttr(default="<study>")
 
     _check_seeds = field_validator("seeds", mode="before")(lambda v: _seeds(v))
+
+    @field_validator("name")
+    @classmethod
+    def _name_in_words(cls, value: str) -> str:
+        if not _NAME.match(value):
+            suggestion = re.sub(r"[^A-Za-z0-9_.\-]+", "_", value).strip("_.-") or "my_study"
+            raise ValueError(
+                "must start with a letter or digit and hold only letters, digits, _ . and -"
+                f" (no spaces), e.g. {suggestion} (got {value!r})"
+            )
+        return value
 
     @property
     def source(self) -> str:
