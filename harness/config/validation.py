@@ -69,12 +69,15 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     same_leaf = [c for c in candidates if c.rsplit(".", 1)[-1] == leaf and c != name]
     if same_leaf:
         return same_leaf[0]
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.8)
-    if close:
-        return close[0]
     leaves = {c.rsplit(".", 1)[-1]: c for c in candidates}
     close = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.8)
-    return leaves[close[0]] if close else None
+    if close:
+        return leaves[close[0]]
+    # A longer or shorter spelling of a name: test_accuracy for test_acc.
+    stems = sorted((c for short, c in leaves.items() if len(short) >= 4 and len(leaf) >= 4
+                    and (leaf.startswith(short) or short.startswith(leaf))),
+                   key=len, reverse=True)
+    return stems[0] if stems else None
 
 
 def unknown_key_message(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
