@@ -9,7 +9,7 @@ attention, dataset, optimizer, schedule, augmentation preset) must be one regist
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -252,6 +252,9 @@ class AugmentConfig(Section):
 
 class TrialConfig(Section):
     """Everything that determines one trial's result, except its seed."""
+
+    # How validation's did-you-mean knows a trial's sections (without importing this module).
+    IS_TRIAL_CONFIG: ClassVar[bool] = True
 
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()

@@ -73,6 +73,12 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.8)
     if close:
         return leaves[close[0]]
+    # An abbreviation within the same section: model.attn for model.attention.
+    parent = name.rsplit(".", 1)[0] if "." in name else None
+    short = [c for c in candidates if (c.rsplit(".", 1)[0] if "." in c else None) == parent
+             and len(leaf) >= 3 and _abbreviates(leaf, c.rsplit(".", 1)[-1])]
+    if len(short) == 1:
+        return short[0]
     # A longer or shorter spelling of a name: test_accuracy for test_acc.
     stems = sorted((c for short, c in leaves.items() if len(short) >= 4 and len(leaf) >= 4
                     and (leaf.startswith(short) or short.startswith(leaf))),
@@ -80,11 +86,22 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     return stems[0] if stems else None
 
 
-def unknown_key_message(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
-    """``unknown key; did you mean base.train.label_smoothing? (valid in base.model: …)``:
-    the key's closest match in its own section or, for a trial's section, in any of them."""
-    from harness.config.schema import Study, TrialConfig
+def _is_trial(section: type[BaseModel] | None) -> bool:
+    """Whether ``section`` is a trial's whole config (``schema.TrialConfig`` says so)."""
+    return bool(section is not None and getattr(section, "IS_TRIAL_CONFIG", False))
 
+
+def _abbreviates(short: str, long: str) -> bool:
+    """``attn`` abbreviates ``attention``: the same first letter, then the rest in order."""
+    if not short or short[0] != long[0] or len(short) >= len(long):
+        return False
+    letters = iter(long)
+    return all(ch in letters for ch in short)
+
+
+def unknown_key_message(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """``unknown key; did you mean base.train.label_smoothing? valid in base.model: …``:
+    the key's closest match in its own section or, for a trial's section, in any of them."""
     parent = section_at(model, loc[:-1])
     name = str(loc[-1])
     valid = list(parent.model_fields) if parent else []
@@ -92,15 +109,17 @@ def unknown_key_message(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     suggestion = dotted((*loc[:-1], guess)) if guess else None
     # Inside a trial config (the study's base, a grid level): a key of another section.
     trial_at = next((i for i in range(len(loc) - 1, -1, -1)
-                     if section_at(model, loc[:i]) is TrialConfig), None)
+                     if _is_trial(section_at(model, loc[:i]))), None)
     if guess is None and trial_at is not None:
         wanted = ".".join(map(str, loc[trial_at:]))
-        found = did_you_mean(wanted, dotted_keys(TrialConfig))
+        found = did_you_mean(wanted, dotted_keys(section_at(model, loc[:trial_at])))
         if found is not None:
             suggestion = dotted((*loc[:trial_at], *found.split(".")))
-    if guess is None and parent is Study:
-        found = did_you_mean(name, [f"base.{k}" for k in dotted_keys(TrialConfig)])
-        suggestion = found
+    # At the top of a study: a trial's key written without base (label_smoothing: 0.1).
+    base = section_type(parent.model_fields["base"].annotation) \
+        if parent is not None and "base" in parent.model_fields else None
+    if guess is None and _is_trial(base):
+        suggestion = did_you_mean(name, [f"base.{k}" for k in dotted_keys(base)])
     where = dotted(loc[:-1]) or "the study"
     hint = f"; did you mean {suggestion}?" if suggestion else ""
     listed = (" valid" if hint else "; valid") + f" in {where}: {', '.join(valid)}" if valid else ""
