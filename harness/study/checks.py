@@ -206,7 +206,10 @@ def count_finished(study: Study, specs: list[TrialSpec], *, tracker) -> int | No
     local = local_store_paths(tracker.uri)
     if local is not None and not local[0].exists():
         return None
-    if not tracker.find_study(study):
+    try:
+        if not tracker.find_study(study):
+            return None
+        done = {t.trial_key for t in tracker.finished()}
+    except Exception:  # noqa: BLE001 - a store not reachable yet: the run itself says why
         return None
-    done = {t.trial_key for t in tracker.finished()}
     return sum(spec.trial_key in done for spec in specs)
