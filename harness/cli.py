@@ -121,6 +121,7 @@ def run(
         with crew:
             from harness.config import load_study
             from harness.console import RichDisplay, summary_table, trial_table
+            from harness.study.checks import check_study
             from harness.study.design import check_size, expand
             from harness.study.runner import run_study
             from harness.tracking import MlflowTracker
@@ -133,6 +134,11 @@ def run(
 
                     plan = make_plan(study)  # bad input (a family, a baseline) stops here
                 specs = expand(study)
+                # Everything checkable without training, before anything is recorded.
+                check_study(study, specs, data_root=options.data_dir)
+                tracker = MlflowTracker(tracking_uri)
+                if not worker:
+                    _print_recipe(study, specs, options=options, tracker=tracker)
                 if dry_run:
                     if study.adaptive is not None:
                         from harness.console import plan_lines, plan_table
@@ -143,7 +149,6 @@ def run(
                         return
                     console.print(trial_table(study, specs))
                     return
-                tracker = MlflowTracker(tracking_uri)
                 tracker.check()
             if study.adaptive is not None:
                 _run_adaptive(study, tracker=tracker, options=options)
@@ -161,6 +166,19 @@ def run(
     console.print(f"tracking store: {tracker.display_uri}  (open it with: harness ui)")
     if outcome.failed or outcome.worker_errors:
         raise typer.Exit(1)
+
+
+def _print_recipe(study, specs, *, options, tracker) -> None:
+    """What the run will do (dataset, model, epochs, precision, device, store) and how many
+    trials are finished and left, read from the store without creating anything."""
+    from harness.engine.fit import resolve_device
+    from harness.study.checks import count_finished, recipe_lines
+
+    device = str(resolve_device(options.device))
+    n_finished = count_finished(study, specs, tracker=tracker)
+    for line in recipe_lines(study, specs, data_root=options.data_dir, device=device,
+                             store=tracker.display_uri, n_finished=n_finished):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _summary_to_parent(tracker) -> None:
@@ -364,8 +382,9 @@ def report(
     baseline: Annotated[Optional[list[str]], typer.Option("--baseline", help="factor=level, repeatable (default: report.baseline, else the first level).")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="The family's error rate (default: the study's report.alpha, else 0.05).")] = None,
     margin: Annotated[Optional[float], typer.Option(help="Equivalence margin in the metric's units (0.005 = 0.5 pp of accuracy); default: the study's report.margin. Without one the verdicts are better / worse / undecided.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="Files to write: md, html, csv, json, comma-separated; '' for none. HTML is also logged to the parent run.")] = "html",
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the files (default: reports/<study>).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Write files in these formats: md, html, csv, json, comma-separated (default with --out: html). Without --out or --format nothing is written.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the report's files into this folder (with --format alone: reports/<study>).")] = None,
+    log: Annotated[bool, typer.Option("--log", help="Also log report.html to the study's parent run in the tracking store.")] = False,
     best_epoch: Annotated[bool, typer.Option("--best-epoch", help="Use each trial's value at its best epoch instead of the final one.")] = False,
     tracking_uri: TrackingOption = None,
 ) -> None:
@@ -374,7 +393,8 @@ def report(
 
     try:
         report_command(study, significance=significance, metric=metric, baseline=baseline or [],
-                       alpha=alpha, margin=margin, fmt=fmt, out=out, best_epoch=best_epoch,
+                       alpha=alpha, margin=margin, fmt=fmt, out=out, log=log,
+                       best_epoch=best_epoch,
                        tracking_uri=tracking_uri, console=console)
     except HarnessError as exc:
         raise _fail(exc) from None
@@ -382,7 +402,7 @@ def report(
 
 @app.command()
 def status(
-    study_file: Annotated[Path, typer.Argument(help="The study file.")],
+    study_ref: Annotated[Optional[str], typer.Argument(metavar="[STUDY]", help="A study name or study file, as harness report takes (default: the most recent study in the store).")] = None,
     overrides: SetOption = None,
     storage: Annotated[Optional[str], typer.Option(help="The shared study store the workers use (default: the local queue beside ./mlruns, if any).")] = None,
     tracking_uri: TrackingOption = None,
@@ -398,12 +418,18 @@ def status(
     from harness.tracking import MlflowTracker, local_store_paths
 
     try:
-        study = load_study(study_file, overrides=overrides or [])
-        check_size(study)
         tracker = MlflowTracker(tracking_uri)
         local = local_store_paths(tracker.uri)
+        is_file = study_ref is not None and (Path(study_ref).suffix in (".yaml", ".yml")
+                                             or Path(study_ref).is_file())
+        if is_file:
+            study = load_study(Path(study_ref), overrides=overrides or [])
+            check_size(study)
         if local is not None and not local[0].exists():
             raise HarnessError(f"no tracking store at {local[0]}; nothing has run yet")
+        if not is_file:
+            study = _stored_study(study_ref, tracker=tracker, overrides=overrides)
+        check_size(study)
         queue = None
         url = storage or default_queue_storage(tracker.uri)
         if storage or (url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists()):
@@ -432,6 +458,22 @@ def status(
             console.print(jobs_table(tasks))
             for line in failed_lines(tasks):
                 console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _stored_study(name: str | None, *, tracker, overrides: list[str] | None):
+    """The definition a study's parent run recorded (overrides applied), found by name, or
+    the most recent study's; as ``harness report`` finds it."""
+    from harness.report.collect import find_study, latest_study
+
+    if overrides:
+        raise HarnessError("--set applies to a study file; give the file instead of the name")
+    tracker.check()
+    stored = (latest_study(tracker.client, uri=tracker.uri) if name is None
+              else find_study(tracker.client, name, uri=tracker.uri))
+    if stored.study is None:
+        raise HarnessError(f"study {stored.name} has no recorded definition (study.yaml on its"
+                           " parent run); give its study file instead")
+    return stored.study
 
 
 @app.command()

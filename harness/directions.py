@@ -1,4 +1,5 @@
-"""Which way is better for a metric: the one place that decides it.
+"""What is known about a metric before any run: which way is better (the one place that
+decides it), the range of its values, and the names the engine logs.
 
 Early stopping, the checkpoint kept, the report's ranking and verdicts, and tune's direction
 all ask here, so they cannot disagree.  Lower is better for losses, calibration error, times
@@ -29,3 +30,28 @@ def improves(metric: str, value: float, best: float | None, min_delta: float = 0
     if higher_is_better(metric):
         return value > best + min_delta
     return value < best - min_delta
+
+
+# What the engine logs for every trial (the tracking layout's contract): at every epoch, then
+# once at the end; ``test_class_acc.<class>`` per class besides.
+PER_EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s",
+                     "train_images_per_s")
+FINAL_METRICS = ("test_acc", "test_top5", "test_loss", "test_macro_f1", "test_ece",
+                 "best_val_acc", "best_epoch", "n_params", "epochs_run", "train_time_s")
+CLASS_METRIC_PREFIX = "test_class_acc."
+_FRACTION_SUFFIXES = ("_acc", "_top5", "_f1", "_ece")
+
+
+def is_logged(metric: str) -> bool:
+    """Whether every trial logs ``metric`` (a per-class accuracy counts, for any class)."""
+    return (metric in PER_EPOCH_METRICS or metric in FINAL_METRICS
+            or metric.startswith(CLASS_METRIC_PREFIX))
+
+
+def value_range(metric: str) -> tuple[float, float] | None:
+    """The values ``metric`` can take, when bounded: accuracies, top-5, F1 and calibration
+    error are fractions in [0, 1]; losses, times and counts are unbounded above."""
+    name = metric.removeprefix(CLASS_METRIC_PREFIX)
+    if metric.startswith(CLASS_METRIC_PREFIX) or name.endswith(_FRACTION_SUFFIXES):
+        return (0.0, 1.0)
+    return None

@@ -1,5 +1,5 @@
 """MLflow's UI in a real headless Chromium, driven by Selenium: what the browser test reads and
-where the screenshots in README come from (``HARNESS_SCREENSHOTS=docs pytest
+where the screenshots in docs/tracking.md come from (``HARNESS_SCREENSHOTS=docs pytest
 tests/test_mlflow_browser.py`` writes them there).
 
 The selectors are MLflow 3's own: test ids, ARIA roles and visible text, as a user finds them.

@@ -37,14 +37,16 @@ def test_unknown_key_names_the_file_the_dotted_key_and_the_valid_keys(tiny_study
     tiny_study["base"]["model"]["atention"] = "se"
     path = write_study(tiny_study)
     message = error_of(load_study, path)
-    assert message.startswith(f"{path}: base.model.atention: unknown key; valid: arch, stem,")
+    assert message.startswith(f"{path}: base.model.atention: unknown key; did you mean base.model.attention?"
+                              " valid in base.model: arch, stem,")
     assert "attention" in message
 
 
 def test_unknown_top_level_key_lists_the_study_keys(tiny_study):
     tiny_study["seed"] = [0]
     message = error_of(study_from_mapping, tiny_study, source="s.yaml")
-    assert message.startswith("s.yaml: seed: unknown key; valid: name, description, base")
+    assert message.startswith("s.yaml: seed: unknown key; did you mean seeds?"
+                              " valid in the study: name, description, base")
     assert "source" not in message
 
 
@@ -142,11 +144,13 @@ class TestOverrides:
     def test_a_missing_key_is_an_error_naming_the_valid_ones(self, tiny_study):
         message = error_of(study_from_mapping, tiny_study, source="s.yaml",
                            overrides=["train.epoch=3"])
-        assert message.startswith("s.yaml: --set base.train.epoch: no key 'epoch' in base.train; valid: epochs,")
+        assert message.startswith("s.yaml: --set train.epoch: no key 'epoch' in base.train;"
+                                  " did you mean --set train.epochs=…? valid: epochs,")
 
     def test_a_missing_section_is_an_error(self, tiny_study):
         message = error_of(study_from_mapping, tiny_study, source="s.yaml", overrides=["trian.epochs=3"])
-        assert "--set trian.epochs: no key 'trian' in the study; valid: name," in message
+        assert ("--set trian.epochs: no key 'trian' in the study; did you mean --set train.epochs=…?"
+                " valid: name,") in message
 
     def test_a_grid_axis_cannot_be_set_on_the_base(self, tiny_study):
         message = error_of(study_from_mapping, tiny_study, overrides=["model.attention=se"])

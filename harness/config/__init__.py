@@ -36,7 +36,9 @@ from harness.config.schema import (
 )
 from harness.config.validation import (
     describe_validation_error,
+    did_you_mean,
     dotted,
+    dotted_keys,
     format_validation_error,
     section_at,
 )
@@ -67,7 +69,9 @@ __all__ = [
     "apply_overrides",
     "declares_adaptive_seeds",
     "describe_validation_error",
+    "did_you_mean",
     "dotted",
+    "dotted_keys",
     "dump_yaml",
     "format_validation_error",
     "load_study",

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from harness.config.schema import TRIAL_SECTIONS, Study
-from harness.config.validation import dotted, section_type
+from harness.config.schema import TRIAL_SECTIONS, Study, TrialConfig
+from harness.config.validation import did_you_mean, dotted, dotted_keys, section_type
 from harness.config.yaml_io import parse_value
 from harness.errors import ConfigError
 
@@ -25,8 +25,15 @@ def _check_override_path(parts: list[str], *, source: str) -> None:
             return
         if part not in model.model_fields:
             where = dotted(tuple(parts[:i])) or "the study"
+            shown = ".".join(parts[1:] if parts[0] == "base" else parts)
+            if parts[0] == "base":
+                guess = did_you_mean(".".join(parts[1:]), dotted_keys(TrialConfig))
+            else:  # a study key, or a trial key without its section (label_smoothing)
+                guess = (did_you_mean(".".join(parts), dotted_keys(TrialConfig)) if i == 0
+                         else None) or did_you_mean(part, model.model_fields)
+            hint = f" did you mean --set {guess}=…?" if guess else ""
             raise ConfigError(
-                f"{source}: --set {'.'.join(parts)}: no key {part!r} in {where};"
+                f"{source}: --set {shown}: no key {part!r} in {where};{hint}"
                 f" valid: {', '.join(model.model_fields)}"
             )
         nested = section_type(model.model_fields[part].annotation)

@@ -99,11 +99,16 @@ def scan(folder: Path, classes: Sequence[str], *, dataset: str) -> FileSplit:
 
 
 def no_classes_error(folder: Path, *, dataset: str) -> DataError:
-    return DataError(
-        f"{dataset}: {folder} has no class folders with images; expected"
-        f" {folder}/<class>/<image> (or train/ and test/ folders of those),"
-        f" images being {', '.join(IMAGE_SUFFIXES[:4])}, …"
-    )
+    """The folder has fewer than two class folders with images: says which, and the layout."""
+    found = class_folders(folder)
+    layout = (f"expected {folder}/<class>/<image> (or train/ and test/ folders of those),"
+              f" images being {', '.join(IMAGE_SUFFIXES[:4])}, …")
+    if len(found) == 1:
+        return DataError(
+            f"{dataset}: {folder} has one class folder with images ({found[0]}); a classifier"
+            f" needs at least two classes, one subfolder each: {layout}"
+        )
+    return DataError(f"{dataset}: {folder} has no class folders with images; {layout}")
 
 
 # ---------------------------------------------------------------------------------------------

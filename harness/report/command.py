@@ -1,5 +1,6 @@
-"""`harness report`: from a study's name, file or nothing at all to the tables, files and the
-HTML artifact on the study's parent run.
+"""`harness report`: from a study's name, file or nothing at all to the tables in the terminal
+and, only when asked, files (``--out``, ``--format``) and the HTML artifact on the study's
+parent run (``--log``); each is announced before it is written.
 
 This is the report's edge: every bad input (an unknown study, a metric no trial logged, a
 baseline that is not a level, a factor with one level, a margin that is not positive) is found
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from harness.config import Study, load_study, parse_value
-from harness.directions import higher_is_better
+from harness.directions import PER_EPOCH_METRICS, higher_is_better
 from harness.study.design import resolve_baselines
 from harness.errors import HarnessError, TrackingError
 from harness.report import curves, verdicts
@@ -43,8 +45,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 # What the engine logs at every epoch (harness.tracking's layout); the rest is logged once.
-PER_EPOCH = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s",
-             "train_images_per_s")
+PER_EPOCH = PER_EPOCH_METRICS
 ARTIFACT_DIR = "report"
 # Learning curves per cell only while a legend stays readable; per level always.
 _MAX_CELL_CURVES = 12
@@ -65,14 +66,20 @@ def report_command(
     baseline: list[str] | None = None,
     alpha: float | None = None,
     margin: float | None = None,
-    fmt: str = "html",
+    fmt: str | None = None,
     out: Path | None = None,
+    log: bool = False,
     best_epoch: bool = False,
     tracking_uri: str | None = None,
     console: Console,
 ) -> ReportOutcome:
-    """Report on ``study`` (a name, a study file, or None for the most recent study)."""
-    formats = parse_formats(fmt)
+    """Report on ``study`` (a name, a study file, or None for the most recent study).
+
+    The terminal always shows the report; files are written only when asked: ``out`` (the
+    folder, default formats html) or ``fmt`` (the formats, default folder reports/<study>).
+    ``log`` logs the HTML report to the study's parent run (written to a temporary folder
+    when no files were asked for)."""
+    formats = parse_formats(fmt if fmt is not None else ("html" if out is not None else ""))
     if alpha is not None and not 0 < alpha < 1:
         raise HarnessError(f"--alpha {alpha}: must be between 0 and 1, e.g. 0.05")
     tracker = MlflowTracker(tracking_uri)
@@ -93,19 +100,30 @@ def report_command(
                             curves="html" in formats)
     to_terminal(content, console)
     outcome = ReportOutcome(content)
+    say = lambda text: console.print(text, markup=False, highlight=False)  # noqa: E731
     if formats:
         folder = out if out is not None else Path("reports") / stored.name
+        say(f"writing the report ({', '.join(formats)}) to {folder}/")
         try:
             outcome.files = write_files(content, folder, formats)
         except OSError as exc:
             raise HarnessError(f"--out {folder}: cannot write the report: {exc}") from None
         for path in outcome.files.values():
-            console.print(f"wrote {path}", markup=False, highlight=False)
-    if "html" in outcome.files:
-        outcome.artifact = log_to_parent(client, stored, outcome.files["html"])
-        if outcome.artifact is not None:
-            console.print(f"logged {outcome.artifact} to run {stored.parent_run_id}"
-                          f" (the parent of study {stored.name})", markup=False, highlight=False)
+            say(f"wrote {path}")
+    if log:
+        if stored.parent_run_id is None:
+            say(f"not logged: study {stored.name} has no parent run to log the report to")
+            return outcome
+        say(f"logging {ARTIFACT_DIR}/report.html to run {stored.parent_run_id}"
+            f" (the parent of study {stored.name})")
+        with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp:
+            html = outcome.files.get("html") or write_files(content, Path(tmp), ["html"])["html"]
+            outcome.artifact = log_to_parent(client, stored, html)
+        say(f"logged {outcome.artifact} to run {stored.parent_run_id}"
+            f" (the parent of study {stored.name})")
+    elif not formats:
+        say("nothing written: --out FOLDER writes report.html there (--format md,csv,json,"
+            " html), --log logs it to the study's parent run in the tracking store")
     return outcome
 
 
@@ -124,7 +142,7 @@ def build_content(client, stored: StoredStudy, *, uri: str, display_uri: str,
     notes += provenance_notes(runs)
     design = build_design(runs, trials, metric=metric_name, baseline=baseline or [],
                           significance=significance,
-                          margin=resolve_margin(margin, stored.study))
+                          margin=resolve_margin(margin, stored.study, metric=metric_name))
 
     if significance:
         result = verdicts.significance_report(trials, design=design, alpha=alpha)
@@ -262,13 +280,21 @@ def _no_trials_message(runs: StudyRuns) -> str:
 # Factors, levels and baselines
 
 
-def resolve_margin(margin: float | None, study: Study | None) -> float | None:
-    """``--margin`` over the study's ``report.margin``: the equivalence margin, > 0."""
+def resolve_margin(margin: float | None, study: Study | None, *,
+                   metric: str = "test_acc") -> float | None:
+    """``--margin`` over the study's ``report.margin``: the equivalence margin, > 0 and
+    plausible for the metric's scale (0.5 on an accuracy is refused: 0.005 was meant)."""
+    from harness.study.checks import check_margin
+
     if margin is None:
-        return study.report.margin if study is not None else None
+        chosen = study.report.margin if study is not None else None
+        check_margin(chosen, metric=metric,
+                     where=f"{study.source}: report.margin" if study is not None else "")
+        return chosen
     if not (math.isfinite(margin) and margin > 0):
         raise HarnessError(f"--margin {margin:g}: must be a number > 0 in the metric's own units"
                            " (0.005 is 0.5 pp of accuracy)")
+    check_margin(margin, metric=metric, where="--margin")
     return float(margin)
 
 

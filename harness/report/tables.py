@@ -16,6 +16,10 @@ from harness.report.units import Units, p_text, seeds_range, verdict_text
 from harness.report.verdicts import Comparison, Interaction
 
 
+# The seeds a comparison needs in all (those run included), estimated from the current ones.
+SEEDS_TO_DECIDE = "seeds to decide (in total, est.)"
+
+
 @dataclass
 class Table:
     title: str
@@ -71,8 +75,9 @@ def legend_lines(content: ReportContent) -> list[str]:
     return [
         "Δ: level minus baseline, with its 95% CI. n: seeds in the test (the unit); df: its"
         " degrees of freedom. g: Hedges' g, g_z of the per-seed differences (paired, mixed),"
-        " g_s of the seed means (Welch). seeds to decide (estimate): the seeds at which a"
-        " verdict (an effect or, with a margin, equivalence) is reached with 80% power at the"
+        " g_s of the seed means (Welch). seeds to decide (in total, estimated): how many seeds"
+        " in all, those already run included, a verdict (an effect or, with a margin,"
+        " equivalence) needs to be reached with 80% power at the"
         " family's strictest Holm level, at the observed effect and SD, then the range over"
         " their 80% confidence limits; per level for Welch. MDE: the smallest difference"
         " detectable with 80% power at the current n.",
@@ -87,13 +92,14 @@ def factor_tables(content: ReportContent, units: Units) -> list[Table]:
     for factor in content.result.factors:
         rows = [[lv.level + (" (baseline)" if lv.is_baseline else ""), str(lv.summary.n),
                  str(lv.n_trials), units.mean_sd(lv.summary.mean, lv.summary.std),
-                 units.interval(lv.summary.ci_low, lv.summary.ci_high)]
+                 units.value_interval(lv.summary.ci_low, lv.summary.ci_high)]
                 for lv in factor.levels]
         tables.append(Table(f"{factor.factor}: each level over seeds (a seed's mean over its"
                             " cells)",
                             ["level", "seeds", "trials", f"mean ± sd{units.value_unit}",
                              "95% CI"], rows,
-                            right={1, 2, 3, 4}, kind="levels", key=factor.factor))
+                            right={1, 2, 3, 4}, kind="levels", key=factor.factor,
+                            notes=_clipped(rows, units, content.metric)))
         if not content.significance:
             continue
         rows, notes = [], []
@@ -103,7 +109,7 @@ def factor_tables(content: ReportContent, units: Units) -> list[Table]:
         tables.append(Table(
             f"{factor.factor}: each level against {factor.baseline}",
             ["level", f"Δ{units.diff_unit} [95% CI]", "test", "n", "df", "p", "g",
-             "seeds to decide (est.)", f"MDE{units.diff_unit}", "verdict"],
+             SEEDS_TO_DECIDE, f"MDE{units.diff_unit}", "verdict"],
             rows, right={1, 3, 4, 5, 6, 7, 8}, notes=notes, kind="comparisons",
             key=factor.factor))
     return tables
@@ -201,12 +207,18 @@ def cell_table(content: ReportContent, units: Units, *, limit: int | None = None
     columns = ["rank", *design.factors, "seeds", f"mean ± sd{units.value_unit}",
                "95% CI"]
     rows = [[str(r["rank"]), *(str(r[f]) for f in design.factors), str(r["n_seeds"]),
-             units.mean_sd(r["mean"], r["std"]), units.interval(r["ci_low"], r["ci_high"])]
+             units.mean_sd(r["mean"], r["std"]), units.value_interval(r["ci_low"], r["ci_high"])]
             for r in cells.to_dict("records")]
+    notes += _clipped(rows, units, content.metric)
     n = len(design.factors)
     order = "best first" if design.higher_is_better else "lowest first"
     return Table(f"every cell over seeds, {order}", columns, rows,
                  right={0, n + 1, n + 2, n + 3}, notes=notes, kind="cells")
+
+
+def _clipped(rows: list[list[str]], units: Units, metric: str) -> list[str]:
+    """The note under a table whose intervals were clipped to the metric's range."""
+    return [units.clipped_note(metric)] if any(row[-1].endswith("*") for row in rows) else []
 
 
 # A terminal shows this many cells; the files show them all.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.directions import value_range
 from harness.report.verdicts import (
     BETTER,
     EQUIVALENT,
@@ -29,14 +30,18 @@ class Units:
     scale: float
     percent: bool
     digits: int
+    # The metric's range (``directions.value_range``): a value's interval is clipped to it.
+    bounds: tuple[float, float] | None = None
 
     @staticmethod
     def for_metric(metric: str, values: pd.Series) -> Units:
         fraction = any(word in metric for word in ("acc", "top5", "f1", "ece"))
         finite = values.dropna()
+        bounds = value_range(metric)
         if fraction and len(finite) and finite.abs().max() <= 1:
-            return Units(100.0, True, 2)
-        return Units(1.0, False, 4)
+            return Units(100.0, True, 2, bounds)
+        return Units(1.0, False, 4, bounds if bounds is not None and (
+            not len(finite) or finite.abs().max() <= bounds[1]) else None)
 
     @property
     def value_unit(self) -> str:
@@ -56,6 +61,22 @@ class Units:
         if not (math.isfinite(low) and math.isfinite(high)):
             return "n/a"
         return f"[{self.value(low)}, {self.value(high)}]"
+
+    def value_interval(self, low: float, high: float) -> str:
+        """A value's interval, clipped to the metric's range and then marked ``*``: a t
+        interval over few seeds can pass 100 % (``CLIPPED_NOTE`` says so under the table)."""
+        if self.bounds is None or not (math.isfinite(low) and math.isfinite(high)):
+            return self.interval(low, high)
+        lo, hi = self.bounds
+        if low >= lo and high <= hi:
+            return self.interval(low, high)
+        return self.interval(max(low, lo), min(high, hi)) + "*"
+
+    def clipped_note(self, metric: str) -> str:
+        lo, hi = self.bounds or (0.0, 1.0)
+        unit = " %" if self.percent else ""
+        return (f"*: the 95% CI passed {metric}'s range [{self.value(lo)}, {self.value(hi)}]"
+                f"{unit} and is clipped to it (few seeds, or a mean near the edge)")
 
     def mean_sd(self, mean: float, std: float) -> str:
         """Mean ± SD, "81.20 ± 0.35"; n/a for a missing mean, and for a missing SD alone."""

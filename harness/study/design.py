@@ -24,6 +24,8 @@ from harness.config import (
     dotted,
     section_at,
     describe_validation_error,
+    did_you_mean,
+    dotted_keys,
 )
 from harness.errors import ConfigError
 from harness.study.spec import TrialSpec
@@ -98,7 +100,10 @@ def check_key(key: str, *, where: str) -> type[BaseModel] | None:
     parent = section_at(TrialConfig, parts[:-1])
     if parent is None or parts[-1] not in parent.model_fields:
         valid = ", ".join(f"{dotted(parts[:-1])}.{f}" for f in parent.model_fields) if parent else ""
-        raise ConfigError(f"{where}: no such config key{'; valid: ' + valid if valid else ''}")
+        guess = did_you_mean(key, dotted_keys(TrialConfig))
+        hint = f"; did you mean {guess}?" if guess else ""
+        listed = (" valid: " if hint else "; valid: ") + valid if valid else ""
+        raise ConfigError(f"{where}: no such config key{hint}{listed}")
     return section_at(TrialConfig, parts)
 
 
@@ -117,6 +122,13 @@ def parse_levels(axis: str, levels: list[Any], *, source: str) -> list[Level]:
     for i, level in enumerate(levels):
         where = f"{source}: grid.{axis}[{i}]"
         if named:
+            guess = did_you_mean(axis, dotted_keys(TrialConfig))
+            if guess is not None and not isinstance(level, dict):
+                raise ConfigError(
+                    f"{source}: grid.{axis}: not a config key; did you mean grid.{guess}?"
+                    " (an axis is a dotted key such as model.dropout, or a named axis whose"
+                    " levels are mappings with a label)"
+                )
             if not isinstance(level, dict) or "label" not in level:
                 raise ConfigError(
                     f"{where}: {axis} is not a config key, so it is a named axis whose levels are"

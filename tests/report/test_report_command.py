@@ -82,17 +82,46 @@ def test_a_margin_that_is_not_positive_is_one_error(log_study, tracking_uri, tmp
 
 def test_the_html_report_is_written_and_logged_to_the_parent_run(log_study, tracking_uri, tmp_path):
     parent = log_study(synthetic_study(seeds=3))
-    outcome, text = report(tracking_uri, out=tmp_path / "out")
+    outcome, text = report(tracking_uri, out=tmp_path / "out", log=True)
     html = (tmp_path / "out" / "report.html").read_text()
     assert outcome.files == {"html": tmp_path / "out" / "report.html"}
     assert html.count("data:image/png;base64,") == 3  # a plot per factor, then the curves
     assert "learning curves" in html and "<script" not in html and "http" not in html.split(
         "</style>")[0]
     assert outcome.artifact == "report/report.html"
-    assert f"logged report/report.html to run {parent}" in text
+    # Each write is said before it happens, and after.
+    assert text.index(f"writing the report (html) to {tmp_path / 'out'}/") < text.index("wrote ")
+    assert text.index(f"logging report/report.html to run {parent}") \
+        < text.index(f"logged report/report.html to run {parent}")
     client = MlflowClient(tracking_uri)
     logged = Path(client.download_artifacts(parent, "report/report.html", str(tmp_path)))
     assert logged.read_text() == html
+
+
+def test_a_report_writes_nothing_unless_asked(log_study, tracking_uri, tmp_path, monkeypatch):
+    parent = log_study(synthetic_study(seeds=3))
+    monkeypatch.chdir(tmp_path)
+    outcome, text = report(tracking_uri, out=None, fmt=None)
+    assert outcome.files == {} and outcome.artifact is None
+    assert not (tmp_path / "reports").exists()
+    assert "nothing written: --out FOLDER writes report.html there" in text
+    client = MlflowClient(tracking_uri)
+    assert client.list_artifacts(parent, "report") == []
+    # --log alone logs the HTML (from a temporary folder) and writes no file here.
+    outcome, text = report(tracking_uri, out=None, fmt=None, log=True)
+    assert outcome.files == {} and outcome.artifact == "report/report.html"
+    assert not (tmp_path / "reports").exists()
+    assert [a.path for a in client.list_artifacts(parent, "report")] == ["report/report.html"]
+    # --format alone writes into reports/<study>.
+    outcome, _ = report(tracking_uri, out=None, fmt="md")
+    assert outcome.files == {"md": Path("reports") / "synthetic" / "report.md"}
+
+
+def test_a_margin_in_percent_on_an_accuracy_is_refused(log_study, tracking_uri, tmp_path):
+    log_study(synthetic_study(seeds=2))
+    with pytest.raises(HarnessError, match=r"--margin 0.5: test_acc is a fraction in \[0, 1\],"
+                                           r" so this margin is ±50 pp.*for 0.5 pp write 0.005"):
+        report(tracking_uri, out=tmp_path / "out", margin=0.5)
 
 
 def test_every_format_is_written_and_json_has_no_nan(log_study, tracking_uri, tmp_path):
@@ -278,7 +307,7 @@ def test_a_trained_2x2_study_reports_attention_and_dropout_with_paired_tests(tin
                         options=RunOptions(device="cpu"))
     assert len(outcome.finished) == 8
 
-    result, text = report(tracking_uri, out=tmp_path / "out")
+    result, text = report(tracking_uri, out=tmp_path / "out", log=True)
     assert [f.factor for f in result.content.result.factors] == ["model.attention", "model.dropout"]
     for factor in ("model.attention", "model.dropout"):
         (c,) = comparison(result, factor)

@@ -96,7 +96,8 @@ def test_adding_a_seed_keeps_the_existing_keys(tiny_study):
 def test_an_unknown_axis_is_an_error(tiny_study):
     tiny_study["grid"] = {"model.attn": ["se"]}
     message = expand_error(tiny_study)
-    assert message.startswith("s.yaml: grid.model.attn: no such config key; valid: model.arch,")
+    assert message.startswith("s.yaml: grid.model.attn: no such config key;"
+                              " did you mean model.attention? valid: model.arch,")
 
 
 def test_a_dotted_axis_outside_the_trial_sections_is_an_error(tiny_study):
@@ -141,7 +142,7 @@ def test_a_bad_level_names_its_axis_and_index(tiny_study):
 def test_a_bad_key_inside_a_bundled_level_is_named(tiny_study):
     tiny_study["grid"] = {"optim": [{"label": "sgd", "name": "sgd", "learning_rate": 0.1}]}
     message = expand_error(tiny_study)
-    assert message.startswith("s.yaml: grid.optim[0]: optim.learning_rate: unknown key; valid: name, lr,")
+    assert message.startswith("s.yaml: grid.optim[0]: optim.learning_rate: unknown key; valid in optim: name, lr,")
 
 
 def test_an_axis_with_no_levels_is_an_error(tiny_study):

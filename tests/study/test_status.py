@@ -65,3 +65,18 @@ def test_queue_claims_each_key_once_and_a_spent_queue_is_followed_by_a_new_gener
                            all_keys=keys, pending_keys=[b.trial_key], heartbeat_s=1)
     assert again.study.study_name.endswith(":1")
     assert again.claim().trial_key == b.trial_key and again.claim() is None
+
+
+def test_status_takes_a_study_by_name_or_file_as_report_does(tiny_study, write_study, tracking_uri):
+    run_study(study_from_mapping(tiny_study), tracker=MlflowTracker(tracking_uri),
+              options=RunOptions(device="cpu"))
+    by_file = runner.invoke(app, ["status", str(write_study(tiny_study)), "--tracking-uri",
+                                  tracking_uri])
+    by_name = runner.invoke(app, ["status", "tiny", "--tracking-uri", tracking_uri])
+    latest = runner.invoke(app, ["status", "--tracking-uri", tracking_uri])
+    for result in (by_file, by_name, latest):
+        assert result.exit_code == 0, result.output
+        assert "tiny: 2 trials (2 finished)" in result.stdout
+    unknown = runner.invoke(app, ["status", "tine", "--tracking-uri", tracking_uri])
+    assert unknown.exit_code == 2 and "unknown study 'tine'" in unknown.stderr
+    assert "studies there: tiny" in unknown.stderr

@@ -78,9 +78,17 @@ class ImageFolderSource(DatasetSource):
         if self.missing(root, cfg):
             self.fetch(root, cfg)
         if self.missing(root, cfg):
-            raise DataError(
-                f"{self.name}: data.path {self._path(root, cfg)} does not exist; {self.hint(root, cfg)}"
-            )
+            raise DataError(self.not_found(root, cfg))
+
+    def not_found(self, root: Path, cfg: DataConfig) -> str:
+        """``data.path`` is absent: as given and, when relative, as resolved against the data
+        root (the usual surprise: a path relative to the study file or the shell's folder)."""
+        path = self._path(root, cfg)
+        if Path(cfg.path or "").expanduser().is_absolute():
+            return f"{self.name}: data.path {path} does not exist; {self.hint(root, cfg)}"
+        return (f"{self.name}: data.path {cfg.path} does not exist: a relative path is resolved"
+                f" against the data root {root}, giving {path}; {self.hint(root, cfg)}, give an"
+                " absolute path, or set the data root (--data-root, HARNESS_DATA)")
 
     def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
         folder = self._folder(root, cfg)
