@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 PER_EPOCH = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s",
              "train_images_per_s")
 ARTIFACT_DIR = "report"
+FOREST_ARTIFACT = "forest.png"
 # Learning curves per cell only while a legend stays readable; per level always.
 _MAX_CELL_CURVES = 12
 
@@ -102,7 +103,7 @@ def report_command(
         for path in outcome.files.values():
             console.print(f"wrote {path}", markup=False, highlight=False)
     if "html" in outcome.files:
-        outcome.artifact = log_to_parent(client, stored, outcome.files["html"])
+        outcome.artifact = log_to_parent(client, stored, outcome.files["html"], content=content)
         if outcome.artifact is not None:
             console.print(f"logged {outcome.artifact} to run {stored.parent_run_id}"
                           f" (the parent of study {stored.name})", markup=False, highlight=False)
@@ -409,14 +410,21 @@ def learning_curves(client, experiment_id: str, trials: pd.DataFrame, *, design:
     return out
 
 
-def log_to_parent(client, stored: StoredStudy, html_file: Path) -> str | None:
-    """Log the HTML report to the study's parent run as ``report/report.html``."""
+def log_to_parent(client, stored: StoredStudy, html_file: Path, *,
+                  content: ReportContent | None = None) -> str | None:
+    """Log the HTML report to the study's parent run as ``report/report.html``, and with
+    ``content`` its forest plot as ``report/forest.png`` (the UI shows it as an image)."""
     if stored.parent_run_id is None:
         return None
     from mlflow.exceptions import MlflowException
 
+    from harness.viz.plots import forest_figure
+
     try:
         client.log_artifact(stored.parent_run_id, str(html_file), ARTIFACT_DIR)
+        forest = forest_figure(content) if content is not None else None
+        if forest is not None:
+            client.log_figure(stored.parent_run_id, forest, f"{ARTIFACT_DIR}/{FOREST_ARTIFACT}")
     except (MlflowException, OSError) as exc:
         raise TrackingError(
             f"wrote {html_file} but could not log it to run {stored.parent_run_id}: {exc}"

@@ -3,7 +3,8 @@
 One module per format, each drawing from the same ``harness.report.tables``: ``terminal``
 (rich, shown by every ``harness report``), ``markdown``, ``html`` (one self-contained file
 with the figures), ``csv_json`` (the raw numbers: CSV tables and one JSON document) and ``tex``
-(booktabs tables for a paper).
+(booktabs tables for a paper, with the forest plot beside them as ``forest.pdf`` and
+``forest.svg``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def write_files(content: ReportContent, out: Path, formats: list[str]) -> dict[s
         elif fmt == "tex":
             path = out / "report.tex"
             path.write_text(to_tex(content), encoding="ascii", errors="replace")
+            # Here, not at the top: only the figures need matplotlib.
+            from harness.viz.plots import save_forest
+
+            save_forest(content, out)
         elif fmt == "csv":
             path = write_csv(content, out)[0]
         else:  # pragma: no cover - formats are checked at the edge
