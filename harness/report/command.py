@@ -76,14 +76,7 @@ def report_command(
     formats = parse_formats(fmt)
     if alpha is not None and not 0 < alpha < 1:
         raise HarnessError(f"--alpha {alpha}: must be between 0 and 1, e.g. 0.05")
-    tracker = MlflowTracker(tracking_uri)
-    local = local_store_paths(tracker.uri)
-    if local is not None and not local[0].exists():
-        raise HarnessError(
-            f"no tracking store at {local[0]}; run a study first"
-            " (harness run studies/quickstart.yaml) or pass --tracking-uri"
-        )
-    tracker.check()
+    tracker = open_store(tracking_uri)
     client = tracker.client
 
     with store_errors(tracker.uri):
@@ -108,6 +101,20 @@ def report_command(
             console.print(f"logged {outcome.artifact} to run {stored.parent_run_id}"
                           f" (the parent of study {stored.name})", markup=False, highlight=False)
     return outcome
+
+
+def open_store(tracking_uri: str | None) -> MlflowTracker:
+    """The store a report reads (``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else
+    ``./mlruns``), checked: the command line and ``harness.api`` find it the same way."""
+    tracker = MlflowTracker(tracking_uri)
+    local = local_store_paths(tracker.uri)
+    if local is not None and not local[0].exists():
+        raise HarnessError(
+            f"no tracking store at {local[0]}; run a study first"
+            " (harness run studies/quickstart.yaml) or pass --tracking-uri"
+        )
+    tracker.check()
+    return tracker
 
 
 def build_content(client, stored: StoredStudy, *, uri: str, display_uri: str,
