@@ -405,8 +405,7 @@ def forest_figure(content: ReportContent) -> Figure | None:
     margin = content.result.design.margin
     if margin:
         ax.axvspan(-margin * units.scale, margin * units.scale, color="#1f4fa8", alpha=0.1,
-                   linewidth=0, label=f"equivalence margin ±{units.value(margin)}"
-                                     f"{' pp' if units.percent else ''}")
+                   linewidth=0)
     ax.axvline(0, color="#555", linewidth=0.8, zorder=1)
     kinds = set()
     for row, c in enumerate(comparisons):
@@ -426,12 +425,11 @@ def forest_figure(content: ReportContent) -> Figure | None:
                              for c in reversed(comparisons)], fontsize=8)
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_xlabel(f"Δ {content.metric}{units.diff_unit}, level minus baseline")
-    ax.set_title(f"{content.study}: {content.metric}, Δ with its {' / '.join(sorted(kinds))}",
-                 fontsize=9)
+    shaded = (f"; shaded: the equivalence margin ±{units.value(margin)}"
+              f"{' pp' if units.percent else ''}" if margin else "")
+    ax.set_title(f"{content.study}: {content.metric}, Δ with its {' / '.join(sorted(kinds))}"
+                 f"{shaded}", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    if margin:
-        ax.legend(fontsize=7, loc="lower left", frameon=False, bbox_to_anchor=(0, 1.06),
-                  borderaxespad=0)
     # Room on the right for the verdicts, on the left for the labels.
     fig.tight_layout(rect=(0, 0, 0.86, 1))
     return fig
