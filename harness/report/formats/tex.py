@@ -78,9 +78,9 @@ def cell_table(content: ReportContent, units: Units) -> str:
     rows = []
     for r in content.result.cells.to_dict("records"):
         shown = units.justified((r["ci_high"] - r["ci_low"]) / 2)
-        sd = shown.value(r["std"])
-        value = MISSING if not math.isfinite(r["mean"]) else \
-            f"${shown.value(r['mean'])} \\pm {sd}$" if sd != "n/a" else f"${shown.value(r['mean'])}$"
+        mean, sd = shown.value(r["mean"]), shown.value(r["std"])
+        value = (MISSING if mean == "n/a" else f"${mean}$" if sd == "n/a"
+                 else f"${mean} \\pm {sd}$")
         rows.append([str(r["rank"]), *(latex_escape(r[f]) for f in design.factors),
                      str(r["n_seeds"]), value])
     columns = ["rank", *(latex_escape(f) for f in design.factors), "seeds",
