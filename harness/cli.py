@@ -382,7 +382,7 @@ def report(
     baseline: Annotated[Optional[list[str]], typer.Option("--baseline", help="factor=level, repeatable (default: report.baseline, else the first level).")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="The family's error rate (default: the study's report.alpha, else 0.05).")] = None,
     margin: Annotated[Optional[float], typer.Option(help="Equivalence margin in the metric's units (0.005 = 0.5 pp of accuracy); default: the study's report.margin. Without one the verdicts are better / worse / undecided.")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="Write files in these formats: md, html, csv, json, comma-separated (default with --out: html). Without --out or --format nothing is written.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Write files in these formats: md, html, csv, json, tex (booktabs tables and the forest plot as PDF and SVG), comma-separated (default with --out: html). Without --out or --format nothing is written.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the report's files into this folder (with --format alone: reports/<study>).")] = None,
     log: Annotated[bool, typer.Option("--log", help="Also log report.html to the study's parent run in the tracking store.")] = False,
     best_epoch: Annotated[bool, typer.Option("--best-epoch", help="Use each trial's value at its best epoch instead of the final one.")] = False,
@@ -495,6 +495,50 @@ def viz(
     except HarnessError as exc:
         raise _fail(exc) from None
     console.print(f"{len(files)} files in {out}")
+
+
+@app.command()
+def rerun(
+    run_id: Annotated[str, typer.Argument(help="A trial's MLflow run id.")],
+    device: Annotated[Optional[str], typer.Option(help="Where to train (default: the recorded device type).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Torch threads (default: the recorded count, at most this machine's cores).")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(help="Where datasets live (default: HARNESS_DATA, else ./data).")] = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Train one trial again from its recorded config and seed into a new run (tagged
+    harness.rerun_of) and say whether it reproduced bit for bit; exit 1 when it did not."""
+    from harness.study.options import default_data_root
+    from harness.study.rerun import rerun as rerun_trial
+
+    try:
+        outcome = rerun_trial(run_id, tracking_uri=tracking_uri, device=device, threads=threads,
+                              data_root=data_root or default_data_root())
+    except HarnessError as exc:
+        raise _fail(exc) from None
+    for line in outcome.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not outcome.reproduced:
+        raise typer.Exit(1)
+
+
+@app.command()
+def compare(
+    study_a: Annotated[str, typer.Argument(help="The reference study (a name or study file).")],
+    study_b: Annotated[str, typer.Argument(help="The study compared with it.")],
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="A metric to compare, repeatable (default: every final metric both logged).")] = None,
+    margin: Annotated[Optional[float], typer.Option(help="Equivalence margin in each metric's own units (0.005 = 0.5 pp of accuracy); without one the verdicts are different / undecided.")] = None,
+    alpha: Annotated[float, typer.Option(help="The family's error rate (Holm over every cell and metric).")] = 0.05,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """For the cells two studies share (by configuration): each metric's B - A over seeds
+    (paired where seeds match) with its interval and a verdict, and the provenance that differs."""
+    from harness.report.compare import compare_command
+
+    try:
+        compare_command(study_a, study_b, metrics=metric or [], margin=margin, alpha=alpha,
+                        tracking_uri=tracking_uri, console=console)
+    except HarnessError as exc:
+        raise _fail(exc) from None
 
 
 @app.command()

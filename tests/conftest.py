@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,48 @@ def postgres(tmp_path_factory) -> Iterator[str]:
     finally:
         as_postgres("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class DigitsStore:
+    """Two tiny trained digits studies in one SQLite store (see ``digits_store``)."""
+
+    uri: str
+    root: Path
+    study_a: str = "digits_a"
+    study_b: str = "digits_b"
+    threads_a: int = 0
+    threads_b: int = 0
+
+
+@pytest.fixture(scope="session")
+def digits_store(tmp_path_factory) -> DigitsStore:
+    """Real runs for the tests that read a study back (the report's tex format and forest
+    plot, the notebook API, ``rerun``, ``compare``): two studies of the same 2 attention levels
+    x 2 seeds, one epoch each, ``digits_a`` on this process's torch threads and ``digits_b``
+    on another thread count, so their seeds differ by thread count alone.  Shared by the
+    session: tests may add runs (a rerun, a report artifact) but never delete any."""
+    import torch
+
+    from harness.config import study_from_mapping
+    from harness.study.options import RunOptions
+    from harness.study.runner import run_study
+    from harness.tracking import MlflowTracker
+
+    root = tmp_path_factory.mktemp("digits-store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    options = RunOptions(device="cpu", work_root=root / "work", data_root=root / "data")
+    before = torch.get_num_threads()
+    threads = {"digits_a": before, "digits_b": 1 if before > 1 else 2}
+    for name, n_threads in threads.items():
+        raw = copy.deepcopy(TINY)
+        raw.update(name=name, seeds=[0, 1],
+                   report={"metric": "test_acc", "baseline": {"model.attention": "none"}})
+        torch.set_num_threads(n_threads)
+        try:
+            outcome = run_study(study_from_mapping(raw), tracker=MlflowTracker(uri),
+                                options=options)
+        finally:
+            torch.set_num_threads(before)
+        assert len(outcome.finished) == 4, outcome
+    return DigitsStore(uri, root, threads_a=threads["digits_a"], threads_b=threads["digits_b"])

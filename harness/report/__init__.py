@@ -6,8 +6,10 @@ baseline, the seed as the unit, and decides it (better, worse, equivalent, undec
 touching MLflow or matplotlib; ``sequential`` holds the spending boundaries of adaptive seeds.
 ``content`` is the computed report, ``units`` writes its numbers and verdicts as text,
 ``tables`` lays out the tables every text format shares, and ``formats`` writes the terminal
-table, Markdown, the self-contained HTML file (figures from ``harness.viz.plots``), CSV and
-JSON; ``parent`` puts the summary on the study's parent run; ``command`` ties them
-together for ``harness report`` (``from harness.report.command import report_command``).
+table, Markdown, the self-contained HTML file (figures from ``harness.viz.plots``), CSV, JSON
+and LaTeX (booktabs tables, the forest plot beside them); ``parent`` puts the summary on the
+study's parent run; ``command`` ties them together for ``harness report`` (``from
+harness.report.command import report_command``); ``compare`` sets two studies' shared cells
+side by side (``harness compare``).
 ``synthetic`` records trials without training, for the tests and the benchmark.
 """

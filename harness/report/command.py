@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 # What the engine logs at every epoch (harness.tracking's layout); the rest is logged once.
 PER_EPOCH = PER_EPOCH_METRICS
 ARTIFACT_DIR = "report"
+FOREST_ARTIFACT = "forest.png"
 # Learning curves per cell only while a legend stays readable; per level always.
 _MAX_CELL_CURVES = 12
 
@@ -82,14 +83,7 @@ def report_command(
     formats = parse_formats(fmt if fmt is not None else ("html" if out is not None else ""))
     if alpha is not None and not 0 < alpha < 1:
         raise HarnessError(f"--alpha {alpha}: must be between 0 and 1, e.g. 0.05")
-    tracker = MlflowTracker(tracking_uri)
-    local = local_store_paths(tracker.uri)
-    if local is not None and not local[0].exists():
-        raise HarnessError(
-            f"no tracking store at {local[0]}; run a study first"
-            " (harness run studies/quickstart.yaml) or pass --tracking-uri"
-        )
-    tracker.check()
+    tracker = open_store(tracking_uri)
     client = tracker.client
 
     with store_errors(tracker.uri):
@@ -118,13 +112,27 @@ def report_command(
             f" (the parent of study {stored.name})")
         with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp:
             html = outcome.files.get("html") or write_files(content, Path(tmp), ["html"])["html"]
-            outcome.artifact = log_to_parent(client, stored, html)
+            outcome.artifact = log_to_parent(client, stored, html, content=content)
         say(f"logged {outcome.artifact} to run {stored.parent_run_id}"
             f" (the parent of study {stored.name})")
     elif not formats:
         say("nothing written: --out FOLDER writes report.html there (--format md,csv,json,"
             " html), --log logs it to the study's parent run in the tracking store")
     return outcome
+
+
+def open_store(tracking_uri: str | None) -> MlflowTracker:
+    """The store a report reads (``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else
+    ``./mlruns``), checked: the command line and ``harness.api`` find it the same way."""
+    tracker = MlflowTracker(tracking_uri)
+    local = local_store_paths(tracker.uri)
+    if local is not None and not local[0].exists():
+        raise HarnessError(
+            f"no tracking store at {local[0]}; run a study first"
+            " (harness run studies/quickstart.yaml) or pass --tracking-uri"
+        )
+    tracker.check()
+    return tracker
 
 
 def build_content(client, stored: StoredStudy, *, uri: str, display_uri: str,
@@ -435,14 +443,21 @@ def learning_curves(client, experiment_id: str, trials: pd.DataFrame, *, design:
     return out
 
 
-def log_to_parent(client, stored: StoredStudy, html_file: Path) -> str | None:
-    """Log the HTML report to the study's parent run as ``report/report.html``."""
+def log_to_parent(client, stored: StoredStudy, html_file: Path, *,
+                  content: ReportContent | None = None) -> str | None:
+    """Log the HTML report to the study's parent run as ``report/report.html``, and with
+    ``content`` its forest plot as ``report/forest.png`` (the UI shows it as an image)."""
     if stored.parent_run_id is None:
         return None
     from mlflow.exceptions import MlflowException
 
+    from harness.viz.plots import forest_figure
+
     try:
         client.log_artifact(stored.parent_run_id, str(html_file), ARTIFACT_DIR)
+        forest = forest_figure(content) if content is not None else None
+        if forest is not None:
+            client.log_figure(stored.parent_run_id, forest, f"{ARTIFACT_DIR}/{FOREST_ARTIFACT}")
     except (MlflowException, OSError) as exc:
         raise TrackingError(
             f"wrote {html_file} but could not log it to run {stored.parent_run_id}: {exc}"

@@ -128,6 +128,16 @@ def _comparison_cells(c: Comparison, units: Units) -> list[str]:
             verdict_text(c, units)]
 
 
+def comparison_interval(c: Comparison) -> tuple[float, float, str]:
+    """The interval a comparison's verdict rests on, and its name: an adaptive study's
+    repeated interval where its plan decided it, else the fixed analysis's 95% CI."""
+    planned = c.planned or {}
+    if planned.get("low") is not None and planned.get("high") is not None:
+        return (float(planned["low"]), float(planned["high"]),
+                f"repeated interval (nominal {float(planned['nominal']):.2g})")
+    return c.diff_ci_low, c.diff_ci_high, "95% CI"
+
+
 def _comparison_notes(c: Comparison) -> list[str]:
     notes = [f"{c.level} vs {c.baseline}: {c.method}"] if c.test != "none" else []
     notes += [f"{c.level} vs {c.baseline}: {note}" for note in c.notes]

@@ -8,7 +8,7 @@ from ``Units.for_metric``, so a table and its plot never disagree on the scale.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -77,6 +77,15 @@ class Units:
         unit = " %" if self.percent else ""
         return (f"*: the 95% CI passed {metric}'s range [{self.value(lo)}, {self.value(hi)}]"
                 f"{unit} and is clipped to it (few seeds, or a mean near the edge)")
+
+    def justified(self, half_width: float) -> Units:
+        """These units with as many decimals as an interval of ``half_width`` (in the metric's
+        own units) justifies: its half-width to two significant digits, at most six decimals;
+        the usual digits when there is no interval (one seed)."""
+        scaled = abs(half_width) * self.scale
+        if not (math.isfinite(scaled) and scaled > 0):
+            return self
+        return replace(self, digits=min(6, max(0, 1 - math.floor(math.log10(scaled)))))
 
     def mean_sd(self, mean: float, std: float) -> str:
         """Mean ± SD, "81.20 ± 0.35"; n/a for a missing mean, and for a missing SD alone."""

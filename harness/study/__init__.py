@@ -1,1 +1,2 @@
-"""Studies: trial specs and keys, grid designs, executors and the study runner."""
+"""Studies: trial specs and keys, grid designs, executors, the study runner, and rerun (one
+trial again from its recorded config and seed)."""

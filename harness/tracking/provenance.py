@@ -31,6 +31,6 @@ def code_version() -> str:
             return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         pass
-    from harness import __version__
+    from harness.version import __version__
 
     return os.environ.get("HARNESS_CODE_VERSION") or __version__

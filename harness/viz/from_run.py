@@ -166,6 +166,19 @@ def model_from_checkpoint(
     return model
 
 
+def recorded_trial(run_id: str, *, tracking_uri: str | None) -> tuple[Any, Any, TrialConfig]:
+    """A trial run's client, the run, and the ``TrialConfig`` of its ``config.yaml``, each way
+    of being wrong (an unknown id, not a trial, no such artifact) one ``HarnessError`` line."""
+    from harness.tracking import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    client = _client(uri)
+    run = _trial_run(client, run_id, uri)
+    with tempfile.TemporaryDirectory(prefix="harness-rerun-") as tmp:
+        config = _read_config(_download(client, run, CONFIG, Path(tmp)), run_id=run_id)
+    return client, run, config
+
+
 def regenerate(
     run_id: str,
     *,

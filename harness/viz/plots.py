@@ -378,3 +378,76 @@ def plot_curves(content: ReportContent) -> bytes | None:
         ax.set_visible(False)
     fig.tight_layout()
     return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# A study report: every comparison as a forest plot
+
+# A verdict's colour, as the HTML report colours its word.
+VERDICT_COLORS = {"better": "#176b2c", "worse": "#a61b1b", "equivalent": "#1f4fa8",
+                  "undecided": "#8a6d00"}
+FOREST_FORMATS = ("pdf", "svg")
+
+
+def forest_figure(content: ReportContent) -> Figure | None:
+    """Every comparison a row: Δ (level minus baseline) and the interval its verdict rests on
+    (an adaptive study's repeated interval where its plan decided it), zero, the equivalence
+    margin as a band, and the verdict in words and colour.  None when nothing was compared."""
+    from harness.report.tables import comparison_interval
+
+    comparisons = content.result.comparisons if content.significance else []
+    if not comparisons:
+        return None
+    units = Units.for_metric(content.metric, content.trials[content.metric])
+    n = len(comparisons)
+    fig = Figure(figsize=(7.2, 1.3 + 0.42 * n))
+    ax = fig.subplots()
+    margin = content.result.design.margin
+    if margin:
+        ax.axvspan(-margin * units.scale, margin * units.scale, color="#1f4fa8", alpha=0.1,
+                   linewidth=0)
+    ax.axvline(0, color="#555", linewidth=0.8, zorder=1)
+    kinds = set()
+    for row, c in enumerate(comparisons):
+        y = n - 1 - row
+        low, high, kind = comparison_interval(c)
+        kinds.add(kind)
+        color = VERDICT_COLORS.get(c.verdict, "#444")
+        if math.isfinite(low) and math.isfinite(high):
+            ax.plot([low * units.scale, high * units.scale], [y, y], color=color, linewidth=2,
+                    solid_capstyle="butt", zorder=2)
+        if math.isfinite(c.diff):
+            ax.plot([c.diff * units.scale], [y], marker="D" if c.planned else "o", markersize=6,
+                    color=color, zorder=3)
+        ax.annotate(c.verdict + (" (plan)" if c.planned else ""), xy=(1.01, y),
+                    xycoords=("axes fraction", "data"), va="center", fontsize=8, color=color)
+    ax.set_yticks(range(n), [f"{c.factor}: {c.level} vs {c.baseline}"
+                             for c in reversed(comparisons)], fontsize=8)
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xlabel(f"Δ {content.metric}{units.diff_unit}, level minus baseline")
+    shaded = (f"; shaded: the equivalence margin ±{units.value(margin)}"
+              f"{' pp' if units.percent else ''}" if margin else "")
+    ax.set_title(f"{content.study}: {content.metric}, Δ with its {' / '.join(sorted(kinds))}"
+                 f"{shaded}", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    # Room on the right for the verdicts, on the left for the labels.
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    return fig
+
+
+def plot_forest(content: ReportContent) -> bytes | None:
+    """The forest plot as PNG bytes for the HTML report; None when nothing was compared."""
+    fig = forest_figure(content)
+    return None if fig is None else _png(fig)
+
+
+def save_forest(content: ReportContent, folder: Path) -> list[Path]:
+    """The forest plot as ``forest.pdf`` and ``forest.svg`` in ``folder`` (for a paper)."""
+    fig = forest_figure(content)
+    if fig is None:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"forest.{fmt}" for fmt in FOREST_FORMATS]
+    for path in paths:
+        fig.savefig(path, bbox_inches="tight")
+    return paths

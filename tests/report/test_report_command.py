@@ -85,7 +85,8 @@ def test_the_html_report_is_written_and_logged_to_the_parent_run(log_study, trac
     outcome, text = report(tracking_uri, out=tmp_path / "out", log=True)
     html = (tmp_path / "out" / "report.html").read_text()
     assert outcome.files == {"html": tmp_path / "out" / "report.html"}
-    assert html.count("data:image/png;base64,") == 3  # a plot per factor, then the curves
+    # A plot per factor, the forest plot of the comparisons, then the curves.
+    assert html.count("data:image/png;base64,") == 4
     assert "learning curves" in html and "<script" not in html and "http" not in html.split(
         "</style>")[0]
     assert outcome.artifact == "report/report.html"
@@ -96,6 +97,7 @@ def test_the_html_report_is_written_and_logged_to_the_parent_run(log_study, trac
     client = MlflowClient(tracking_uri)
     logged = Path(client.download_artifacts(parent, "report/report.html", str(tmp_path)))
     assert logged.read_text() == html
+    assert "report/forest.png" in [a.path for a in client.list_artifacts(parent, "report")]
 
 
 def test_a_report_writes_nothing_unless_asked(log_study, tracking_uri, tmp_path, monkeypatch):

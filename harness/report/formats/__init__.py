@@ -2,7 +2,9 @@
 
 One module per format, each drawing from the same ``harness.report.tables``: ``terminal``
 (rich, shown by every ``harness report``), ``markdown``, ``html`` (one self-contained file
-with the figures) and ``csv_json`` (the raw numbers: CSV tables and one JSON document).
+with the figures), ``csv_json`` (the raw numbers: CSV tables and one JSON document) and ``tex``
+(booktabs tables for a paper, with the forest plot beside them as ``forest.pdf`` and
+``forest.svg``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from harness.report.content import ReportContent
 from harness.report.formats.csv_json import to_json, write_csv
 from harness.report.formats.html import to_html
 from harness.report.formats.markdown import to_markdown
+from harness.report.formats.tex import to_tex
 
-FORMATS = ("md", "html", "csv", "json")
+FORMATS = ("md", "html", "csv", "json", "tex")
 
 
 def write_files(content: ReportContent, out: Path, formats: list[str]) -> dict[str, Path]:
@@ -31,6 +34,13 @@ def write_files(content: ReportContent, out: Path, formats: list[str]) -> dict[s
         elif fmt == "json":
             path = out / "report.json"
             path.write_text(to_json(content), encoding="utf-8")
+        elif fmt == "tex":
+            path = out / "report.tex"
+            path.write_text(to_tex(content), encoding="ascii", errors="replace")
+            # Here, not at the top: only the figures need matplotlib.
+            from harness.viz.plots import save_forest
+
+            save_forest(content, out)
         elif fmt == "csv":
             path = write_csv(content, out)[0]
         else:  # pragma: no cover - formats are checked at the edge

@@ -1,7 +1,7 @@
 """The report as one self-contained HTML file: inline CSS, the tables, and the figures.
 
 The figures (``harness.viz.plots``: the metric per level with a point per trial and the mean
-with its 95% CI, and the learning curves per arm) are embedded as base64 PNGs, so the file
+with its 95% CI, the forest plot of every comparison, and the learning curves per arm) are embedded as base64 PNGs, so the file
 needs nothing beside it, e.g. as an artifact of the study's parent run.
 """
 
@@ -35,7 +35,7 @@ _VERDICT_CLASS = {"better": "better", "worse": "worse", "equivalent": "equivalen
 
 def to_html(content: ReportContent) -> str:
     # Here, not at the top: only an HTML file needs matplotlib.
-    from harness.viz.plots import plot_curves, plot_levels
+    from harness.viz.plots import plot_curves, plot_forest, plot_levels
 
     e = html.escape
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
@@ -57,6 +57,10 @@ def to_html(content: ReportContent) -> str:
         last_of_factor = table.kind == ("comparisons" if content.significance else "levels")
         if last_of_factor and table.key in plots:
             parts.append(_img(plots[table.key], f"{content.metric} per level of {table.key}"))
+    forest = plot_forest(content)
+    if forest is not None:
+        parts.append("<h2>every comparison: Δ with its interval, the margin and the verdict</h2>")
+        parts.append(_img(forest, f"forest plot of {content.metric}"))
     parts += [f"<p class=note>{e(line)}</p>" for line in legend_lines(content)]
     curves = plot_curves(content)
     if curves is not None:
