@@ -6,7 +6,7 @@ scale or sigma), so simulated per-seed differences with SD 1 measure the procedu
 they run on any metric; what a real pool adds is in ``benchmarks/calibration.py``.
 
 1. **Adaptive seeds, family-wise error** (``--paths``, default 200,000 null paths a row): the
-   plan of a real study file (``harness.study.adaptive.make_plan``) with m = 1, 2, 3
+   plan of a real study file (``harness.report.adaptive.make_plan``) with m = 1, 2, 3
    comparisons (a 2-level grid, 2×2, 3×2), ``seeds: {min: 3, max: 12}``, Pocock- and
    O'Brien–Fleming-type spending.  Each comparison's per-seed differences are a null path; the
    family errs when any comparison's repeated interval excludes 0 at any look (without a
@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from harness.config import study_from_mapping  # noqa: E402
 from harness.report import mixed, sequential, stats, verdicts  # noqa: E402
 from harness.report.power import n_for_power  # noqa: E402
-from harness.study import adaptive  # noqa: E402
+from harness.report import adaptive  # noqa: E402
 
 ALPHA = 0.05
 GRIDS = {  # m comparisons: a grid with that many level-vs-baseline comparisons

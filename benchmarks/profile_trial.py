@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.config import study_from_mapping  # noqa: E402
 from harness.data import load_dataset  # noqa: E402
-from harness.study.design import expand  # noqa: E402
+from harness.design.grid import expand  # noqa: E402
 from harness.study.runner import run_trial  # noqa: E402
 from harness.tracking import MlflowTracker  # noqa: E402
 

@@ -59,8 +59,11 @@ def study_mapping(n_trials: int) -> dict:
 
 def fill(db: Path, n_trials: int, *, artifacts: Path) -> None:
     from harness.config import study_from_mapping
-    from harness.report.synthetic import SyntheticTrial, log_synthetic_study
-    from harness.study.design import expand
+    from harness.design.grid import expand
+
+    # The synthetic runs are a test helper (tests/synthetic_runs.py), not part of the package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from synthetic_runs import SyntheticTrial, log_synthetic_study
 
     study = study_from_mapping(study_mapping(n_trials))
     specs = expand(study)

@@ -19,7 +19,7 @@ import torch
 
 from harness.config import load_study
 from harness.data import load_dataset
-from harness.study.design import expand
+from harness.design.grid import expand
 from harness.study.runner import run_trial
 from harness.tracking import MlflowTracker, NullTracker
 

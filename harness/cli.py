@@ -121,8 +121,8 @@ def run(
         with crew:
             from harness.config import load_study
             from harness.console import RichDisplay, summary_table, trial_table
+            from harness.design.grid import check_size, expand
             from harness.study.checks import check_study
-            from harness.study.design import check_size, expand
             from harness.study.runner import run_study
             from harness.tracking import MlflowTracker
 
@@ -130,7 +130,7 @@ def run(
                 study = load_study(study_file, overrides=overrides or [])
                 check_size(study, max_trials=max_trials)
                 if study.adaptive is not None:
-                    from harness.study.adaptive import make_plan
+                    from harness.report.adaptive import make_plan
 
                     plan = make_plan(study)  # bad input (a family, a baseline) stops here
                 specs = expand(study)
@@ -151,7 +151,7 @@ def run(
                     return
                 tracker.check()
             if study.adaptive is not None:
-                _run_adaptive(study, tracker=tracker, options=options)
+                _run_adaptive(study, plan, tracker=tracker, options=options)
                 return
             outcome = run_study(study, tracker=tracker, options=replace(
                 options, display=None if worker else RichDisplay(console), started=crew))
@@ -194,8 +194,9 @@ def _summary_to_parent(tracker) -> None:
                           markup=False, highlight=False)
 
 
-def _run_adaptive(study, *, tracker, options) -> None:
+def _run_adaptive(study, plan, *, tracker, options) -> None:
     from harness.console import RichDisplay, adaptive_table, round_line
+    from harness.report.adaptive import decide_round
     from harness.study.adaptive import run_adaptive
     from harness.study.runner import run_study
 
@@ -208,7 +209,7 @@ def _run_adaptive(study, *, tracker, options) -> None:
         claim = lambda name: claim_once(shared, name)  # noqa: E731
     options = replace(options, display=RichDisplay(console))
     outcome = run_adaptive(
-        study, tracker=tracker, claim=claim,
+        study, tracker=tracker, plan=plan, decide=decide_round, claim=claim,
         run_round=lambda round_study: run_study(round_study, tracker=tracker, options=options),
         on_round=lambda look, decisions: console.print(round_line(look, decisions)),
     )
@@ -247,10 +248,15 @@ def _launch(command: str, study_file: Path, *, launcher: str | None, launch: lis
 
         tracker = MlflowTracker(tracking_uri)
         if command == "run":
+            plan = None
+            if study.adaptive is not None:
+                from harness.report.adaptive import make_plan
+
+                plan = make_plan(study)  # a bad family or baseline stops here, before sbatch
             launched = slurm.launch_run(study, n_workers=n_workers, tracker=tracker,
                                         storage_url=storage, device=device,
                                         heartbeat_s=heartbeat, data_root=data_root,
-                                        work_root=work_root, max_trials=max_trials)
+                                        work_root=work_root, max_trials=max_trials, plan=plan)
         else:
             launched = slurm.launch_tune(study, n_workers=n_workers, n_trials=n_trials,
                                          tracker=tracker, storage_url=storage, device=device,
@@ -411,7 +417,7 @@ def status(
     study's SLURM jobs with their log files."""
     from harness.config import load_study
     from harness.console import status_table
-    from harness.study.design import check_size, expand
+    from harness.design.grid import check_size, expand
     from harness.study.queue import WorkQueue, default_queue_storage
     from harness.study.status import study_status
     from harness.study.storage import open_storage

@@ -13,7 +13,7 @@ from harness.engine import Callback, FitInfo
 from harness.study.executors import TrialOutcome
 from harness.study.options import Display
 from harness.study.runner import StudyOutcome
-from harness.study.spec import TrialSpec
+from harness.design.spec import TrialSpec
 from harness.uris import redact_uri
 
 
@@ -53,7 +53,7 @@ def summary_table(study: Study, outcome: StudyOutcome) -> Table:
 
 def plan_lines(study: Study, plan: dict) -> list[str]:
     """``--dry-run`` of an adaptive study: the plan, the first round and the worst case."""
-    from harness.study.adaptive import worst_case
+    from harness.report.adaptive import worst_case
 
     first, worst, looks = worst_case(study)
     margin = plan["margin"]
@@ -93,7 +93,7 @@ def round_line(look: int, decisions: dict) -> str:
 
 def adaptive_table(study: Study, state) -> Table:
     """Each comparison's state: decided how, with how many seeds, or what runs next."""
-    from harness.study.adaptive import comparisons_of
+    from harness.design.plan import comparisons_of
 
     plan = state.plan
     latest = state.latest
@@ -122,7 +122,7 @@ def adaptive_table(study: Study, state) -> Table:
 
 
 def _plan_hash(plan: dict) -> str:
-    from harness.study.adaptive import plan_hash
+    from harness.design.plan import plan_hash
 
     return plan_hash(plan)
 

@@ -1,5 +1,6 @@
 """What is known about a metric before any run: which way is better (the one place that
-decides it), the range of its values, and the names the engine logs.
+decides it), the range of its values (and so whether an equivalence margin is plausible for
+it: ``check_margin``), and the names the engine logs.
 
 Early stopping, the checkpoint kept, the report's ranking and verdicts, and tune's direction
 all ask here, so they cannot disagree.  Lower is better for losses, calibration error, times
@@ -55,3 +56,25 @@ def value_range(metric: str) -> tuple[float, float] | None:
     if metric.startswith(CLASS_METRIC_PREFIX) or name.endswith(_FRACTION_SUFFIXES):
         return (0.0, 1.0)
     return None
+
+
+# A margin this wide on a fraction (10 pp of accuracy) is a margin written in percent.
+IMPLAUSIBLE_FRACTION_MARGIN = 0.1
+
+
+def check_margin(margin: float | None, *, metric: str, where: str) -> None:
+    """A margin in the wrong units: ``0.5`` on an accuracy (a fraction) is ±50 pp, almost
+    certainly 0.5 pp meant (0.005).  Refused, naming the value it probably meant."""
+    if margin is None:
+        return
+    bounds = value_range(metric)
+    if bounds is None or bounds != (0.0, 1.0) or margin < IMPLAUSIBLE_FRACTION_MARGIN:
+        return
+    meant = margin / 100
+    from harness.errors import ConfigError
+
+    raise ConfigError(
+        f"{where} {margin:g}: {metric} is a fraction in [0, 1], so this margin is"
+        f" ±{margin * 100:g} pp, wider than any effect an ablation looks for; a margin is in"
+        f" the metric's own units: for {margin:g} pp write {meant:g}"
+    )

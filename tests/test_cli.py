@@ -45,7 +45,7 @@ def test_dry_run_prints_the_trial_table_and_records_nothing(tiny_study, write_st
     assert "tiny: 4 trials" in result.stdout
     assert result.stdout.count("│ se ") == 2 and result.stdout.count("│ none ") == 2
     from harness.config import load_study
-    from harness.study.design import expand
+    from harness.design.grid import expand
 
     for spec in expand(load_study(path)):
         assert spec.trial_key in result.stdout

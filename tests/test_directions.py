@@ -45,7 +45,7 @@ def test_a_tune_direction_that_contradicts_its_metric_is_one_error():
 
 @pytest.mark.parametrize("metric", ["n_params", "epoch_time_s", "test_ece"])
 def test_the_run_summary_puts_the_lowest_first_where_lower_is_better(metric):
-    from harness.study.design import expand
+    from harness.design.grid import expand
     from harness.study.runner import cell_means
     from harness.tracking import FinishedTrial
 

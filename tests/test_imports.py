@@ -69,6 +69,23 @@ def test_no_harness_module_imports_one_that_imports_it_back():
     assert cycle is None, " -> ".join(cycle)
 
 
+def test_the_report_and_the_study_do_not_import_each_other():
+    """The design of an experiment (trial specs, grids, the adaptive plan) is ``harness.design``,
+    below both; the study gets the report's statistics handed in by the command line."""
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+
+    def crossing(source: str, target: str) -> list[str]:
+        return sorted(f"{m} -> {i}" for m, imported in graph.items() if m.startswith(source + ".")
+                      or m == source for i in imported if i == target or i.startswith(target + "."))
+
+    assert graph["harness.report.command"] and graph["harness.study.adaptive"]
+    assert crossing("harness.report", "harness.study") == []
+    assert crossing("harness.study", "harness.report") == []
+    assert crossing("harness.design", "harness.study") == []
+    assert crossing("harness.design", "harness.report") == []
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None

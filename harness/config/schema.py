@@ -528,7 +528,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 class Study(Section):
-    """A study file, validated. ``grid`` levels are checked by ``harness.study.design``."""
+    """A study file, validated. ``grid`` levels are checked by ``harness.design.grid``."""
 
     # The study's name: the MLflow experiment (letters, digits, _ . and -).
     name: str

@@ -278,34 +278,6 @@ def random_resized_crop(images: Tensor, *, flip_rate: float, generator: torch.Ge
     return resized_crop(images, top=top, left=left, height=height, width=width, flip=flip)
 
 
-def random_crop(images: Tensor, *, padding: int, generator: torch.Generator) -> Tensor:
-    """Zero-pad by ``padding`` and crop back, each image at its own uniform offset."""
-    return random_crop_flip_rotate(images, padding=padding, flip_rate=0.0, degrees=0.0,
-                                   generator=generator)
-
-
-def random_hflip(images: Tensor, *, generator: torch.Generator, rate: float = 0.5) -> Tensor:
-    """Mirror each image left-right with probability ``rate``."""
-    flip = torch.rand(len(images), generator=generator, device=generator.device) < rate
-    return torch.where(flip.to(images.device)[:, None, None, None], images.flip(-1), images)
-
-
-def random_rotation(images: Tensor, *, degrees: float, generator: torch.Generator) -> Tensor:
-    """Rotate each image about its centre by a uniform angle in ±``degrees``, zero fill.
-
-    Bilinear, so the result is float; the presets turn with ``random_crop_flip_rotate``,
-    nearest-neighbour as torchvision's ``RandomRotation`` default.
-    """
-    x = _unit_float(images)
-    angle = _uniform(len(x), -degrees, degrees, generator=generator, device=x.device)
-    cos, sin = torch.cos(angle * math.pi / 180), torch.sin(angle * math.pi / 180)
-    zero = torch.zeros_like(cos)
-    # Normalised coordinates make this a true rotation only for square images, which all are.
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 def cutout(images: Tensor, *, size: int, generator: torch.Generator,
            fill: float | Sequence[float] = 0.0) -> Tensor:
     """Cutout (DeVries & Taylor, 2017): blank one ``size``×``size`` square per image.

@@ -72,10 +72,6 @@ class StudyRuns:
     # Per trial (rows as ``trials``): device, precision, threads, code version, torch, ...
     provenance: pd.DataFrame | None = None
 
-    @property
-    def n_excluded(self) -> int:
-        return sum(self.excluded.values())
-
 
 # ---------------------------------------------------------------------------------------------
 # Studies in a store
@@ -394,7 +390,7 @@ def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
 def _expected_trial_keys(study: Study | None) -> set[str] | None:
     if study is None:
         return None
-    from harness.study.design import expand
+    from harness.design.grid import expand
 
     return {spec.trial_key for spec in expand(study)}
 

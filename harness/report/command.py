@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from harness.config import Study, load_study, parse_value
+from harness.design.grid import resolve_baselines
 from harness.directions import PER_EPOCH_METRICS, higher_is_better
-from harness.study.design import resolve_baselines
 from harness.errors import HarnessError, TrackingError
 from harness.report import curves, verdicts
 from harness.report.collect import (
@@ -292,7 +292,7 @@ def resolve_margin(margin: float | None, study: Study | None, *,
                    metric: str = "test_acc") -> float | None:
     """``--margin`` over the study's ``report.margin``: the equivalence margin, > 0 and
     plausible for the metric's scale (0.5 on an accuracy is refused: 0.005 was meant)."""
-    from harness.study.checks import check_margin
+    from harness.directions import check_margin
 
     if margin is None:
         chosen = study.report.margin if study is not None else None
@@ -335,7 +335,7 @@ def _levels(study: Study | None, factor: str, trials: pd.DataFrame) -> list[str]
     seen = [str(v) for v in trials[factor].dropna().unique()]
     grid = list((study.grid or {}).get(factor, [])) if study is not None else []
     if grid:
-        from harness.study.design import parse_levels
+        from harness.design.grid import parse_levels
 
         ordered = [lv.label for lv in parse_levels(factor, grid, source=study.source)]
         return ordered + [s for s in seen if s not in ordered]
@@ -373,7 +373,7 @@ def follow_plan(client, stored: StoredStudy, result: verdicts.SignificanceReport
     """Follow the recorded plan: its decisions become the verdicts.  An analysis that departs
     from it (another metric, baseline, alpha or margin) keeps the fixed verdicts and is
     labelled exploratory."""
-    from harness.study.adaptive import Planned, plan_hash, read_state
+    from harness.design.plan import Planned, plan_hash, read_state
     from harness.tracking import read_run_file
 
     state = (read_state(lambda name: read_run_file(client, stored.parent_run_id, name))

@@ -20,16 +20,13 @@ from harness.directions import (
     CLASS_METRIC_PREFIX,
     FINAL_METRICS,
     PER_EPOCH_METRICS,
+    check_margin,
     is_logged,
     value_range,
 )
 from harness.errors import ConfigError, DataError
-from harness.study.design import parse_levels, resolve_baselines
-from harness.study.spec import TrialSpec
-
-# A margin this wide on a fraction (10 pp of accuracy) is a margin written in percent.
-IMPLAUSIBLE_FRACTION_MARGIN = 0.1
-
+from harness.design.grid import parse_levels, resolve_baselines
+from harness.design.spec import TrialSpec
 
 def check_study(study: Study, specs: list[TrialSpec], *, data_root: Path) -> None:
     """Raise a ``HarnessError`` for the first problem found before any trial trains."""
@@ -70,22 +67,6 @@ def check_report_section(study: Study) -> None:
                                   f" factors: {', '.join(levels)}")
             wanted[key] = (value, f"{where}.baseline.{key}")
         resolve_baselines(levels, wanted, study_name=study.name)
-
-
-def check_margin(margin: float | None, *, metric: str, where: str) -> None:
-    """A margin in the wrong units: ``0.5`` on an accuracy (a fraction) is ±50 pp, almost
-    certainly 0.5 pp meant (0.005).  Refused, naming the value it probably meant."""
-    if margin is None:
-        return
-    bounds = value_range(metric)
-    if bounds is None or bounds != (0.0, 1.0) or margin < IMPLAUSIBLE_FRACTION_MARGIN:
-        return
-    meant = margin / 100
-    raise ConfigError(
-        f"{where} {margin:g}: {metric} is a fraction in [0, 1], so this margin is"
-        f" ±{margin * 100:g} pp, wider than any effect an ablation looks for; a margin is in"
-        f" the metric's own units: for {margin:g} pp write {meant:g}"
-    )
 
 
 # ---------------------------------------------------------------------------------------------

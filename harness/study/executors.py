@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from harness.study.spec import TrialSpec
+from harness.design.spec import TrialSpec
 
 
 @dataclass

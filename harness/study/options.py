@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from harness.config import Study
     from harness.engine import Callback
     from harness.study.executors import TrialOutcome
-    from harness.study.spec import TrialSpec
+    from harness.design.spec import TrialSpec
     from harness.study.workers import Crew
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.study.runner import dataset_loader, preflight, run_trial
-from harness.study.spec import TrialSpec
+from harness.design.spec import TrialSpec
 from harness.study.workers import restores_threads
 from harness.tracking import DATA_PATH, FACTOR_PREFIX, KIND, PROVENANCE, SEED, STUDY_TAG
 from harness.tracking import MlflowTracker

@@ -28,9 +28,9 @@ from harness.engine.checkpoint import read_checkpoints
 from harness.engine.losses import check_loss
 from harness.errors import Fault, HarnessError, InfrastructureError, infrastructure_fault
 from harness.models import check_weights
-from harness.study.design import expand
+from harness.design.grid import expand
 from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
-from harness.study.spec import TrialSpec
+from harness.design.spec import TrialSpec
 from harness.study.options import RunOptions, default_work_root
 from harness.study.workers import Crew, limit_threads, restores_threads
 from harness.tracking import FinishedTrial, Tracker
@@ -71,10 +71,6 @@ class StudyOutcome:
     @property
     def failed(self) -> list[TrialOutcome]:
         return [o for o in self.outcomes if o.status == "FAILED"]
-
-    @property
-    def pruned(self) -> list[TrialOutcome]:
-        return [o for o in self.outcomes if o.status == "PRUNED"]
 
 
 def preflight(specs: list[TrialSpec], *, data_root: Path, device: str,

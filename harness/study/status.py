@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.config import Study
-from harness.study.design import expand
+from harness.design.grid import expand
 
 
 @dataclass

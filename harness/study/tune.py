@@ -28,11 +28,11 @@ from harness.config import (
     dump_yaml,
 )
 from harness.engine import Callback, PruneTrial
-from harness.errors import ConfigError, HarnessError
-from harness.study.design import check_key, set_key
+from harness.errors import ConfigError
+from harness.design.grid import check_key, set_key
 from harness.study.options import RunOptions
 from harness.study.runner import dataset_loader, preflight, run_trial
-from harness.study.spec import TrialSpec
+from harness.design.spec import TrialSpec
 from harness.study.storage import default_storage, open_storage
 from harness.study.workers import Crew, limit_threads, restores_threads, tune_shares
 from harness.tracking import Tracker

@@ -18,7 +18,7 @@ from harness.engine.callbacks import Callback, FitResult
 
 if TYPE_CHECKING:
     from harness.data.lineage import SplitRecord
-    from harness.study.spec import TrialSpec
+    from harness.design.spec import TrialSpec
 
 
 @dataclass

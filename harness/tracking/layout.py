@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from harness.tracking.provenance import CODE_VERSION
 
 if TYPE_CHECKING:
-    from harness.study.spec import TrialSpec
+    from harness.design.spec import TrialSpec
 
 KIND, TRIAL_KEY, CELL_KEY, SEED = "harness.kind", "harness.trial_key", "harness.cell_key", "harness.seed"
 STUDY_TAG, FACTOR_PREFIX = "harness.study", "harness.factor."

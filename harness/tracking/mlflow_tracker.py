@@ -49,7 +49,7 @@ from harness.uris import redact_text, redact_uri, split_credentials
 
 if TYPE_CHECKING:
     from harness.data.lineage import SplitRecord
-    from harness.study.spec import TrialSpec
+    from harness.design.spec import TrialSpec
 
 
 class MlflowTracker(Tracker):

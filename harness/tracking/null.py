@@ -13,7 +13,7 @@ from harness.tracking.base import FinishedTrial, Tracker, TrialRun
 
 if TYPE_CHECKING:
     from harness.data.lineage import SplitRecord
-    from harness.study.spec import TrialSpec
+    from harness.design.spec import TrialSpec
 
 
 @dataclass

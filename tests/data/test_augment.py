@@ -10,9 +10,7 @@ from harness.data import PRESETS, DatasetInfo, build_augment, normalize
 from harness.data.augment import (
     color_jitter,
     crop_padding,
-    random_crop,
-    random_hflip,
-    random_rotation,
+    random_crop_flip_rotate,
 )
 
 
@@ -41,7 +39,8 @@ def test_crop_offsets_are_uniform_over_the_padded_range() -> None:
     size, padding, n = 8, 1, 9000
     # Pixel values 1..64 name their position, so the centre of a crop reveals its offset.
     ramp = torch.arange(1, size * size + 1, dtype=torch.uint8).view(1, 1, size, size)
-    out = random_crop(ramp.expand(n, 1, size, size), padding=padding, generator=_gen())
+    out = random_crop_flip_rotate(ramp.expand(n, 1, size, size), padding=padding,
+                                  flip_rate=0.0, degrees=0.0, generator=_gen())
     assert out.shape == (n, 1, size, size) and out.dtype == torch.uint8
     centre = out[:, 0, size // 2, size // 2].long() - 1
     dy = centre // size - size // 2 + padding
@@ -55,7 +54,7 @@ def test_crop_offsets_are_uniform_over_the_padded_range() -> None:
 
 def test_crop_moves_content_and_fills_with_zeros() -> None:
     ones = torch.full((400, 1, 8, 8), 255, dtype=torch.uint8)
-    out = random_crop(ones, padding=1, generator=_gen())
+    out = random_crop_flip_rotate(ones, padding=1, flip_rate=0.0, degrees=0.0, generator=_gen())
     zero_rows = (out[:, 0] == 0).all(dim=2).sum(dim=1)
     assert set(zero_rows.tolist()) == {0, 1}  # shifted by one row, or not at all
     assert (out[:, 0, 1:-1, 1:-1] == 255).all()  # the interior is never padding
@@ -64,7 +63,8 @@ def test_crop_moves_content_and_fills_with_zeros() -> None:
 def test_flip_rate_is_about_one_half() -> None:
     n = 4000
     images = torch.arange(4, dtype=torch.uint8).view(1, 1, 1, 4).expand(n, 1, 1, 4)
-    out = random_hflip(images, generator=_gen())
+    out = random_crop_flip_rotate(images, padding=0, flip_rate=0.5, degrees=0.0,
+                                  generator=_gen())
     flipped = (out[:, 0, 0, 0] == 3).double().mean().item()
     assert abs(flipped - 0.5) < 0.03  # about 4 standard errors
     assert ((out[:, 0, 0, 0] == 0) | (out[:, 0, 0, 0] == 3)).all()
@@ -133,20 +133,21 @@ def test_normalize_accepts_unit_floats_as_well_as_uint8() -> None:
 
 def test_rotation_keeps_the_shape_and_stays_small() -> None:
     images = _images(64)
-    out = random_rotation(images, degrees=10.0, generator=_gen())
-    assert out.shape == images.shape and out.dtype == torch.float32
-    assert out.min() >= 0 and out.max() <= 1
+    out = random_crop_flip_rotate(images, padding=0, flip_rate=0.0, degrees=10.0,
+                                  generator=_gen())
+    assert out.shape == images.shape and out.dtype == images.dtype
     # A ±10° turn leaves the centre of a smooth image nearly where it was.
-    smooth = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(8, 3, 32, 32)
-    turned = random_rotation(smooth, degrees=10.0, generator=_gen())
+    smooth = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(8, 3, 32, 32).contiguous()
+    turned = random_crop_flip_rotate(smooth, padding=0, flip_rate=0.0, degrees=10.0,
+                                     generator=_gen())
     centre = (slice(None), slice(None), slice(12, 20), slice(12, 20))
     assert (turned[centre] - smooth[centre]).abs().max() < 0.1
 
 
 def test_zero_rotation_and_zero_jitter_are_the_identity() -> None:
     images = _images(4).float() / 255
-    assert torch.allclose(random_rotation(images, degrees=0.0, generator=_gen()), images,
-                          atol=1e-5)
+    assert torch.equal(random_crop_flip_rotate(images, padding=0, flip_rate=0.0, degrees=0.0,
+                                               generator=_gen()), images)
     same = color_jitter(images, brightness=0, contrast=0, saturation=0, hue=0,
                         generator=_gen())
     assert torch.allclose(same, images, atol=1e-5)

@@ -12,8 +12,8 @@ from mlflow import MlflowClient
 from report_helpers import planted
 
 from harness.config import Study
-from harness.report.synthetic import SyntheticTrial, log_synthetic_study
-from harness.study.spec import TrialSpec
+from synthetic_runs import SyntheticTrial, log_synthetic_study
+from harness.design.spec import TrialSpec
 
 
 @pytest.fixture(scope="session")

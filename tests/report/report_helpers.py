@@ -6,8 +6,8 @@ import random
 from collections.abc import Callable
 
 from harness.config import Study, study_from_mapping
-from harness.report.synthetic import SyntheticTrial
-from harness.study.spec import TrialSpec
+from synthetic_runs import SyntheticTrial
+from harness.design.spec import TrialSpec
 
 EPOCHS = 3
 

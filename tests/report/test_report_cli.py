@@ -50,7 +50,7 @@ def _invoke_within(seconds: float, args: list[str]):
 
 def test_report_on_n_params_returns_exact_verdicts_in_bounded_time(log_study, tracking_uri,
                                                                     tmp_path):
-    from harness.report.synthetic import SyntheticTrial
+    from synthetic_runs import SyntheticTrial
 
     def trial(spec):
         # n_params is a function of the configuration alone; accuracy is constant too.

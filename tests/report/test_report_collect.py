@@ -9,8 +9,8 @@ from mlflow import MlflowClient
 
 from harness.errors import HarnessError
 from harness.report import collect
-from harness.report.synthetic import SyntheticTrial
-from harness.study.design import expand
+from synthetic_runs import SyntheticTrial
+from harness.design.grid import expand
 
 
 def stored(tracking_uri: str, name: str = "synthetic"):
@@ -102,7 +102,7 @@ def test_the_fast_synthetic_logger_writes_what_the_tracker_writes(tmp_path):
     frames = []
     for fast in (False, True):
         uri = f"sqlite:///{tmp_path / str(fast) / 'mlflow.db'}"
-        from harness.report.synthetic import log_synthetic_study
+        from synthetic_runs import log_synthetic_study
 
         log_synthetic_study(study, tracking_uri=uri, trial=planted(), fast=fast)
         client = MlflowClient(uri)
@@ -143,7 +143,7 @@ def test_the_most_recent_study_is_the_one_whose_parent_run_ended_last(log_study,
 
 
 def test_a_study_is_read_from_a_tracking_server_too(mlflow_server):
-    from harness.report.synthetic import log_synthetic_study
+    from synthetic_runs import log_synthetic_study
 
     log_synthetic_study(synthetic_study("served", seeds=2), tracking_uri=mlflow_server,
                         trial=planted())

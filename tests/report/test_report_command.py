@@ -14,7 +14,7 @@ from rich.console import Console
 from harness.config import study_from_mapping
 from harness.errors import HarnessError
 from harness.report.command import report_command
-from harness.study.design import expand
+from harness.design.grid import expand
 from harness.study.runner import run_study
 from harness.study.options import RunOptions
 from harness.tracking import MlflowTracker
@@ -326,7 +326,7 @@ def test_a_trained_2x2_study_reports_attention_and_dropout_with_paired_tests(tin
 
 def test_a_cell_that_mixes_precisions_or_devices_is_warned_about(log_study, tracking_uri,
                                                                  tmp_path):
-    from harness.report.synthetic import SyntheticTrial
+    from synthetic_runs import SyntheticTrial
 
     def trial(spec):
         # Seed 0 of every cell ran in bf16 on a GPU, the others in fp32 on the CPU.

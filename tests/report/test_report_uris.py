@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.report.command import report_command
-from harness.report.synthetic import log_synthetic_study
+from synthetic_runs import log_synthetic_study
 from harness.tracking import MlflowTracker
 from harness.uris import redact_text, redact_uri, split_credentials
 

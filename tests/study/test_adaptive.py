@@ -16,14 +16,23 @@ from harness.config import study_from_mapping
 from harness.engine.callbacks import FitResult
 from harness.errors import ConfigError
 from harness.report import sequential
+from harness.design import plan as plan_data
+from harness.design.grid import expand
+from harness.report.adaptive import decide_round, make_plan
 from harness.study import adaptive
-from harness.study.design import expand
 from harness.study.executors import TrialOutcome
 from harness.study.runner import StudyOutcome
 from harness.tracking import NullTracker
 
 runner = CliRunner()
 ATT, DROP = "model.attention", "model.dropout"
+
+
+def run_adaptive(the_study, **kwargs):
+    """``harness.study.adaptive.run_adaptive`` with the report's plan and decisions, as the
+    command line wires them."""
+    return adaptive.run_adaptive(the_study, plan=make_plan(the_study), decide=decide_round,
+                                 **kwargs)
 
 
 def study(*, seeds=None, margin=0.01, dropout=(0.0, 0.3), name="adaptive"):
@@ -69,8 +78,8 @@ def test_the_plan_is_recorded_before_the_first_trial():
     def first_round(round_study):
         if planted.rounds:  # checked at the first round only
             return planted(round_study)
-        plan = json.loads(tracker.files[adaptive.PLAN_FILE])
-        assert tracker.tags[adaptive.PLAN_HASH] == adaptive.plan_hash(plan)
+        plan = json.loads(tracker.files[plan_data.PLAN_FILE])
+        assert tracker.tags[plan_data.PLAN_HASH] == plan_data.plan_hash(plan)
         assert not tracker.finished()  # nothing has trained yet
         assert plan["family"] == [{"factor": ATT, "level": "se", "baseline": "none"},
                                   {"factor": DROP, "level": "0.3", "baseline": "0.0"}]
@@ -85,7 +94,7 @@ def test_the_plan_is_recorded_before_the_first_trial():
             plan["looks"], plan["t_boundaries"]))
         return planted(round_study)
 
-    adaptive.run_adaptive(study(), tracker=tracker, run_round=first_round)
+    run_adaptive(study(), tracker=tracker, run_round=first_round)
 
 
 def test_decided_comparisons_stop_and_their_seeds_are_not_spent():
@@ -94,7 +103,7 @@ def test_decided_comparisons_stop_and_their_seeds_are_not_spent():
     # seeds narrow its interval.
     tracker = NullTracker()
     planted = Planted(tracker, {(ATT, "se"): 0.05})
-    outcome = adaptive.run_adaptive(study(), tracker=tracker, run_round=planted)
+    outcome = run_adaptive(study(), tracker=tracker, run_round=planted)
     decided = outcome.state.decided
     se, dropout = decided[f"{ATT}: se vs none"], decided[f"{DROP}: 0.3 vs 0.0"]
     assert se["verdict"] == "better" and se["look"] <= 2 and se["n_seeds"] <= 4
@@ -108,14 +117,14 @@ def test_decided_comparisons_stop_and_their_seeds_are_not_spent():
     assert len(per_cell) == 4 and all(s == set(range(dropout["n_seeds"]))
                                       for s in per_cell.values())
     assert 3 <= dropout["n_seeds"] < 8
-    assert json.loads(tracker.files[adaptive.ROUNDS_FILE]) == outcome.state.rounds
+    assert json.loads(tracker.files[plan_data.ROUNDS_FILE]) == outcome.state.rounds
 
 
 def test_a_comparison_still_open_at_max_seeds_ends_undecided():
     tracker = NullTracker()
     # A 0.3 pp SE gain in 2 pp of noise, no margin: nothing can be decided in 5 seeds.
     planted = Planted(tracker, {(ATT, "se"): 0.003}, noise=0.02)
-    outcome = adaptive.run_adaptive(study(seeds={"min": 3, "max": 5}, margin=None),
+    outcome = run_adaptive(study(seeds={"min": 3, "max": 5}, margin=None),
                                     tracker=tracker, run_round=planted)
     assert not outcome.failed and len(outcome.state.rounds) == 3
     for record in outcome.state.decided.values():
@@ -128,7 +137,7 @@ def test_only_the_levels_an_open_comparison_needs_get_new_seeds():
     # SE and dropout 0.3 are decided at once (large effects); dropout 0.6 is open (no gain,
     # noise): later rounds need both attention levels but only dropout 0.0 and 0.6.
     planted = Planted(tracker, {(ATT, "se"): 0.08, (DROP, "0.3"): -0.08}, noise=0.001)
-    outcome = adaptive.run_adaptive(study(seeds={"min": 3, "max": 6}, margin=None,
+    outcome = run_adaptive(study(seeds={"min": 3, "max": 6}, margin=None,
                                           dropout=(0.0, 0.3, 0.6)),
                                     tracker=tracker, run_round=planted)
     decided = outcome.state.decided
@@ -161,11 +170,11 @@ def test_a_study_killed_between_rounds_resumes_without_losing_or_repeating_a_rou
 
     the_study = study(seeds={"min": 3, "max": 6}, margin=None)
     with pytest.raises(KeyboardInterrupt):
-        adaptive.run_adaptive(the_study, tracker=tracker, run_round=killed_in_round_3)
-    assert [r["round"] for r in json.loads(tracker.files[adaptive.ROUNDS_FILE])] == [1, 2]
+        run_adaptive(the_study, tracker=tracker, run_round=killed_in_round_3)
+    assert [r["round"] for r in json.loads(tracker.files[plan_data.ROUNDS_FILE])] == [1, 2]
     trained_before = {t.trial_key for t in tracker.finished()}
     rerun = Planted(tracker, planted.gains, planted.noise)
-    outcome = adaptive.run_adaptive(the_study, tracker=tracker, run_round=rerun)
+    outcome = run_adaptive(the_study, tracker=tracker, run_round=rerun)
     assert [r["round"] for r in outcome.state.rounds] == [1, 2, 3, 4]
     keys = [t.trial_key for t in tracker.finished()]
     assert len(keys) == len(set(keys)) == 4 * 6  # every trial once, none lost
@@ -175,11 +184,11 @@ def test_a_study_killed_between_rounds_resumes_without_losing_or_repeating_a_rou
 
 def test_a_rerun_with_another_plan_is_refused():
     tracker = NullTracker()
-    adaptive.run_adaptive(study(), tracker=tracker,
+    run_adaptive(study(), tracker=tracker,
                           run_round=Planted(tracker, {(ATT, "se"): 0.05}))
     with pytest.raises(ConfigError, match=r"already runs under a recorded plan .* changes its"
                                           r" margin"):
-        adaptive.run_adaptive(study(margin=0.02), tracker=tracker,
+        run_adaptive(study(margin=0.02), tracker=tracker,
                               run_round=Planted(tracker, {}))
 
 
@@ -188,22 +197,22 @@ def test_a_plan_recorded_before_the_calibration_is_resumed_and_followed_as_recor
     # A version-1 plan (z boundaries read as t levels) on a store: the study resumes under
     # it, decides with its recorded levels, and a changed setting is still refused.
     tracker = NullTracker()
-    old = adaptive.make_plan(study())
+    old = make_plan(study())
     z = sequential.boundaries([float(n) for n in old["looks"]], old["alpha_per_comparison"],
                               spending="pocock")
     for key in ("t_boundaries", "calibration"):
         old.pop(key)
     old.update(version=1, z_boundaries=z, nominal_levels=sequential.nominal_levels(z))
-    tracker.files[adaptive.PLAN_FILE] = json.dumps(old)
-    tracker.tags[adaptive.PLAN_HASH] = adaptive.plan_hash(old)
-    outcome = adaptive.run_adaptive(study(), tracker=tracker,
+    tracker.files[plan_data.PLAN_FILE] = json.dumps(old)
+    tracker.tags[plan_data.PLAN_HASH] = plan_data.plan_hash(old)
+    outcome = run_adaptive(study(), tracker=tracker,
                                     run_round=Planted(tracker, {(ATT, "se"): 0.05}))
     assert outcome.state.plan["version"] == 1
-    assert tracker.tags[adaptive.PLAN_HASH] == adaptive.plan_hash(old)
+    assert tracker.tags[plan_data.PLAN_HASH] == plan_data.plan_hash(old)
     first = outcome.state.rounds[0]["decisions"]
     assert {d["nominal"] for d in first.values()} == {old["nominal_levels"][0]}
     with pytest.raises(ConfigError, match="changes its margin"):
-        adaptive.run_adaptive(study(margin=0.02), tracker=tracker, run_round=Planted(tracker, {}))
+        run_adaptive(study(margin=0.02), tracker=tracker, run_round=Planted(tracker, {}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +296,7 @@ def test_an_adaptive_digits_study_runs_to_the_end_and_its_report_follows_the_pla
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("adaptive_cli")
     parent = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'study'")[0]
-    assert parent.data.tags[adaptive.PLAN_HASH]
+    assert parent.data.tags[plan_data.PLAN_HASH]
     trials = client.search_runs([experiment.experiment_id],
                                 "tags.`harness.kind` = 'trial' and attributes.status = 'FINISHED'")
     per_cell = {}
@@ -296,7 +305,7 @@ def test_an_adaptive_digits_study_runs_to_the_end_and_its_report_follows_the_pla
             int(t.data.tags["harness.seed"]))
     assert len(per_cell) == 4 and all(2 <= len(s) <= 3 for s in per_cell.values())
     rounds = json.loads(Path(client.download_artifacts(
-        parent.info.run_id, adaptive.ROUNDS_FILE, str(tmp_path))).read_text())
+        parent.info.run_id, plan_data.ROUNDS_FILE, str(tmp_path))).read_text())
     report = runner.invoke(app, ["report", "adaptive_cli", "--significance", "--tracking-uri",
                                  uri, "--format", "json", "--out", str(tmp_path / "r")])
     assert report.exit_code == 0, report.output
@@ -343,7 +352,7 @@ def test_two_processes_share_an_adaptive_study_and_decide_each_round_once(postgr
     experiment = client.get_experiment_by_name("adaptive_shared")
     (parent,) = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'study'")
     rounds = json.loads(Path(client.download_artifacts(
-        parent.info.run_id, adaptive.ROUNDS_FILE, str(tmp_path))).read_text())
+        parent.info.run_id, plan_data.ROUNDS_FILE, str(tmp_path))).read_text())
     assert [r["round"] for r in rounds] == list(range(1, len(rounds) + 1))  # none twice, none lost
     finished = client.search_runs(
         [experiment.experiment_id],
@@ -385,7 +394,7 @@ def test_a_study_killed_by_sigkill_after_a_round_finishes_on_the_rerun(tmp_path)
                 experiment = client.get_experiment_by_name("adaptive_killed")
                 parents = [] if experiment is None else client.search_runs(
                     [experiment.experiment_id], "tags.`harness.kind` = 'study'")
-                if parents and parents[0].data.tags.get(adaptive.ROUND_TAG) == "1":
+                if parents and parents[0].data.tags.get(plan_data.ROUND_TAG) == "1":
                     break
             except Exception:  # noqa: BLE001 - the store may be mid-creation
                 pass
@@ -402,7 +411,7 @@ def test_a_study_killed_by_sigkill_after_a_round_finishes_on_the_rerun(tmp_path)
     experiment = client.get_experiment_by_name("adaptive_killed")
     (parent,) = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'study'")
     rounds = json.loads(Path(client.download_artifacts(
-        parent.info.run_id, adaptive.ROUNDS_FILE, str(tmp_path))).read_text())
+        parent.info.run_id, plan_data.ROUNDS_FILE, str(tmp_path))).read_text())
     assert [r["round"] for r in rounds] == [1, 2, 3]  # no round lost, none decided twice
     finished = client.search_runs(
         [experiment.experiment_id],

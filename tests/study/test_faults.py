@@ -23,7 +23,7 @@ from harness.config import study_from_mapping
 from harness.engine import Callback, fit
 from harness.engine.checkpoint import _save
 from harness.errors import InfrastructureError, infrastructure_fault
-from harness.study.design import expand
+from harness.design.grid import expand
 from harness.study.runner import dataset_loader, run_trial
 from harness.tracking import MlflowTracker
 

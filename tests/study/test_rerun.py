@@ -81,7 +81,7 @@ def test_a_study_run_is_not_a_trial(digits_store):
 
 def test_a_trial_without_its_config_artifact_is_one_line(tracking_uri, tmp_path):
     from harness.config import study_from_mapping
-    from harness.report.synthetic import SyntheticTrial, log_synthetic_study
+    from synthetic_runs import SyntheticTrial, log_synthetic_study
 
     # The fast synthetic writer records a trial's tags and metrics but no artifacts.
     study = study_from_mapping({"name": "bare", "grid": {"model.attention": ["se", "none"]},

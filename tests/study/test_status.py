@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.config import study_from_mapping
-from harness.study.design import expand
+from harness.design.grid import expand
 from harness.study.queue import WorkQueue, open_queue_storage
 from harness.study.runner import run_study
 from harness.study.options import RunOptions

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.config import load_study, study_from_mapping
-from harness.study.design import expand
+from harness.design.grid import expand
 from harness.study.storage import default_storage
 from harness.study.tune import run_tune
 from harness.study.options import RunOptions

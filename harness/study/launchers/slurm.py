@@ -433,18 +433,17 @@ def _freeze(study: Study, folder: Path) -> Path:
 
 def launch_run(study: Study, *, n_workers: int, tracker, storage_url: str | None,
                device: str = "auto", heartbeat_s: float = 30.0, data_root: Path | None = None,
-               work_root: Path | None = None, max_trials: int | None = None) -> Launched:
-    """Enqueue the study's unfinished trials (an adaptive study: its plan, then its next
-    round) and submit ``n_workers`` queue workers as one job array."""
-    from harness.study.design import check_size, expand
+               work_root: Path | None = None, max_trials: int | None = None,
+               plan: dict | None = None) -> Launched:
+    """Enqueue the study's unfinished trials (an adaptive study: its ``plan``, made by
+    ``harness.report.adaptive.make_plan``, then its next round) and submit ``n_workers`` queue
+    workers as one job array."""
+    from harness.design.grid import check_size, expand
     from harness.study.queue import WorkQueue, open_queue_storage
     from harness.study.storage import open_storage
 
     check_size(study, max_trials=max_trials or 100_000)
-    if study.adaptive is not None:
-        from harness.study.adaptive import make_plan
-
-        make_plan(study)  # a bad family or baseline stops here, before the scheduler
+    assert study.adaptive is None or plan is not None, "an adaptive study needs its plan"
     _, executor, folder, work = _prepare(
         study, name=study.name, kind="run", n_workers=n_workers, device=device,
         storage_url=storage_url, tracking_uri=tracker.uri, work_root=work_root)
@@ -457,9 +456,10 @@ def launch_run(study: Study, *, n_workers: int, tracker, storage_url: str | None
     tracker.open_study(study)
     target = study
     if study.adaptive is not None:
-        from harness.study.adaptive import record_plan, round_study
+        from harness.design.plan import round_study
+        from harness.study.adaptive import record_plan
 
-        state = record_plan(tracker, study)  # before any trial, as a local run does
+        state = record_plan(tracker, study, plan)  # before any trial, as a local run does
         if state.finished:
             tracker.close_study(failed=False)
             return Launched(None, 0, 0, [f"{study.name}: every comparison of its plan is"
@@ -692,7 +692,7 @@ def follow_run(study: Study, *, tracker, storage_url: str, submission: Submissio
     """Follow the study until every trial ended or every task did: trials through the
     ``display`` a local run uses, tasks' states and an adaptive study's rounds through ``say``.
     Whether it completed without a failed trial, and the lines to print after."""
-    from harness.study.design import expand
+    from harness.design.grid import expand
     from harness.study.executors import TrialOutcome
     from harness.study.queue import WorkQueue
     from harness.study.status import study_status

@@ -28,7 +28,7 @@ from harness.config import (
     dotted_keys,
 )
 from harness.errors import ConfigError
-from harness.study.spec import TrialSpec
+from harness.design.spec import TrialSpec
 
 
 @dataclass(frozen=True)

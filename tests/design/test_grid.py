@@ -4,7 +4,7 @@ import pytest
 
 from harness.config import study_from_mapping
 from harness.errors import ConfigError
-from harness.study.design import expand
+from harness.design.grid import expand
 
 
 def study(data: dict):

@@ -1,4 +1,5 @@
-"""Synthetic trial runs in the harness MLflow layout, for the report's tests and benchmark.
+"""Synthetic trial runs in the harness MLflow layout, for the report's tests and benchmark
+(``benchmarks/report_store.py``); a test helper, so it lives here and not in the package.
 
 The report's statistics are checked against effects planted on purpose, which training real
 models cannot give.  ``log_synthetic_study`` records a study's trials without training them:
@@ -16,8 +17,8 @@ from dataclasses import dataclass, field
 
 from harness.config import Study
 from harness.engine.callbacks import FitResult
-from harness.study.design import expand
-from harness.study.spec import TrialSpec
+from harness.design.grid import expand
+from harness.design.spec import TrialSpec
 from harness.tracking import MlflowTracker, code_version
 from harness.tracking.layout import trial_params, trial_run_name, trial_tags
 
