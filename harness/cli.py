@@ -132,7 +132,8 @@ def run(
                 if study.adaptive is not None:
                     from harness.report.adaptive import make_plan
 
-                    plan = make_plan(study)  # bad input (a family, a baseline) stops here
+                    # Bad input (a family, a baseline) stops here.
+                    plan = make_plan(study, data_root=str(options.data_dir))
                 specs = expand(study)
                 # Everything checkable without training, before anything is recorded.
                 check_study(study, specs, data_root=options.data_dir)
@@ -210,6 +211,7 @@ def _run_adaptive(study, plan, *, tracker, options) -> None:
     options = replace(options, display=RichDisplay(console))
     outcome = run_adaptive(
         study, tracker=tracker, plan=plan, decide=decide_round, claim=claim,
+        data_root=str(options.data_dir),
         run_round=lambda round_study: run_study(round_study, tracker=tracker, options=options),
         on_round=lambda look, decisions: console.print(round_line(look, decisions)),
     )
@@ -283,7 +285,8 @@ def _launch(command: str, study_file: Path, *, launcher: str | None, launch: lis
         if command == "run":
             ok, lines = slurm.follow_run(study, tracker=tracker, storage_url=storage,
                                          submission=launched.submission, say=say,
-                                         display=RichDisplay(console, epochs=False))
+                                         display=RichDisplay(console, epochs=False),
+                                         data_root=data_root)
         else:
             lines, outcome = slurm.follow_tune(study, storage_url=storage, n_new=n_trials,
                                                submission=launched.submission, say=say)
@@ -406,6 +409,18 @@ def report(
         raise _fail(exc) from None
 
 
+def _study_data_root(study, tracker) -> str:
+    """The data root the study last ran with (its parent run's tag), else today's default."""
+    from harness.study.options import default_data_root
+    from harness.tracking.layout import DATA_ROOT
+
+    if tracker.find_study(study) and tracker.parent_run_id is not None:
+        recorded = tracker.client.get_run(tracker.parent_run_id).data.tags.get(DATA_ROOT)
+        if recorded:
+            return recorded
+    return str(default_data_root())
+
+
 @app.command()
 def status(
     study_ref: Annotated[Optional[str], typer.Argument(metavar="[STUDY]", help="A study name or study file, as harness report takes (default: the most recent study in the store).")] = None,
@@ -437,11 +452,13 @@ def status(
             study = _stored_study(study_ref, tracker=tracker, overrides=overrides)
         check_size(study)
         queue = None
+        data_root = _study_data_root(study, tracker)
         url = storage or default_queue_storage(tracker.uri)
         if storage or (url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists()):
             queue = WorkQueue.find(open_storage(url), study_name=study.name,
-                                   all_keys=[s.trial_key for s in expand(study)])
-        result = study_status(study, tracker=tracker, queue=queue)
+                                   all_keys=[s.trial_key for s in expand(study,
+                                                                          data_root=data_root)])
+        result = study_status(study, tracker=tracker, queue=queue, data_root=data_root)
         state = None
         if study.adaptive is not None and tracker.parent_run_id is not None:
             from harness.study.adaptive import load_state

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,8 +220,10 @@ def check_size(study: Study, *, max_trials: int = MAX_TRIALS) -> int:
     return n
 
 
-def expand(study: Study) -> list[TrialSpec]:
-    """Every trial of the study, cells in grid order, seeds within a cell."""
+def expand(study: Study, *, data_root: str | os.PathLike[str] | None = None) -> list[TrialSpec]:
+    """Every trial of the study, cells in grid order, seeds within a cell; ``data_root`` is the
+    data root it runs with, which a relative ``data.path`` is under in the trials' identity."""
+    root = None if data_root is None else os.fspath(data_root)
     source = study.source
     grid = study.grid or {}
     axes = list(grid)
@@ -254,7 +257,8 @@ def expand(study: Study) -> list[TrialSpec]:
     seen: set[str] = set()
     for config, factors in cells:
         for seed in study.seed_list:
-            spec = TrialSpec(study=study.name, config=config, seed=seed, factors=factors)
+            spec = TrialSpec(study=study.name, config=config, seed=seed, factors=factors,
+                             data_root=root)
             if spec.trial_key not in seen:  # one-at-a-time levels equal to the base collapse
                 seen.add(spec.trial_key)
                 specs.append(spec)

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.config import Study
 from harness.design.grid import parse_levels, resolve_baselines
+from harness.design.spec import TrialSpec
 from harness.errors import ConfigError
 
 PLAN_FILE, ROUNDS_FILE = "plan/plan.json", "plan/rounds.json"
@@ -83,6 +84,14 @@ def family(study: Study) -> tuple[dict[str, list[str]], dict[str, str], list[Pla
                    for axis, labels in levels.items() for label in labels
                    if label != baseline[axis]]
     return levels, baseline, comparisons
+
+
+def cells_digest(specs: list[TrialSpec]) -> dict[str, Any]:
+    """What the plan trains: its cells' keys (``harness.design.spec``), counted and hashed,
+    so a plan run again on another recipe (another ``data.dataset``, say) is another plan."""
+    keys = sorted({spec.cell_key for spec in specs})
+    digest = hashlib.sha256(",".join(keys).encode()).hexdigest()[:16]
+    return {"n": len(keys), "sha256": digest}
 
 
 def plan_hash(plan: dict[str, Any]) -> str:

@@ -18,15 +18,17 @@ import pandas as pd
 
 from harness.config import Study
 from harness.design.grid import expand
-from harness.design.plan import PLAN_VERSION, PlanState, check_adaptive, family
+from harness.design.plan import PLAN_VERSION, PlanState, cells_digest, check_adaptive, family
 from harness.directions import higher_is_better
 from harness.report import sequential, stats, verdicts
 from harness.tracking import code_version
 
 
-def make_plan(study: Study) -> dict[str, Any]:
+def make_plan(study: Study, *, data_root: str | None = None) -> dict[str, Any]:
     """The pre-registered plan of an adaptive study (metric, direction, family, alpha, margin,
-    seeds, looks, boundaries and how they were calibrated, method, code version)."""
+    seeds, looks, boundaries and how they were calibrated, method, the cells it trains, code
+    version).  ``data_root`` is the one the study runs with (a relative ``data.path`` is under
+    it, in the cells' keys)."""
     check_adaptive(study)
     seeds = study.adaptive
     assert seeds is not None
@@ -49,6 +51,7 @@ def make_plan(study: Study) -> dict[str, Any]:
         "nominal_levels": sequential.t_nominal_levels(looks, critical),
         "calibration": sequential.calibration(),
         "method": sequential.method(seeds.spending), "unit": "seed",
+        "cells": cells_digest(expand(study, data_root=data_root)),
         "code_version": code_version(),
     }
 

@@ -8,13 +8,13 @@ Which run stands for a trial: a trial key may have several runs (a FAILED attemp
 FINISHED one); the latest FINISHED, unpruned run counts.  Trials with no such run are excluded
 and counted by how their latest run ended: failed, killed, pruned, unfinished.  With the
 study's definition at hand, only the trials it defines count; finished runs of other configs
-(an old grid, other overrides) are counted as outside the study.
+(an old grid, other overrides) are counted as outside the study.  The trials are grouped by
+cell key and labelled as the definition labels the cells (a level relabelled since its trials
+ran is the same cell under its new label); the ``harness.factor.*`` tags runs carry label
+them only without a definition.
 
-Speed: ``MlflowClient.search_runs`` builds every param, tag and metric of every run as ORM
-objects, 2.5 ms a run (25 s for 10,000 runs).  On a SQL store the runs, the tags the report
-needs and the metrics it asks for are read in a few queries through MLflow's own table models
-instead (1 s for 10,000 runs; a test checks both ways read the same frame).  Any other store,
-a tracking server included, goes through ``search_runs``.
+The runs themselves are read by ``harness.tracking.runs`` (a SQL fast path, else
+``search_runs``), as the runner reads its finished trials.
 """
 
 from __future__ import annotations
@@ -33,17 +33,24 @@ import pandas as pd
 
 from harness.config import Study, parse_yaml, study_from_mapping
 from harness.errors import ConfigError, HarnessError
+from harness.design.plan import PLAN_HASH
+from harness.design.spec import TrialSpec, by_stored_key
 from harness.tracking import CELL_KEY, FACTOR_PREFIX, KIND, PROVENANCE, SEED, TRIAL_KEY
+from harness.tracking.layout import DATA_ROOT
+from harness.tracking.runs import (
+    PRUNED,
+    STATE_TAG,
+    fast,
+    read_trial_runs,
+    search_runs,
+    sql_store,
+)
 from harness.uris import redact_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-# A trial stopped by a pruner ends KILLED with harness.state=pruned (MLflow has no such status).
-STATE_TAG, PRUNED = "harness.state", "pruned"
 MODE_TAG = "harness.mode"
-# Bounded by MLflow's own SEARCH_MAX_RESULTS_THRESHOLD.
-_PAGE = 50_000
 EXCLUDED_REASONS = ("failed", "killed", "pruned", "unfinished")
 
 
@@ -55,6 +62,20 @@ class StoredStudy:
     experiment_id: str
     parent_run_id: str | None
     study: Study | None  # from study.yaml of the parent run, or the file the user named
+    # The data root its last run had (a relative data.path is under it, in the trial keys).
+    data_root: str | None = None
+    # The hash of the adaptive plan its parent run records (harness.plan_hash), if any.
+    plan_hash: str | None = None
+
+
+def stored_study(name: str, experiment_id: str, parent: Any | None,
+                 study: Study | None) -> StoredStudy:
+    """A ``StoredStudy`` from its parent run (an MLflow ``Run``, or None)."""
+    if parent is None:
+        return StoredStudy(name, experiment_id, None, study)
+    tags = parent.data.tags
+    return StoredStudy(name, experiment_id, parent.info.run_id, study,
+                       data_root=tags.get(DATA_ROOT), plan_hash=tags.get(PLAN_HASH))
 
 
 @dataclass
@@ -87,7 +108,7 @@ def list_studies(client: MlflowClient) -> list[tuple[str, str, Any]]:
     if not experiments:
         return []
     by_id = {e.experiment_id: e.name for e in experiments}
-    parents = _search(client, list(by_id), f"tags.`{KIND}` = 'study'")
+    parents = search_runs(client, list(by_id), f"tags.`{KIND}` = 'study'")
     return [(by_id[run.info.experiment_id], run.info.experiment_id, run) for run in parents
             if run.data.tags.get(MODE_TAG, "run") == "run"]
 
@@ -113,8 +134,8 @@ def latest_study(client: MlflowClient, *, uri: str) -> StoredStudy:
     name, experiment_id, parent = max(
         studies, key=lambda s: max(s[2].info.start_time or 0, s[2].info.end_time or 0)
     )
-    return StoredStudy(name, experiment_id, parent.info.run_id,
-                       stored_definition(client, parent.info.run_id))
+    return stored_study(name, experiment_id, parent,
+                        stored_definition(client, parent.info.run_id))
 
 
 def find_study(client: MlflowClient, name: str, *, uri: str,
@@ -131,10 +152,10 @@ def find_study(client: MlflowClient, name: str, *, uri: str,
     parents = client.search_runs([experiment.experiment_id],
                                  filter_string=f"tags.`{KIND}` = 'study'",
                                  order_by=["attributes.start_time DESC"], max_results=1)
-    parent_id = parents[0].info.run_id if parents else None
-    if study is None and parent_id is not None:
-        study = stored_definition(client, parent_id)
-    return StoredStudy(name, experiment.experiment_id, parent_id, study)
+    parent = parents[0] if parents else None
+    if study is None and parent is not None:
+        study = stored_definition(client, parent.info.run_id)
+    return stored_study(name, experiment.experiment_id, parent, study)
 
 
 def stored_definition(client: MlflowClient, parent_run_id: str) -> Study | None:
@@ -173,134 +194,6 @@ def _no_progress_bar() -> Iterator[None]:
 # Trial runs
 
 
-def read_trial_runs(client: MlflowClient, experiment_id: str, *,
-                    metrics: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """Every active trial run of an experiment, one row each, and every metric name logged.
-
-    Columns: ``run_id``, ``status``, ``start_time``, ``tags.<key>`` for the harness tags and
-    ``metrics.<key>`` for the latest value of each metric in ``metrics`` (all when None).
-    """
-    found = _fast(_read_sql, client, experiment_id, metrics)
-    if found is None:
-        found = _read_search(client, experiment_id, metrics)
-    return found
-
-
-def _fast(read, *args):
-    """A fast path's answer, or None to take MLflow's public API: the table models it reads
-    are MLflow internals, and a release that changes them must cost speed, not correctness."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        return read(*args)
-    except (ImportError, AttributeError, SQLAlchemyError):
-        return None
-
-
-def _read_search(client: MlflowClient, experiment_id: str,
-                 metrics: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
-    rows, names = [], set()
-    for run in _search(client, [experiment_id], f"tags.`{KIND}` = 'trial'"):
-        row: dict[str, Any] = {"run_id": run.info.run_id, "status": run.info.status,
-                               "start_time": run.info.start_time}
-        row.update({f"tags.{k}": v for k, v in run.data.tags.items() if _wanted_tag(k)})
-        names.update(run.data.metrics)
-        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()
-                    if metrics is None or k in metrics})
-        rows.append(row)
-    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["run_id", "status", "start_time"])
-    return frame, sorted(names)
-
-
-def _wanted_tag(key: str) -> bool:
-    return (key in (TRIAL_KEY, CELL_KEY, SEED, STATE_TAG, *PROVENANCE.values())
-            or key.startswith(FACTOR_PREFIX))
-
-
-def _search(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[Any]:
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string=filter_string,
-                                  max_results=_PAGE, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def _sql_store(client: MlflowClient) -> Any | None:
-    try:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-        store = client._tracking_client.store
-    except (ImportError, AttributeError):
-        return None
-    return store if isinstance(store, SqlAlchemyStore) else None
-
-
-def _read_sql(client: MlflowClient, experiment_id: str,
-              metrics: list[str] | None) -> tuple[pd.DataFrame, list[str]] | None:
-    store = _sql_store(client)
-    if store is None:
-        return None
-    import sqlalchemy as sa
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlRun, SqlTag
-
-    trial_runs = (
-        sa.select(SqlRun.run_uuid)
-        .join(SqlTag, SqlTag.run_uuid == SqlRun.run_uuid)
-        .where(SqlRun.experiment_id == int(experiment_id), SqlRun.lifecycle_stage == "active",
-               SqlTag.key == KIND, SqlTag.value == "trial")
-    )
-    latest = sa.select(SqlLatestMetric.run_uuid, SqlLatestMetric.key, SqlLatestMetric.value,
-                       SqlLatestMetric.is_nan).where(SqlLatestMetric.run_uuid.in_(trial_runs))
-    if metrics is not None:
-        latest = latest.where(SqlLatestMetric.key.in_(metrics))
-    with store.ManagedSessionMaker() as session:
-        runs = session.execute(
-            sa.select(SqlRun.run_uuid, SqlRun.status, SqlRun.start_time)
-            .where(SqlRun.run_uuid.in_(trial_runs))
-        ).all()
-        tags = session.execute(
-            sa.select(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
-            .where(SqlTag.run_uuid.in_(trial_runs),
-                   sa.or_(SqlTag.key.in_([TRIAL_KEY, CELL_KEY, SEED, STATE_TAG,
-                                          *PROVENANCE.values()]),
-                          SqlTag.key.startswith(FACTOR_PREFIX, autoescape=True)))
-        ).all()
-        names = session.execute(
-            sa.select(SqlLatestMetric.key).distinct()
-            .where(SqlLatestMetric.run_uuid.in_(trial_runs))
-        ).scalars().all()
-        values = session.execute(latest).all()
-    frame = pd.DataFrame(runs, columns=["run_id", "status", "start_time"])
-    frame = frame.join(_wide(frame["run_id"], tags, prefix="tags.", numeric=False))
-    frame = frame.join(_wide(frame["run_id"], values, prefix="metrics.", numeric=True))
-    return frame, sorted(names)
-
-
-def _wide(run_ids: pd.Series, rows: list[Any], *, prefix: str, numeric: bool) -> pd.DataFrame:
-    """``(run_id, key, value[, is_nan])`` rows as one column per key, aligned with ``run_ids``.
-
-    By position through ``factorize``: pandas' pivot on string keys takes seconds at 10^5 rows.
-    """
-    if not rows:
-        return pd.DataFrame(index=run_ids.index)
-    columns = list(zip(*rows))
-    row_of = pd.Index(run_ids).get_indexer(pd.Index(columns[0]))
-    key_codes, keys = pd.factorize(pd.Index(columns[1]))
-    keep = row_of >= 0
-    if numeric:
-        values = np.asarray(columns[2], dtype=float)
-        values[np.asarray(columns[3], dtype=bool)] = np.nan  # MLflow stores NaN as a flag
-        table = np.full((len(run_ids), len(keys)), np.nan)
-    else:
-        values = np.asarray(columns[2], dtype=object)
-        table = np.full((len(run_ids), len(keys)), None, dtype=object)
-    table[row_of[keep], key_codes[keep]] = values[keep]
-    return pd.DataFrame(table, index=run_ids.index, columns=[prefix + k for k in keys])
-
-
 def collect(client: MlflowClient, stored: StoredStudy, *,
             metrics: list[str] | None = None) -> StudyRuns:
     """The study's trials as a frame: the latest finished, unpruned run of each trial key.
@@ -313,6 +206,12 @@ def collect(client: MlflowClient, stored: StoredStudy, *,
     if runs.empty or tag not in runs:
         runs = pd.DataFrame(columns=["run_id", "status", "start_time", tag])
     runs = runs[runs[tag].notna()].sort_values("start_time", kind="stable")
+    defined = _defined_trials(stored)
+    if defined is not None:
+        # Runs of an earlier identity hold the key it gave: each defined trial's runs under
+        # either key are that trial's.
+        runs = runs.copy()
+        runs[tag] = runs[tag].map(lambda k: defined[k].trial_key if k in defined else k)
     state = runs["tags." + STATE_TAG] if "tags." + STATE_TAG in runs else \
         pd.Series(None, index=runs.index, dtype=object)
     is_pruned = state.eq(PRUNED)
@@ -320,7 +219,7 @@ def collect(client: MlflowClient, stored: StoredStudy, *,
     finished = runs[ok].drop_duplicates(tag, keep="last")
     n_retried = int(runs[tag].isin(finished[tag]).sum()) - len(finished)
 
-    expected = _expected_trial_keys(stored.study)
+    expected = None if defined is None else {spec.trial_key for spec in defined.values()}
     unfinished = runs[~runs[tag].isin(finished[tag])].drop_duplicates(tag, keep="last")
     n_outside = n_missing = 0
     if expected is not None:
@@ -343,8 +242,16 @@ def collect(client: MlflowClient, stored: StoredStudy, *,
         "seed": pd.to_numeric(pd.Series(_column(finished, "tags." + SEED)),
                               errors="coerce").to_numpy(),
     })
-    for factor in factors:
-        trials[factor] = _column(finished, "tags." + FACTOR_PREFIX + factor)
+    if defined is not None:
+        # The study's cells and their labels as it defines them now: a level relabelled
+        # since its trials ran (sgd -> SGD) is the same cell, under its new label.
+        cells = [defined[k] for k in trials["trial_key"]]
+        trials["cell_key"] = [spec.cell_key for spec in cells]
+        for factor in factors:
+            trials[factor] = [spec.factors.get(factor) for spec in cells]
+    else:
+        for factor in factors:
+            trials[factor] = _column(finished, "tags." + FACTOR_PREFIX + factor)
     provenance = pd.DataFrame({name: _column(finished, "tags." + tag)
                                for name, tag in PROVENANCE.items()})
     for column in metric_columns:
@@ -387,12 +294,14 @@ def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
     return frame[name].to_numpy() if name in frame else np.full(len(frame), None, dtype=object)
 
 
-def _expected_trial_keys(study: Study | None) -> set[str] | None:
-    if study is None:
+def _defined_trials(stored: StoredStudy) -> dict[str, TrialSpec] | None:
+    """The trials the study's definition holds, under every key a store may hold for them
+    (``harness.design.spec.by_stored_key``); None without a definition."""
+    if stored.study is None:
         return None
     from harness.design.grid import expand
 
-    return {spec.trial_key for spec in expand(study)}
+    return by_stored_key(expand(stored.study, data_root=stored.data_root))
 
 
 def _factor_names(study: Study | None, columns: Iterable[str]) -> list[str]:
@@ -413,7 +322,7 @@ def read_history(client: MlflowClient, experiment_id: str, run_ids: list[str],
 
     If a step was logged twice (a resumed trial), the later value counts.
     """
-    frame = _fast(_history_sql, client, experiment_id, key)
+    frame = fast(_history_sql, client, experiment_id, key)
     if frame is None:
         def one(run_id: str) -> list[tuple[str, int, float, int]]:
             return [(run_id, m.step, m.value, m.timestamp)
@@ -433,7 +342,7 @@ def read_history(client: MlflowClient, experiment_id: str, run_ids: list[str],
 
 def _history_sql(client: MlflowClient, experiment_id: str, key: str) -> pd.DataFrame | None:
     """One query for the whole experiment (10^4 runs: 0.3 s, against 10 s run by run)."""
-    store = _sql_store(client)
+    store = sql_store(client)
     if store is None:
         return None
     import sqlalchemy as sa

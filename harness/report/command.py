@@ -157,7 +157,11 @@ def build_content(client, stored: StoredStudy, *, uri: str, display_uri: str,
     else:
         result = verdicts.summary_report(trials, design=design, alpha=alpha)
     analysis = {}
-    if significance and stored.study is not None and stored.study.adaptive is not None:
+    # The plan the parent run records (harness.plan_hash), whatever study.yaml says: an
+    # adaptive study in progress or interrupted mid-round is still under its plan.
+    adaptive = stored.plan_hash is not None or (stored.study is not None
+                                                and stored.study.adaptive is not None)
+    if significance and adaptive:
         with store_errors(uri):
             analysis = follow_plan(client, stored, result, design=design, alpha=alpha)
     content = ReportContent(

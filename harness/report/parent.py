@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
 
-from harness.report.collect import StoredStudy
+from harness.report.collect import stored_study
 from harness.report.content import ReportContent
 from harness.report.formats.markdown import to_markdown
 from harness.report.tables import all_tables
@@ -52,8 +53,8 @@ def log_summary(tracker: MlflowTracker) -> ReportContent | None:
 
     assert tracker.parent_run_id is not None and tracker.study is not None, "open_study first"
     client = tracker.client
-    stored = StoredStudy(tracker.study.name, tracker.experiment_id, tracker.parent_run_id,
-                         tracker.study)
+    stored = stored_study(tracker.study.name, tracker.experiment_id,
+                          client.get_run(tracker.parent_run_id), tracker.study)
     if not tracker.finished():
         return None
     # A study without grid factors has nothing to compare: its one cell over seeds.
@@ -71,10 +72,14 @@ def log_summary(tracker: MlflowTracker) -> ReportContent | None:
     cells = content.result.cells
     factors = content.result.design.factors
     metric = content.metric
+    # At this summary's time, as its step too: MLflow shows a metric's value at its highest
+    # step, so a rerun that lowers a mean shows the new mean, and the history keeps the old.
+    now_ms = int(time.time() * 1000)
+    step = now_ms // 1000
     metrics = [Metric(metric_name(f"{metric} mean/{cell_label(row, factors)}"),
-                      float(row["mean"]), 0, 0)
+                      float(row["mean"]), now_ms, step)
                for row in cells.to_dict("records") if pd.notna(row["mean"])]
-    metrics.append(Metric("finished_trials", float(len(content.trials)), 0, 0))
+    metrics.append(Metric("finished_trials", float(len(content.trials)), now_ms, step))
     tags = [RunTag(f"{VERDICT_TAG}{c.factor}:{c.level}", _verdict_line(c, content))
             for c in content.result.comparisons]
     # First what a glance needs (the verdicts, one line each), then the whole report.

@@ -28,6 +28,7 @@ import pandas as pd
 
 from harness.config import Study
 from harness.design.grid import expand
+from harness.design.spec import by_stored_key
 from harness.design.plan import (
     PLAN_FILE,
     PLAN_HASH,
@@ -74,12 +75,15 @@ def record_plan(tracker: Tracker, study: Study, plan: dict[str, Any]) -> PlanSta
     return state
 
 
-def trials_frame(study: Study, tracker: Tracker) -> pd.DataFrame:
-    """The study's finished trials (of this study's configurations) as the verdicts' frame."""
+def trials_frame(study: Study, tracker: Tracker, *,
+                 data_root: str | None = None) -> pd.DataFrame:
+    """The study's finished trials (of this study's configurations, labelled as it labels
+    them) as the verdicts' frame."""
     metric = study.report.metric
-    keys = {spec.trial_key for spec in expand(study)}
-    rows = [{"seed": t.seed, **t.factors, metric: t.metrics.get(metric, float("nan"))}
-            for t in tracker.finished() if t.trial_key in keys]
+    specs = by_stored_key(expand(study, data_root=data_root))
+    rows = [{"seed": t.seed, **specs[t.trial_key].factors,
+             metric: t.metrics.get(metric, float("nan"))}
+            for t in tracker.finished() if t.trial_key in specs]
     return pd.DataFrame(rows, columns=["seed", *(study.grid or {}), metric])
 
 
@@ -96,7 +100,7 @@ class AdaptiveOutcome:
 
 
 def run_adaptive(study: Study, *, tracker: Tracker, plan: dict[str, Any], decide: Decide,
-                 run_round: Callable[[Study], Any],
+                 run_round: Callable[[Study], Any], data_root: str | None = None,
                  on_round: Callable[[int, dict[str, Decision]], None] | None = None,
                  claim: Callable[[str], bool] | None = None,
                  wait_s: float = 60.0, poll_s: float = 0.5) -> AdaptiveOutcome:
@@ -104,7 +108,8 @@ def run_adaptive(study: Study, *, tracker: Tracker, plan: dict[str, Any], decide
     (``harness.report.adaptive.make_plan``), each decided by ``decide``
     (``harness.report.adaptive.decide_round``).
 
-    ``run_round(round_study)`` runs a round's trials (every executor: in-process, local
+    ``data_root`` is the one the rounds run with (a relative ``data.path`` is under it, in
+    the trials' keys).  ``run_round(round_study)`` runs a round's trials (every executor: in-process, local
     workers, a shared queue) and returns its ``StudyOutcome``; a round with a trial that did
     not finish stops the study undecided (exit 1), so a rerun retries it.
 
@@ -125,13 +130,15 @@ def run_adaptive(study: Study, *, tracker: Tracker, plan: dict[str, Any], decide
         outcome.outcomes.append(result)
         # Back on the full study: each round's run opened the parent with its own subset.
         tracker.open_study(study)
-        missing = ({s.trial_key for s in expand(this_round)}
-                   - {t.trial_key for t in tracker.finished()})
+        finished = {t.trial_key for t in tracker.finished()}
+        missing = [s for s in expand(this_round, data_root=data_root)
+                   if s.trial_key not in finished and s.legacy_trial_key not in finished]
         if result.failed or getattr(result, "worker_errors", None) or missing:
             outcome.failed, outcome.missing = True, len(missing)
             break
         decisions = _decide_once(study, tracker, state, look=look, decide=decide,
-                                 claim=claim, wait_s=wait_s, poll_s=poll_s)
+                                 data_root=data_root, claim=claim, wait_s=wait_s,
+                                 poll_s=poll_s)
         state = outcome.state = load_state(tracker) or state
         if on_round is not None and decisions is not None:
             on_round(look + 1, decisions)
@@ -140,7 +147,8 @@ def run_adaptive(study: Study, *, tracker: Tracker, plan: dict[str, Any], decide
 
 
 def _decide_once(study: Study, tracker: Tracker, state: PlanState, *, look: int,
-                 decide: Decide, claim: Callable[[str], bool] | None, wait_s: float,
+                 decide: Decide, data_root: str | None,
+                 claim: Callable[[str], bool] | None, wait_s: float,
                  poll_s: float) -> dict[str, Decision] | None:
     """Decide round ``look`` + 1 unless it is recorded already or another process has claimed
     it; the decisions made here, or None when they were another's."""
@@ -159,7 +167,7 @@ def _decide_once(study: Study, tracker: Tracker, state: PlanState, *, look: int,
             time.sleep(poll_s)
         if recorded():
             return None
-    decisions = decide(trials_frame(study, tracker), state, look=look)
+    decisions = decide(trials_frame(study, tracker, data_root=data_root), state, look=look)
     rounds = [r for r in state.rounds if r["round"] <= look]
     rounds.append({"round": look + 1, "n_seeds": state.plan["looks"][look],
                    "decisions": {k: d.record() for k, d in decisions.items()}})

@@ -22,7 +22,6 @@ from harness.directions import (
     PER_EPOCH_METRICS,
     check_margin,
     is_logged,
-    value_range,
 )
 from harness.errors import ConfigError, DataError
 from harness.design.grid import parse_levels, resolve_baselines

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import statistics
 import tempfile
@@ -20,20 +21,28 @@ from pathlib import Path
 
 import torch
 
-from harness.directions import higher_is_better
 from harness.config import DataConfig, Study
 from harness.data import DataBundle, load_dataset
+from harness.design.grid import expand
+from harness.design.spec import TrialSpec, by_stored_key, cells_by_stored_key
+from harness.directions import higher_is_better
 from harness.engine import Callback, PruneTrial, fit, resolve_device
 from harness.engine.checkpoint import read_checkpoints
+from harness.engine.fit import autocast_dtype
 from harness.engine.losses import check_loss
-from harness.errors import Fault, HarnessError, InfrastructureError, infrastructure_fault
+from harness.errors import (
+    ConfigError,
+    Fault,
+    HarnessError,
+    InfrastructureError,
+    infrastructure_fault,
+)
 from harness.models import check_weights
-from harness.design.grid import expand
 from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
-from harness.design.spec import TrialSpec
 from harness.study.options import RunOptions, default_work_root
 from harness.study.workers import Crew, limit_threads, restores_threads
 from harness.tracking import FinishedTrial, Tracker
+from harness.tracking.layout import DATA_ROOT
 from harness.uris import redact_text
 
 
@@ -99,14 +108,41 @@ def preflight(specs: list[TrialSpec], *, data_root: Path, device: str,
     return resolved
 
 
+def check_precision(study: Study, specs: list[TrialSpec], finished: list[FinishedTrial], *,
+                    device: torch.device) -> None:
+    """One study, one precision: ``train.precision: auto`` is bf16 on a recent GPU and fp32
+    elsewhere but one key on both, so a study whose finished ``auto`` trials trained in one
+    precision is not continued in another (its cells would mix them)."""
+    keys = by_stored_key(specs)
+    done = {t.trial_key for t in finished}
+    if not any(spec.config.train.precision == "auto" and spec.trial_key not in done
+               and spec.legacy_trial_key not in done for spec in specs):
+        return  # nothing of auto precision left to run
+    now = "bf16" if autocast_dtype("auto", device) is torch.bfloat16 else "fp32"
+    before = {t.precision: t.device for t in finished if t.precision
+              and t.trial_key in keys and keys[t.trial_key].config.train.precision == "auto"}
+    other = sorted(p for p in before if p != now)
+    if other:
+        where = ", ".join(f"{p} (on {before[p] or 'another device'})" for p in other)
+        raise ConfigError(
+            f"{study.source}: train.precision: auto is {now} on {device.type}, but study"
+            f" {study.name}'s finished trials trained in {where}; one study does not mix"
+            f" precisions: continue it on such a device, or set train.precision: {now} (new"
+            " trials, apart from the finished ones), or give the study another name"
+        )
+
+
 def cell_means(study: Study, specs: list[TrialSpec], finished: list[FinishedTrial]) -> list[CellSummary]:
-    """Mean ± std of the report metric per cell of this study's grid, best first."""
+    """Mean ± std of the report metric per cell of this study's grid (each trial once, its
+    latest finished run), best first."""
     wanted = {spec.cell_key: spec.factors for spec in specs}
+    stored = cells_by_stored_key(specs)
     values: dict[str, list[float]] = {}
-    for trial in finished:
+    for trial in {t.trial_key: t for t in finished}.values():
         value = trial.metrics.get(study.report.metric)
-        if trial.cell_key in wanted and value is not None:
-            values.setdefault(trial.cell_key, []).append(value)
+        cell = stored.get(trial.cell_key)
+        if cell is not None and value is not None:
+            values.setdefault(cell, []).append(value)
     cells = [
         CellSummary(
             factors=wanted[key],
@@ -134,7 +170,7 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
                executor: Executor | None) -> StudyOutcome:
     display = options.shown
     data_root = options.data_dir
-    specs = expand(study)
+    specs = expand(study, data_root=data_root)
     dataset = dataset_loader(data_root)
     storage_url = options.storage_url
     if (options.n_workers > 1 or options.held) and storage_url is None:
@@ -160,9 +196,13 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
             executor = (QueueExecutor(storage_url, heartbeat_s=options.heartbeat_s,
                                       metric=study.report.metric)
                         if storage_url else InProcessExecutor())
+        finished = tracker.finished() if tracker.find_study(study) else []
+        check_precision(study, specs, finished, device=resolved_device)
         tracker.open_study(study)
-        done = {trial.trial_key for trial in tracker.finished()}
-        todo = [spec for spec in specs if spec.trial_key not in done]
+        tracker.set_tags({DATA_ROOT: os.path.abspath(data_root)})
+        done = {trial.trial_key for trial in finished}
+        todo = [spec for spec in specs
+                if spec.trial_key not in done and spec.legacy_trial_key not in done]
         outcome = StudyOutcome(n_trials=len(specs), skipped=len(specs) - len(todo),
                                metric=study.report.metric)
         display.study_started(study, n_todo=len(todo), n_skipped=outcome.skipped)

@@ -36,9 +36,11 @@ class StudyStatus:
 _PRECEDENCE = ("FINISHED", "RUNNING", "FAILED", "KILLED")
 
 
-def study_status(study: Study, *, tracker, queue=None) -> StudyStatus:
-    """Every trial of the study file with its state (PENDING when no run has started)."""
-    specs = expand(study)
+def study_status(study: Study, *, tracker, queue=None,
+                 data_root: str | None = None) -> StudyStatus:
+    """Every trial of the study file with its state (PENDING when no run has started);
+    ``data_root`` is the one the study runs with (a relative data.path is under it)."""
+    specs = expand(study, data_root=data_root)
     runs = tracker.trial_runs() if tracker.find_study(study) else []
     by_key: dict[str, list] = {}
     for run in runs:
@@ -46,7 +48,8 @@ def study_status(study: Study, *, tracker, queue=None) -> StudyStatus:
     queued = {row["trial_key"]: row for row in (queue.snapshot() if queue is not None else [])}
     status = StudyStatus(study.name)
     for spec in specs:
-        key_runs = by_key.get(spec.trial_key, [])
+        # Runs of an earlier identity carry the key it gave (harness.design.spec).
+        key_runs = by_key.get(spec.trial_key, []) + by_key.get(spec.legacy_trial_key, [])
         states = {r.info.status for r in key_runs}
         state = next((s for s in _PRECEDENCE if s in states), "PENDING")
         if state == "KILLED" and any(r.data.tags.get("harness.state") == "pruned" for r in key_runs):

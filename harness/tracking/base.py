@@ -23,13 +23,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class FinishedTrial:
-    """A finished trial as read back from the store."""
+    """A finished trial as read back from the store (its latest FINISHED run)."""
 
     trial_key: str
     cell_key: str
     seed: int
     factors: dict[str, str]
     metrics: dict[str, float]
+    precision: str | None = None  # the precision it trained in (fp32, bf16), when recorded
+    device: str | None = None
 
 
 class TrialRun(Callback):
@@ -69,9 +71,14 @@ class Tracker(ABC):
         (``<study>-tune``), so its trials never mix with the grid's in a report.
         """
 
+    def find_study(self, study: Study, *, mode: str = "run") -> bool:
+        """Look the study up without creating anything; whether it has been opened before.
+        (A tracker that keeps runs in memory has them at hand.)"""
+        return True
+
     @abstractmethod
     def finished(self) -> list[FinishedTrial]:
-        """Every trial of the open study whose run FINISHED."""
+        """Every trial of the open study with a FINISHED run, once (its latest such run)."""
 
     @abstractmethod
     def start_trial(self, spec: TrialSpec, *, tags: dict[str, str] | None = None) -> TrialRun: ...

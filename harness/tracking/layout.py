@@ -11,6 +11,7 @@ import json
 import re
 from typing import TYPE_CHECKING
 
+from harness.design.spec import IDENTITY_VERSION
 from harness.tracking.provenance import CODE_VERSION
 
 if TYPE_CHECKING:
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 
 KIND, TRIAL_KEY, CELL_KEY, SEED = "harness.kind", "harness.trial_key", "harness.cell_key", "harness.seed"
 STUDY_TAG, FACTOR_PREFIX = "harness.study", "harness.factor."
+# A trial run's identity version (``harness.design.spec``); absent on runs older than it.
+IDENTITY = "harness.identity"
+# The data root a study's last run had (a relative data.path is under it), on its parent run.
+DATA_ROOT = "harness.data_root"
 # MLflow 3's UI picks an experiment's view from this tag: without it, an experiment whose runs
 # log no models is shown as a GenAI one ("Evaluation runs"); this value opens the model-training
 # view (runs, metrics, charts).
@@ -44,6 +49,7 @@ def trial_tags(spec: TrialSpec, *, parent_run_id: str, code_version: str) -> dic
         TRIAL_KEY: spec.trial_key,
         CELL_KEY: spec.cell_key,
         SEED: str(spec.seed),
+        IDENTITY: str(IDENTITY_VERSION),
         CODE_VERSION: code_version,
         **{FACTOR_PREFIX + axis: label for axis, label in spec.factors.items()},
     }

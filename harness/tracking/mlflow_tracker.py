@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.config import Study, dump_yaml
+from harness.design.plan import PLAN_HASH
 from harness.engine.callbacks import FitInfo, FitResult
 from harness.errors import TrackingError, infrastructure_fault
 from harness.tracking.base import FinishedTrial, Tracker, TrialRun
@@ -39,6 +40,7 @@ from harness.tracking.layout import (
     trial_tags,
 )
 from harness.tracking.provenance import DATA_PATH, DEVICE, PRECISION, THREADS, code_version
+from harness.tracking.runs import read_trial_runs
 from harness.tracking.store import (
     default_tracking_uri,
     local_store_paths,
@@ -181,8 +183,11 @@ class MlflowTracker(Tracker):
             # Through log_batch, which MLflow's SQL store retries when another worker inserts the
             # same tag at the same moment; set_tag would fail on the unique key (tag_pk).
             self.set_tags({"harness.code_version": self._code_version})
-            self.log_text("study.yaml", dump_yaml(study.model_dump(mode="json", exclude_none=True,
-                                                                   by_alias=True)))
+            # An adaptive study's definition stays on its parent: its rounds are fixed-seed
+            # subsets of it, opened by this process and by every worker of a round.
+            if study.adaptive is not None or PLAN_HASH not in parents[0].data.tags:
+                self.log_text("study.yaml", dump_yaml(study.model_dump(
+                    mode="json", exclude_none=True, by_alias=True)))
         except TrackingError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -247,17 +252,28 @@ class MlflowTracker(Tracker):
         self.client.log_batch(self.parent_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def finished(self) -> list[FinishedTrial]:
-        runs = self._search(f"tags.`{KIND}` = 'trial' and attributes.status = 'FINISHED'")
+        """One read of the study's trial runs (``harness.tracking.runs``: a few SQL queries on
+        a database store), the latest FINISHED run of each trial key."""
+        frame, _ = read_trial_runs(self.client, self.experiment_id)
+        key = "tags." + TRIAL_KEY
+        if frame.empty or key not in frame:
+            return []
+        frame = frame[frame["status"].eq("FINISHED") & frame[key].notna()]
+        frame = frame.sort_values("start_time", kind="stable").drop_duplicates(key, keep="last")
+        factor_columns = [c for c in frame.columns if c.startswith("tags." + FACTOR_PREFIX)]
+        metric_columns = [c for c in frame.columns if c.startswith("metrics.")]
         out = []
-        for run in runs:
-            tags = run.data.tags
+        for row in frame.to_dict("records"):
             out.append(FinishedTrial(
-                trial_key=tags[TRIAL_KEY],
-                cell_key=tags[CELL_KEY],
-                seed=int(tags[SEED]),
-                factors={k.removeprefix(FACTOR_PREFIX): v for k, v in tags.items()
-                         if k.startswith(FACTOR_PREFIX)},
-                metrics=dict(run.data.metrics),
+                trial_key=row[key],
+                cell_key=row.get("tags." + CELL_KEY),
+                seed=int(row["tags." + SEED]),
+                factors={c.removeprefix("tags." + FACTOR_PREFIX): row[c] for c in factor_columns
+                         if isinstance(row[c], str)},
+                metrics={c.removeprefix("metrics."): float(row[c]) for c in metric_columns
+                         if row[c] is not None and row[c] == row[c]},
+                precision=_text(row.get("tags." + PRECISION)),
+                device=_text(row.get("tags." + DEVICE)),
             ))
         return out
 
@@ -355,6 +371,10 @@ def with_retries(call: Callable[[], object], *, pauses: Sequence[float] = RETRY_
             else:
                 time.sleep(pause)
     raise AssertionError("unreachable")
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _metric(key: str, value: float, step: int):

@@ -64,12 +64,11 @@ class NullTracker(Tracker):
         return self.files.get(name)
 
     def finished(self) -> list[FinishedTrial]:
-        return [
-            FinishedTrial(r.spec.trial_key, r.spec.cell_key, r.spec.seed, dict(r.spec.factors),
-                          dict(r.result.final))
-            for r in self.runs
-            if r.status == "FINISHED" and r.result is not None
-        ]
+        latest = {r.spec.trial_key: r for r in self.runs
+                  if r.status == "FINISHED" and r.result is not None}
+        return [FinishedTrial(r.spec.trial_key, r.spec.cell_key, r.spec.seed,
+                              dict(r.spec.factors), dict(r.result.final))
+                for r in latest.values()]
 
     def start_trial(self, spec: TrialSpec, *, tags: dict[str, str] | None = None) -> TrialRun:
         run = NullTrialRun(spec)

@@ -9,6 +9,7 @@ from mlflow import MlflowClient
 
 from harness.errors import HarnessError
 from harness.report import collect
+from harness.tracking import runs as stored_runs
 from synthetic_runs import SyntheticTrial
 from harness.design.grid import expand
 
@@ -89,8 +90,8 @@ def test_sql_fast_path_reads_what_search_runs_reads(log_study, tracking_uri):
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("synthetic").experiment_id
     for metrics in (None, ["test_acc", "best_epoch"]):
-        fast, fast_names = collect._read_sql(client, experiment, metrics)
-        slow, slow_names = collect._read_search(client, experiment, metrics)
+        fast, fast_names = stored_runs._read_sql(client, experiment, metrics)
+        slow, slow_names = stored_runs._read_search(client, experiment, metrics)
         columns = sorted(slow.columns)
         assert sorted(fast.columns) == columns and fast_names == slow_names
         order = lambda f: f[columns].sort_values("run_id").reset_index(drop=True)  # noqa: E731
@@ -149,7 +150,7 @@ def test_a_study_is_read_from_a_tracking_server_too(mlflow_server):
                         trial=planted())
     client = MlflowClient(mlflow_server)
     runs = collect.collect(client, collect.find_study(client, "served", uri=mlflow_server))
-    assert collect._sql_store(client) is None  # the REST store goes through search_runs
+    assert stored_runs.sql_store(client) is None  # the REST store goes through search_runs
     assert len(runs.trials) == 8 and runs.trials["test_acc"].notna().all()
     history = collect.read_history(client, runs.study.experiment_id,
                                    runs.trials["run_id"].tolist(), "val_acc")

@@ -35,9 +35,10 @@ def run_adaptive(the_study, **kwargs):
                                  **kwargs)
 
 
-def study(*, seeds=None, margin=0.01, dropout=(0.0, 0.3), name="adaptive"):
+def study(*, seeds=None, margin=0.01, dropout=(0.0, 0.3), name="adaptive", base=None):
     return study_from_mapping({
         "name": name,
+        **({"base": base} if base else {}),
         "grid": {ATT: ["se", "none"], DROP: list(dropout)},
         "seeds": seeds or {"min": 3, "max": 8},
         "report": {"metric": "test_acc", "baseline": {ATT: "none", DROP: 0.0},
@@ -184,12 +185,30 @@ def test_a_study_killed_between_rounds_resumes_without_losing_or_repeating_a_rou
 
 def test_a_rerun_with_another_plan_is_refused():
     tracker = NullTracker()
-    run_adaptive(study(), tracker=tracker,
-                          run_round=Planted(tracker, {(ATT, "se"): 0.05}))
+    run_adaptive(study(), tracker=tracker, run_round=Planted(tracker, {(ATT, "se"): 0.05}))
     with pytest.raises(ConfigError, match=r"already runs under a recorded plan .* changes its"
                                           r" margin"):
-        run_adaptive(study(margin=0.02), tracker=tracker,
-                              run_round=Planted(tracker, {}))
+        run_adaptive(study(margin=0.02), tracker=tracker, run_round=Planted(tracker, {}))
+
+
+def test_the_plan_commits_to_the_cells_it_trains():
+    tracker = NullTracker()
+    run_adaptive(study(), tracker=tracker, run_round=Planted(tracker, {(ATT, "se"): 0.05}))
+    other_data = study(base={"data": {"dataset": "mnist"}})
+    assert make_plan(other_data)["cells"] != make_plan(study())["cells"]
+    assert plan_data.plan_hash(make_plan(other_data)) != plan_data.plan_hash(make_plan(study()))
+    with pytest.raises(ConfigError, match=r"already runs under a recorded plan .* changes its"
+                                          r" cells"):
+        run_adaptive(other_data, tracker=tracker, run_round=Planted(tracker, {}))
+
+
+def test_a_plan_recorded_before_plans_committed_to_cells_still_resumes():
+    tracker = NullTracker()
+    old = {k: v for k, v in make_plan(study()).items() if k != "cells"}
+    tracker.files[plan_data.PLAN_FILE] = json.dumps(old)
+    outcome = run_adaptive(study(), tracker=tracker,
+                           run_round=Planted(tracker, {(ATT, "se"): 0.05}))
+    assert outcome.state.plan == old and outcome.state.rounds
 
 
 
@@ -326,7 +345,7 @@ def test_an_adaptive_digits_study_runs_to_the_end_and_its_report_follows_the_pla
     assert "EXPLORATORY" in (tmp_path / "x" / "report.md").read_text()
     status = runner.invoke(app, ["status", str(path), "--tracking-uri", uri],
                            env={"COLUMNS": "200"})
-    assert status.exit_code == 0 and "rounds decided, plan" in status.stdout
+    assert status.exit_code == 0 and "rounds decided, plan" in status.stdout, status.output
 
 
 def test_two_processes_share_an_adaptive_study_and_decide_each_round_once(postgres, mlflow_server,

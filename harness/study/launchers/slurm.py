@@ -439,10 +439,13 @@ def launch_run(study: Study, *, n_workers: int, tracker, storage_url: str | None
     ``harness.report.adaptive.make_plan``, then its next round) and submit ``n_workers`` queue
     workers as one job array."""
     from harness.design.grid import check_size, expand
+    from harness.study.options import default_data_root
     from harness.study.queue import WorkQueue, open_queue_storage
     from harness.study.storage import open_storage
 
     check_size(study, max_trials=max_trials or 100_000)
+    # Given to the workers too, absolute, so that they key trials as this process does.
+    data_root = Path(data_root or default_data_root()).absolute()
     assert study.adaptive is None or plan is not None, "an adaptive study needs its plan"
     _, executor, folder, work = _prepare(
         study, name=study.name, kind="run", n_workers=n_workers, device=device,
@@ -465,9 +468,11 @@ def launch_run(study: Study, *, n_workers: int, tracker, storage_url: str | None
             return Launched(None, 0, 0, [f"{study.name}: every comparison of its plan is"
                                          " decided; nothing to launch"])
         target = round_study(study, state, state.plan["looks"][state.next_look])
-    specs = expand(target)
+    # The keys the workers compute: a relative data.path is under their data root.
+    specs = expand(target, data_root=data_root)
     done = {t.trial_key for t in tracker.finished()}
-    todo = [s.trial_key for s in specs if s.trial_key not in done]
+    todo = [s.trial_key for s in specs
+            if s.trial_key not in done and s.legacy_trial_key not in done]
     n_finished = len(specs) - len(todo)
     if not todo:
         tracker.close_study(failed=False)
@@ -687,7 +692,7 @@ def failed_lines(tasks: list[TaskState]) -> list[str]:
 
 
 def follow_run(study: Study, *, tracker, storage_url: str, submission: Submission,
-               display: Display, say: Callable[[str], None],
+               display: Display, say: Callable[[str], None], data_root: Path | None = None,
                poll_s: float = 5.0) -> tuple[bool, list[str]]:
     """Follow the study until every trial ended or every task did: trials through the
     ``display`` a local run uses, tasks' states and an adaptive study's rounds through ``say``.
@@ -698,11 +703,14 @@ def follow_run(study: Study, *, tracker, storage_url: str, submission: Submissio
     from harness.study.status import study_status
     from harness.study.storage import open_storage
 
+    from harness.study.options import default_data_root
+
     record = submission.record()
-    specs = {s.trial_key: s for s in expand(study)}
+    root = str(Path(data_root or default_data_root()).absolute())  # as launch_run gave it
+    specs = {s.trial_key: s for s in expand(study, data_root=root)}
     adaptive = study.adaptive is not None
     storage = open_storage(storage_url)
-    first = study_status(study, tracker=tracker)
+    first = study_status(study, tracker=tracker, data_root=root)
     reported = {t.trial_key for t in first.trials if t.state == "FINISHED"}
     if adaptive:  # its rounds decide how many trials there will be
         say(f"{study.name}: adaptive seeds; following its rounds")
@@ -717,7 +725,7 @@ def follow_run(study: Study, *, tracker, storage_url: str, submission: Submissio
             tasks = task_states([record])
             _say_changes(tasks, seen, say)
             queue = WorkQueue.find(storage, study_name=study.name, all_keys=list(specs))
-            for row in study_status(study, tracker=tracker, queue=queue).trials:
+            for row in study_status(study, tracker=tracker, queue=queue, data_root=root).trials:
                 if row.trial_key in reported or row.state not in ("FINISHED", "FAILED"):
                     continue
                 reported.add(row.trial_key)

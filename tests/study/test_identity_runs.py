@@ -1,0 +1,102 @@
+"""A trial's identity in the runner: keys that do not change the numbers rerun nothing, keys
+that do run new trials, a study is not continued in another precision, and a store written
+before this identity is continued, not rerun."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from mlflow import MlflowClient
+
+from harness.config import study_from_mapping
+from harness.design.grid import expand
+from harness.errors import ConfigError
+from harness.study.options import RunOptions
+from harness.study.runner import run_study
+from harness.tracking import CELL_KEY, PRECISION, TRIAL_KEY, MlflowTracker
+from synthetic_runs import SyntheticTrial, log_synthetic_study
+
+
+def trial_runs(tracking_uri: str, name: str) -> list:
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    return client.search_runs([experiment.experiment_id],
+                              filter_string="tags.`harness.kind` = 'trial'")
+
+
+def run(mapping: dict, tracking_uri: str):
+    return run_study(study_from_mapping(mapping), tracker=MlflowTracker(tracking_uri),
+                     options=RunOptions(device="cpu"))
+
+
+def test_a_study_changed_only_outside_the_identity_reruns_nothing(tiny_study, tracking_uri):
+    first = run(tiny_study, tracking_uri)
+    assert len(first.finished) == 2
+
+    relaxed = copy.deepcopy(tiny_study)
+    relaxed["base"]["train"].update(plots=True)
+    relaxed["base"]["data"].update(workers=0, download=False)
+    again = run(relaxed, tracking_uri)
+    assert again.skipped == 2 and not again.outcomes
+    assert [c.n_seeds for c in again.cells] == [1, 1]
+
+    changed = copy.deepcopy(tiny_study)
+    changed["base"]["model"]["dropout"] = 0.1
+    other = run(changed, tracking_uri)
+    assert other.skipped == 0 and len(other.finished) == 2
+    assert len(trial_runs(tracking_uri, "tiny")) == 4
+
+
+def test_continuing_a_study_in_another_precision_is_refused(tiny_study, tracking_uri):
+    study = study_from_mapping(tiny_study)
+    # Its first seed trained on a GPU, where precision auto is bf16.
+    log_synthetic_study(study, tracking_uri=tracking_uri, fast=True,
+                        trial=lambda spec: SyntheticTrial(
+                            final={"test_acc": 0.5},
+                            tags={PRECISION: "bf16", "harness.device": "cuda:0"}))
+    more = copy.deepcopy(tiny_study)
+    more["seeds"] = [0, 1]
+    with pytest.raises(ConfigError, match=r"train.precision: auto is fp32 on cpu, but study"
+                                          r" tiny's finished trials trained in bf16 \(on"
+                                          r" cuda:0\); one study does not mix precisions"):
+        run(more, tracking_uri)
+    assert len(trial_runs(tracking_uri, "tiny")) == 2  # nothing ran
+
+    # Set apart, in a precision of its own, it runs: other keys, other cells.
+    fp32 = copy.deepcopy(more)
+    fp32["base"]["train"]["precision"] = "fp32"
+    outcome = run(fp32, tracking_uri)
+    assert outcome.skipped == 0 and len(outcome.finished) == 4
+    assert {c.n_seeds for c in outcome.cells} == {2}
+
+
+def test_a_store_keyed_by_an_earlier_identity_is_continued_not_rerun(tiny_study, tracking_uri):
+    study = study_from_mapping(tiny_study)
+    log_synthetic_study(study, tracking_uri=tracking_uri, fast=True,
+                        trial=lambda spec: SyntheticTrial(
+                            final={"test_acc": 0.5},
+                            tags={TRIAL_KEY: spec.legacy_trial_key,
+                                  CELL_KEY: spec.legacy_cell_key}))
+    more = copy.deepcopy(tiny_study)
+    more["seeds"] = [0, 1]
+    outcome = run(more, tracking_uri)
+    assert outcome.skipped == 2 and len(outcome.finished) == 2
+    new = {s.trial_key for s in expand(study_from_mapping(more)) if s.seed == 1}
+    assert {o.spec.trial_key for o in outcome.finished} == new
+    # Each cell: the old seed under its old key and the new one.
+    assert sorted(c.n_seeds for c in outcome.cells) == [2, 2]
+
+
+def test_a_trial_finished_twice_counts_once_in_the_summary(tiny_study, tracking_uri):
+    study = study_from_mapping(tiny_study)
+    for value in (0.5, 0.7):  # the same two trials, finished twice (a rerun by hand)
+        log_synthetic_study(study, tracking_uri=tracking_uri, fast=True,
+                            trial=lambda spec, v=value: SyntheticTrial(final={"test_acc": v}))
+    tracker = MlflowTracker(tracking_uri)
+    assert tracker.find_study(study)
+    finished = tracker.finished()
+    assert len(finished) == 2 and {t.metrics["test_acc"] for t in finished} == {0.7}
+    outcome = run(tiny_study, tracking_uri)
+    assert outcome.skipped == 2
+    assert [(c.n_seeds, c.mean) for c in outcome.cells] == [(1, 0.7), (1, 0.7)]
