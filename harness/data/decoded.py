@@ -11,7 +11,7 @@ augmentation).  ``data.in_memory`` chooses:
 - ``true``: in memory, or one line saying which key or file stands in the way.
 - ``false``: the worker path.
 
-The cache is ``<data root>/.harness-cache/<folder>-<size>px-<key>/`` (under
+The cache is ``<data root>/.harness-cache/<folder>-<path digest>-<size>px-<key>/`` (under
 ``~/.cache/harness`` instead when the data root is read-only): ``train.npy``,
 ``test.npy`` (uint8 ``N×3×S×S``) and ``meta.json`` (labels, classes, the files' order).  The
 key digests the source — the archive's bytes when ``data.path`` is an archive, else every
@@ -173,8 +173,12 @@ def derived_root(root: Path) -> Path:
 
 
 def cache_folder(root: Path, source: Path, key: str, size: int | None) -> Path:
+    """``<folder>-<where>-<size>px-<key>``: ``where`` digests the source's full path, so two
+    folders of one name (``a/pets``, ``b/pets``) keep a cache each instead of taking each
+    other's for stale."""
     stem = source.name.split(".")[0] or "images"
-    return derived_root(root) / CACHE_DIR / f"{stem}-{size or 'native'}px-{key}"
+    where = hashlib.sha256(os.fsencode(os.path.abspath(source))).hexdigest()[:8]
+    return derived_root(root) / CACHE_DIR / f"{stem}-{where}-{size or 'native'}px-{key}"
 
 
 def load_decoded(root: Path, source: Path, images: Path, train: FileSplit, test: FileSplit,

@@ -42,6 +42,17 @@ def count_decodes(monkeypatch) -> list[str]:
     return seen
 
 
+def test_two_folders_of_one_name_keep_a_cache_each(tmp_path, monkeypatch):
+    image_folder(tmp_path / "a" / "pets", n_per_class=4, size=12)
+    image_folder(tmp_path / "b" / "pets", n_per_class=4, size=12)
+    seen = count_decodes(monkeypatch)
+    for _ in range(2):
+        for where in ("a/pets", "b/pets"):
+            load_dataset(cfg(where), root=tmp_path)
+    assert len(caches(tmp_path)) == 2
+    assert len(seen) == 2 * 8  # each folder decoded once, never again
+
+
 def test_a_small_folder_is_decoded_into_memory_with_the_file_paths_splits(tmp_path):
     image_folder(tmp_path / "pets", n_per_class=6, size=12)
     memory = load_dataset(cfg("pets"), root=tmp_path)
