@@ -19,10 +19,8 @@ The runs themselves are read by ``harness.tracking.runs`` (a SQL fast path, else
 
 from __future__ import annotations
 
-import contextlib
-import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from harness.design.plan import PLAN_HASH
 from harness.design.spec import TrialSpec, by_stored_key
 from harness.tracking import CELL_KEY, FACTOR_PREFIX, KIND, PROVENANCE, SEED, TRIAL_KEY
 from harness.tracking.layout import DATA_ROOT
+from harness.tracking.store import quiet_downloads
 from harness.tracking.runs import (
     PRUNED,
     STATE_TAG,
@@ -160,7 +159,7 @@ def find_study(client: MlflowClient, name: str, *, uri: str,
 
 def stored_definition(client: MlflowClient, parent_run_id: str) -> Study | None:
     """The ``study.yaml`` the runner logged to the parent run (overrides applied), if any."""
-    with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp, _no_progress_bar():
+    with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp, quiet_downloads():
         try:
             path = Path(client.download_artifacts(parent_run_id, "study.yaml", tmp))
             text = path.read_text(encoding="utf-8")
@@ -173,21 +172,6 @@ def stored_definition(client: MlflowClient, parent_run_id: str) -> Study | None:
     except ConfigError:
         # Written by another version of harness: the factors still come from the run tags.
         return None
-
-
-@contextlib.contextmanager
-def _no_progress_bar() -> Iterator[None]:
-    """MLflow draws a download bar on stderr unless this variable, read on every call, says no."""
-    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    before = os.environ.get(name)
-    os.environ[name] = "false"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
 
 
 # ---------------------------------------------------------------------------------------------

@@ -52,10 +52,25 @@ def local_store_paths(uri: str) -> tuple[Path, Path] | None:
     return None
 
 
+@contextlib.contextmanager
+def quiet_downloads() -> Iterator[None]:
+    """MLflow draws a download bar on stderr unless this variable, read on every call, says no."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def read_run_file(client, run_id: str, name: str) -> str | None:
     """The text of artifact ``name`` of run ``run_id`` (``plan/plan.json``); None if absent."""
     folder = name.rpartition("/")[0]
     if name not in {a.path for a in client.list_artifacts(run_id, folder or None)}:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
         return Path(client.download_artifacts(run_id, name, tmp)).read_text(encoding="utf-8")

@@ -89,7 +89,7 @@ def test_runs_keyed_by_an_earlier_identity_are_the_trials_they_were(log_study, t
 
 
 def test_an_adaptive_study_interrupted_mid_round_keeps_its_definition_and_its_plan(
-        tracking_uri, tmp_path):
+        tracking_uri, tmp_path, capfd):
     from harness.report.adaptive import decide_round, make_plan
     from harness.study.adaptive import run_adaptive
 
@@ -133,6 +133,8 @@ def test_an_adaptive_study_interrupted_mid_round_keeps_its_definition_and_its_pl
     assert definition is not None and definition.adaptive is not None
     assert json.loads(json.dumps(definition.model_dump(mode="json")))["seeds"]["max"] == 6
 
+    capfd.readouterr()
     content, text = report(tracking_uri, "interrupted", tmp_path)
     assert content.analysis["kind"] == "planned"
+    assert "Downloading artifacts" not in capfd.readouterr().err  # MLflow's bars stay out
     assert "planned analysis: adaptive seeds under plan" in text
