@@ -16,19 +16,25 @@ PROVENANCE = {"device": DEVICE, "precision": PRECISION, "threads": THREADS,
 
 
 def code_version() -> str:
-    """The git commit of the working tree (``+dirty`` when it has changes); in an image
-    without ``.git``, ``HARNESS_CODE_VERSION`` (set at build time); else the version."""
+    """The git commit of harness's own working tree (``+dirty`` when it has changes); in an
+    install or image without it, ``HARNESS_CODE_VERSION`` (set at build time); else the
+    version."""
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        # The commit of harness's own checkout only: installed (not editable) inside a user's
+        # repository, git would answer with the user's commit.
+        found = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=here, capture_output=True,
+            text=True, timeout=5,
         )
-        if commit.returncode == 0:
+        lines = found.stdout.splitlines()
+        if (found.returncode == 0 and len(lines) == 2
+                and Path(lines[0]).resolve() == here.parents[1]):
             dirty = subprocess.run(
                 ["git", "status", "--porcelain", "--untracked-files=no"],
                 cwd=here, capture_output=True, text=True, timeout=5,
             )
-            return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+            return lines[1].strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         pass
     from harness.version import __version__
