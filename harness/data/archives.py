@@ -9,6 +9,7 @@ member half-way leaves no half-extracted dataset behind for the next run to trus
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -82,6 +83,12 @@ def _tar_members(archive: Path, tf: tarfile.TarFile, *, dataset: str) -> None:
             )
 
 
+# Errors of writing the extraction (a full disk, a quota, a file-size limit, a read-only or
+# forbidden folder): the archive is not corrupt, and must not be reported so.
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                 errno.EPERM}
+
+
 def _corrupt(archive: Path, exc: BaseException, *, dataset: str) -> DataError:
     what = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
     return DataError(
@@ -110,8 +117,15 @@ def extract(archive: Path, dest: Path, *, dataset: str) -> Path:
                     tf.extractall(staging, filter="data")
         except DataError:
             raise
-        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError,
-                ValueError) as exc:
+        except OSError as exc:
+            if exc.errno in _CANNOT_WRITE:  # the destination's fault, not the archive's
+                raise DataError(
+                    f"{dataset}: cannot extract {archive} into {dest.parent}"
+                    f" ({os.strerror(exc.errno)}); free space there or give another"
+                    " --data-root, then run again (the archive itself is fine)"
+                ) from None
+            raise _corrupt(archive, exc, dataset=dataset) from None
+        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, ValueError) as exc:
             raise _corrupt(archive, exc, dataset=dataset) from None
         # An archive of one top-level folder (``tiny-imagenet-200/…``) is that folder.
         entries = list(staging.iterdir())

@@ -104,6 +104,36 @@ def test_a_truncated_zip_is_a_corrupt_archive(tmp_path: Path) -> None:
         load_dataset(tiny_cfg(), root=tmp_path / "data")
 
 
+def test_a_full_disk_while_extracting_is_not_a_corrupt_archive(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    archive = zip_folder(tiny_imagenet(tmp_path / "staging"), tmp_path / "good.zip")
+    # A file-size limit makes the extraction's writes fail as a full disk would (no root,
+    # no tmpfs needed); the archive is whole.
+    script = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from harness.data.archives import extract\n"
+        "from harness.errors import DataError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))\n"
+        "try:\n"
+        f"    extract(Path({str(archive)!r}), Path({str(tmp_path / 'out' / 'x')!r}),"
+        " dataset='tiny_imagenet')\n"
+        "except DataError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    message = done.stdout.strip()
+    assert message.startswith(f"tiny_imagenet: cannot extract {archive} into")
+    assert "File too large" in message and "the archive itself is fine" in message
+    assert "not a readable archive" not in message
+    assert not [p for p in (tmp_path / "out").iterdir()]  # nothing left behind
+
+
 def test_missing_tiny_imagenet_names_the_zip_and_its_url(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_dataset(tiny_cfg(), root=tmp_path)
