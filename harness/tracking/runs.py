@@ -39,7 +39,7 @@ def read_trial_runs(client: MlflowClient, experiment_id: str, *,
     """
     found = fast(_read_sql, client, experiment_id, metrics)
     if found is None:
-        found = _readsearch_runs(client, experiment_id, metrics)
+        found = _read_search(client, experiment_id, metrics)
     return found
 
 
@@ -54,7 +54,7 @@ def fast(read, *args):
         return None
 
 
-def _readsearch_runs(client: MlflowClient, experiment_id: str,
+def _read_search(client: MlflowClient, experiment_id: str,
                  metrics: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
     rows, names = [], set()
     for run in search_runs(client, [experiment_id], f"tags.`{KIND}` = 'trial'"):

@@ -129,7 +129,7 @@ def test_the_history_fast_path_reads_what_get_metric_history_reads(log_study, tr
     runs = collect.collect(client, stored(tracking_uri))
     some = runs.trials["run_id"].tolist()[:5]
     fast = collect.read_history(client, runs.study.experiment_id, some, "val_acc")
-    monkeypatch.setattr(collect, "_sql_store", lambda client: None)
+    monkeypatch.setattr(collect, "sql_store", lambda client: None)
     slow = collect.read_history(client, runs.study.experiment_id, some, "val_acc")
     assert len(fast) == 15
     pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
