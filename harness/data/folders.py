@@ -141,23 +141,19 @@ def tiny_imagenet_names(base: Path, wnids: Sequence[str]) -> list[str]:
     return [f"{n} ({w})" if seen[n] > 1 else n for n, w in zip(names, wnids)]
 
 
-def reorganise_tiny_imagenet_val(base: Path, wnids: Sequence[str], *, dataset: str) -> None:
-    """Move ``val/images/<file>`` into ``val/<wnid>/<file>`` as ``val_annotations.txt`` says.
-
-    Idempotent and resumable: files already in their class folder are left alone, so a run
-    killed half-way finishes the job next time.  Names come from a file in the archive, so
-    each is checked to be a plain file name and a known class before anything moves."""
+def _tiny_imagenet_val_annotations(base: Path, wnids: Sequence[str], *,
+                                   dataset: str) -> list[tuple[str, str]]:
+    """``(file name, wnid)`` of each line of ``val/val_annotations.txt``, each checked to be a
+    plain file name and a known class (names come from a file in the archive)."""
     val = base / "val"
-    images = val / "images"
-    if not images.is_dir():
-        return  # already re-organised
     annotations = val / "val_annotations.txt"
     if not annotations.is_file():
         raise DataError(
-            f"{dataset}: {annotations} is missing, so {images} cannot be sorted into classes;"
-            " extract the official tiny-imagenet-200.zip again"
+            f"{dataset}: {annotations} is missing, so {val / 'images'} cannot be sorted into"
+            " classes; extract the official tiny-imagenet-200.zip again"
         )
     known = set(wnids)
+    out = []
     for number, line in enumerate(annotations.read_text().splitlines(), start=1):
         fields = line.split("\t") if "\t" in line else line.split()
         if not line.strip():
@@ -170,12 +166,42 @@ def reorganise_tiny_imagenet_val(base: Path, wnids: Sequence[str], *, dataset: s
                 f"{dataset}: {annotations}:{number}: {name!r} {wnid!r} is not a file name and"
                 " a class of wnids.txt"
             )
+        out.append((name, wnid))
+    return out
+
+
+def tiny_imagenet_val_in_place(base: Path, wnids: Sequence[str], *, dataset: str) -> FileSplit:
+    """The labelled ``val/images`` as a split without moving a file (a read-only data root),
+    in the order the re-organised folders give: by class, then by path."""
+    images = base / "val" / "images"
+    label = {wnid: i for i, wnid in enumerate(wnids)}
+    rows = []
+    for name, wnid in _tiny_imagenet_val_annotations(base, wnids, dataset=dataset):
+        if not (images / name).is_file():
+            raise DataError(f"{dataset}: {images / name} does not exist")
+        rows.append((label[wnid], str(base / "val" / wnid / name), str(images / name)))
+    rows.sort()
+    return FileSplit(tuple(path for _, _, path in rows),
+                     torch.tensor([lab for lab, _, _ in rows], dtype=torch.int64))
+
+
+def reorganise_tiny_imagenet_val(base: Path, wnids: Sequence[str], *, dataset: str) -> None:
+    """Move ``val/images/<file>`` into ``val/<wnid>/<file>`` as ``val_annotations.txt`` says.
+
+    Idempotent and resumable: files already in their class folder are left alone, so a run
+    killed half-way finishes the job next time."""
+    val = base / "val"
+    images = val / "images"
+    if not images.is_dir():
+        return  # already re-organised
+    annotations = val / "val_annotations.txt"
+    for name, wnid in _tiny_imagenet_val_annotations(base, wnids, dataset=dataset):
         source, target = images / name, val / wnid / name
         if source.is_file():
             target.parent.mkdir(exist_ok=True)
             os.replace(source, target)
         elif not target.is_file():
-            raise DataError(f"{dataset}: {annotations}:{number}: {source} does not exist")
+            raise DataError(f"{dataset}: {annotations}: {source} does not exist")
     try:
         images.rmdir()
     except OSError:

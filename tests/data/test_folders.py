@@ -134,6 +134,32 @@ def test_a_full_disk_while_extracting_is_not_a_corrupt_archive(tmp_path: Path) -
     assert not [p for p in (tmp_path / "out").iterdir()]  # nothing left behind
 
 
+@pytest.mark.parametrize("given", ["folder", "zip"])
+def test_tiny_imagenet_in_a_read_only_data_root_is_read_and_never_written(
+        tmp_path: Path, monkeypatch, given: str) -> None:
+    writable_copy = tiny_imagenet(tmp_path / "writable")
+    expected = load_dataset(tiny_cfg(), root=tmp_path / "writable")  # re-organises val/
+    root = tmp_path / "shared"
+    if given == "folder":
+        tiny_imagenet(root)
+    else:
+        root.mkdir()
+        zip_folder(tiny_imagenet(tmp_path / "staging"), root / "tiny-imagenet-200.zip")
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        folder.chmod(0o555)  # as a shared data folder is: read-only even for root
+    try:
+        data = load_dataset(tiny_cfg(), root=root)
+    finally:
+        for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+            folder.chmod(0o755)
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
+    assert torch.equal(data.test.labels, expected.test.labels)
+    assert [Path(p).name for p in data.test.paths] == [Path(p).name for p in expected.test.paths]
+    assert writable_copy.is_dir()
+
+
 def test_missing_tiny_imagenet_names_the_zip_and_its_url(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_dataset(tiny_cfg(), root=tmp_path)

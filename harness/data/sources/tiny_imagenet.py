@@ -8,6 +8,7 @@ from pathlib import Path
 from harness.config import DataConfig
 from harness.data import folders
 from harness.data.archives import extract
+from harness.data.decoded import derived_root, writable
 from harness.data.sources.base import DatasetSource, Split
 from harness.errors import DataError
 
@@ -25,8 +26,16 @@ class TinyImageNetSource(DatasetSource):
     md5 = "90528d7ca1a48142e341f4ef8d21d0de"
     size = 64
 
+    def _base(self, root: Path) -> Path:
+        """The extracted folder: in the data root, else where a read-only data root's archive
+        is extracted (``derived_root``: ``~/.cache/harness``)."""
+        here = root / self.folder
+        if (here / "wnids.txt").is_file():
+            return here
+        return derived_root(root) / self.folder
+
     def missing(self, root: Path, cfg: DataConfig) -> list[Path]:
-        return [] if (root / self.folder / "wnids.txt").is_file() else [Path(self.folder)]
+        return [] if (self._base(root) / "wnids.txt").is_file() else [Path(self.folder)]
 
     def fetch(self, root: Path, cfg: DataConfig) -> None:
         archive = root / self.filename
@@ -35,7 +44,7 @@ class TinyImageNetSource(DatasetSource):
 
             download_url(self.url, str(root), filename=self.filename, md5=self.md5)
         if archive.is_file():
-            target = root / self.folder
+            target = self._base(root)
             if target.exists():
                 raise DataError(
                     f"{self.name}: {target} exists but has no wnids.txt; delete it so that"
@@ -47,17 +56,21 @@ class TinyImageNetSource(DatasetSource):
         return f"put {self.filename} (from {self.url}) or its extracted folder into {root}"
 
     def location(self, root: Path, cfg: DataConfig) -> str:
-        return str(root / self.folder)
+        return str(self._base(root))
 
     def image_files(self, root: Path, cfg: DataConfig) -> tuple[Path, Path]:
-        return root / self.folder, root / self.folder
+        return self._base(root), self._base(root)
 
     def read(self, root: Path, cfg: DataConfig) -> tuple[Split, Split, list[str]]:
-        base = root / self.folder
+        base = self._base(root)
         wnids = folders.tiny_imagenet_classes(base, dataset=self.name)
-        folders.reorganise_tiny_imagenet_val(base, wnids, dataset=self.name)
         train = folders.scan(base / "train", wnids, dataset=self.name)
-        test = folders.scan(base / "val", wnids, dataset=self.name)
+        if (base / "val" / "images").is_dir() and not writable(base / "val"):
+            # A read-only data root (README: read-only is fine): read val where it lies.
+            test = folders.tiny_imagenet_val_in_place(base, wnids, dataset=self.name)
+        else:
+            folders.reorganise_tiny_imagenet_val(base, wnids, dataset=self.name)
+            test = folders.scan(base / "val", wnids, dataset=self.name)
         for split, part in ((train, "train"), (test, "val")):
             if not len(split):
                 raise folders.no_classes_error(base / part, dataset=self.name)
