@@ -254,7 +254,11 @@ def _launch(command: str, study_file: Path, *, launcher: str | None, launch: lis
             if study.adaptive is not None:
                 from harness.report.adaptive import make_plan
 
-                plan = make_plan(study)  # a bad family or baseline stops here, before sbatch
+                from harness.study.options import default_data_root
+
+                # A bad family or baseline stops here, before sbatch.
+                plan = make_plan(study, data_root=str(Path(data_root or default_data_root())
+                                                      .absolute()))
             launched = slurm.launch_run(study, n_workers=n_workers, tracker=tracker,
                                         storage_url=storage, device=device,
                                         heartbeat_s=heartbeat, data_root=data_root,
