@@ -134,7 +134,8 @@ def run(
 
                     # Bad input (a family, a baseline) stops here.
                     plan = make_plan(study, data_root=str(options.data_dir))
-                specs = expand(study)
+                # Keyed as the runner keys them (a relative data.path under the data root).
+                specs = expand(study, data_root=options.data_dir)
                 # Everything checkable without training, before anything is recorded.
                 check_study(study, specs, data_root=options.data_dir)
                 tracker = MlflowTracker(tracking_uri)

@@ -192,4 +192,5 @@ def count_finished(study: Study, specs: list[TrialSpec], *, tracker) -> int | No
         done = {t.trial_key for t in tracker.finished()}
     except Exception:  # noqa: BLE001 - a store not reachable yet: the run itself says why
         return None
-    return sum(spec.trial_key in done for spec in specs)
+    # (A store of an earlier identity holds the key it gave: harness.design.spec.)
+    return sum(spec.trial_key in done or spec.legacy_trial_key in done for spec in specs)
