@@ -189,7 +189,10 @@ def _complete_seeds(frame: pd.DataFrame, *, others: list[str], n_cells: int) -> 
 
 def _exact_difference(split: _Split, *, others: list[str], value: str) -> float | None:
     """The difference when every compared cell at both levels has at least two seeds and they
-    all give one value (``n_params``, a constant metric); else None."""
+    all give one value (``n_params``, a constant metric); else None (and None when a side
+    has no trials: nothing is compared, so nothing is exact)."""
+    if not (len(split.level) and len(split.baseline)):
+        return None
     by_cell = []
     for frame in (split.level, split.baseline):
         grouped = frame.groupby(others, observed=True)[value] if others else \

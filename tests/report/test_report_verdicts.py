@@ -550,3 +550,10 @@ def test_the_minimal_detectable_effect_and_seeds_to_decide_share_one_level():
     assert c.mde == pytest.approx(sd * rpower.minimal_detectable_effect(
         n=c.n_seeds, alpha=0.05 / family, paired=True), **TOL)
     assert c.seeds_needed == rpower.n_for_power(c.diff / sd, alpha=0.05 / family, paired=True)
+
+
+def test_an_empty_comparison_is_undecided_and_not_called_exact():
+    trials = frame({("none", "0.0"): [0.9, 0.91, 0.92], ("none", "0.3"): [0.9, 0.9, 0.91]})
+    c = bounded(rv.compare_levels, trials, factor=ATT, level="se", design=DESIGN, alpha=0.05)
+    assert c.test == "none" and c.verdict == rv.UNDECIDED and not c.exact
+    assert "exact" not in c.note and "no seed-to-seed variation" not in c.note

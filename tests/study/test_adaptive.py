@@ -258,7 +258,7 @@ def _file(tmp_path: Path, seeds: str, extra: str = "") -> Path:
         "grid: {model.attention: [se, none], model.dropout: [0.0, 0.3]}\n"
         f"seeds: {seeds}\n"
         "report: {metric: test_acc, baseline: {model.attention: none, model.dropout: 0.0},"
-        f" margin: 0.5{extra}}}\n")
+        f" margin: 0.05{extra}}}\n")
     return path
 
 
@@ -278,7 +278,7 @@ def test_bad_adaptive_seeds_are_one_line_and_record_nothing(tmp_path, seeds, fra
 def test_a_margin_that_is_not_positive_is_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = _file(tmp_path, "{min: 3, max: 6}")
-    path.write_text(path.read_text().replace("margin: 0.5", "margin: 0"))
+    path.write_text(path.read_text().replace("margin: 0.05", "margin: 0"))
     _one_line_error(runner.invoke(app, ["run", str(path)]), "report.margin")
     assert not (tmp_path / "mlruns").exists()
 
@@ -338,7 +338,7 @@ def test_an_adaptive_digits_study_runs_to_the_end_and_its_report_follows_the_pla
             record = latest[f"{c['factor']}: {c['level']} vs {c['baseline']}"]
             assert c["verdict"] == record["verdict"] and c["planned"]["look"] == record["look"]
     # Another margin is an exploratory analysis, labelled so.
-    other = runner.invoke(app, ["report", "adaptive_cli", "--significance", "--margin", "0.1",
+    other = runner.invoke(app, ["report", "adaptive_cli", "--significance", "--margin", "0.08",
                                 "--tracking-uri", uri, "--format", "md",
                                 "--out", str(tmp_path / "x")])
     assert other.exit_code == 0 and "EXPLORATORY: departs from the study's plan" in other.stdout
@@ -397,7 +397,7 @@ def test_a_study_killed_by_sigkill_after_a_round_finishes_on_the_rerun(tmp_path)
     uri = f"sqlite:///{tmp_path / 'store'}/mlflow.db"
     path = _file(tmp_path, "{min: 2, max: 4}")
     # A margin of 0.01 pp and 1-epoch trials: nothing is decided, so every round runs.
-    path.write_text(path.read_text().replace("margin: 0.5", "margin: 0.0001")
+    path.write_text(path.read_text().replace("margin: 0.05", "margin: 0.0001")
                     .replace("name: adaptive_cli", "name: adaptive_killed"))
     cmd = [sys.executable, "-m", "harness.cli", "run", str(path), "--tracking-uri", uri,
            "--device", "cpu"]
