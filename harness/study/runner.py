@@ -34,7 +34,7 @@ from harness.study.spec import TrialSpec
 from harness.study.options import RunOptions, default_work_root
 from harness.study.workers import Crew, limit_threads, restores_threads
 from harness.tracking import FinishedTrial, Tracker
-from harness.uris import redact_text
+from harness.uris import redact, redact_text
 
 
 def dataset_loader(data_root: Path) -> Callable[[DataConfig], DataBundle]:
@@ -211,7 +211,7 @@ def render_trial(
                           logits=result.test_logits)
     except Exception:  # noqa: BLE001 - the trained result stands without its pictures
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "plots_error.txt").write_text(traceback.format_exc())
+        (out_dir / "plots_error.txt").write_text(redact(traceback.format_exc()))
     return out_dir
 
 
@@ -263,7 +263,7 @@ def run_trial(
                             run_id=trial_run.run_id)
     except KeyboardInterrupt:
         # Interrupted, not broken: the checkpoints stay, so the next run resumes here.
-        trial_run.fail(traceback.format_exc(), killed=True)
+        trial_run.fail(redact(traceback.format_exc()), killed=True)
         raise
     except Exception as exc:  # noqa: BLE001 - a failing trial must not stop the study
         fault = infrastructure_fault(exc)
@@ -272,9 +272,9 @@ def run_trial(
             # infrastructure fault would fail every trial after this one too).
             _interrupted(trial_run, fault)
             raise
-        trial_run.fail(traceback.format_exc())
+        trial_run.fail(redact(traceback.format_exc()))
         shutil.rmtree(work, ignore_errors=True)
-        return TrialOutcome(spec, "FAILED", error=f"{type(exc).__name__}: {exc}",
+        return TrialOutcome(spec, "FAILED", error=redact(f"{type(exc).__name__}: {exc}"),
                             run_id=trial_run.run_id)
     shutil.rmtree(work, ignore_errors=True)
     return TrialOutcome(spec, "FINISHED", final=dict(result.final), run_id=trial_run.run_id)

@@ -35,6 +35,7 @@ from typing import ParamSpec, TypeVar
 
 from harness.config import Study, dump_yaml
 from harness.errors import HarnessError, infrastructure_fault
+from harness.tracking.credentials import off_argv
 
 GO = "go"
 P = ParamSpec("P")
@@ -177,6 +178,10 @@ def spawn(command: str, study: Study | Path, per_worker_args: list[list[str]], *
                "--device", device, "--worker"]
         if held:
             cmd.append("--held")
+        # Every user of the machine can read a command line (ps): passwords go in the
+        # environment, readable only by this user.
+        cmd, secrets = off_argv(cmd)
+        env.update(secrets)
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                       stdin=subprocess.PIPE if held else None, text=True))
     return procs

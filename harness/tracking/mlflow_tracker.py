@@ -45,7 +45,8 @@ from harness.tracking.store import (
     read_run_file,
     store_creation_lock,
 )
-from harness.uris import redact_text, redact_uri, split_credentials
+from harness.tracking.credentials import for_mlflow
+from harness.uris import redact, redact_text, redact_uri, remember_password, split_credentials
 
 if TYPE_CHECKING:
     from harness.data.lineage import SplitRecord
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 class MlflowTracker(Tracker):
     def __init__(self, tracking_uri: str | None = None) -> None:
         self.uri = tracking_uri or default_tracking_uri()
+        remember_password(self.uri)  # masked in whatever this process prints or records
         self._client = None
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
@@ -122,7 +124,7 @@ class MlflowTracker(Tracker):
                 local[0].parent.mkdir(parents=True, exist_ok=True)
             try:
                 with store_creation_lock(local[0] if local is not None else None):
-                    client = MlflowClient(tracking_uri=self.uri)
+                    client = MlflowClient(tracking_uri=for_mlflow(self.uri))
                     client._tracking_client.store  # noqa: B018 - opens (and migrates) it now
                 self._client = client
             except Exception as exc:  # noqa: BLE001 - any backend failure is one line
@@ -417,7 +419,7 @@ class MlflowTrialRun(TrialRun):
 
         self._system = SystemMetricsMonitor(
             self.run_id, sampling_interval=study.tracking.system_metrics_interval_s,
-            resume_logging=self.resumed, tracking_uri=self.tracker.uri)
+            resume_logging=self.resumed, tracking_uri=for_mlflow(self.tracker.uri))
         self._system.start()
 
     def _stop_system_metrics(self) -> None:
@@ -538,7 +540,8 @@ class MlflowTrialRun(TrialRun):
         except Exception as exc:  # noqa: BLE001 - the trial's own error matters more
             traceback_text += f"\n(and an epoch's metrics were not recorded: {exc})\n"
         try:
-            self.tracker._log_text(self.run_id, "traceback.txt", traceback_text)
+            # A store address in a message (a connection error's) carries no password here.
+            self.tracker._log_text(self.run_id, "traceback.txt", redact(traceback_text))
         finally:
             self.tracker.client.set_terminated(
                 self.run_id, status="KILLED" if killed else "FAILED"
