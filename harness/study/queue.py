@@ -7,6 +7,10 @@ exactly one worker (``Study.ask`` pops it under a row lock), workers record hear
 ``RetryFailedTrialCallback``, puts a copy back in the queue.  This module only maps trial keys
 onto that: each queued Optuna trial carries its ``trial_key`` as a user attribute.
 
+Without a shared storage (no ``--storage``) a study runs from one process on a store, with
+the local workers it starts (``--workers``): ``run_alone`` refuses a second process, which
+would otherwise take the first's running trials for a dead process's.
+
 Queues come in generations named ``<study>:<grid digest>:<n>``.  The first worker to create a
 generation (creation is atomic: study names are unique) enqueues every trial key that is not
 FINISHED in the tracking store; later workers join it while it still has waiting or running
@@ -16,17 +20,22 @@ added), so re-running a study re-runs exactly what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import socket
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
 from harness.study.storage import default_storage, open_storage
+from harness.tracking.credentials import without_userinfo
 
 ENQUEUED = "harness.enqueued"
 HOST = "harness.host"
@@ -220,6 +229,45 @@ def claim_once(storage: Any, name: str) -> bool:
     except optuna.exceptions.DuplicatedStudyError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def run_alone(study_name: str, tracking_uri: str) -> Iterator[None]:
+    """While the block runs, no other process runs this study without a shared storage on the
+    same store: a second one stops with one line (a ``HarnessError``) before touching
+    anything.  The lock is the operating system's (``flock``) on a file of this user's in the
+    temporary folder, so the store itself gets nothing: a process that dies, however it dies,
+    releases it."""
+    import fcntl
+    import tempfile
+
+    from harness.tracking import local_store_paths
+
+    local = local_store_paths(tracking_uri)
+    store = str(local[0].resolve()) if local is not None else without_userinfo(tracking_uri)
+    folder = Path(tempfile.gettempdir()) / f"harness-{os.getuid()}-running"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", study_name)[:80]
+    digest = hashlib.sha256(f"{study_name}\n{store}".encode()).hexdigest()[:12]
+    path = folder / f"{safe}-{digest}.lock"
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise HarnessError(
+                f"study {study_name} is already running on this store ({holder}); wait for it"
+                " to end, or stop it and run once with --workers N for more trials at once"
+            ) from None
+        try:
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"process {worker_name()} since {time.strftime('%H:%M:%S')}")
+            lock.flush()
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def default_queue_storage(tracking_uri: str) -> str:

@@ -32,6 +32,7 @@ from harness.study.design import expand
 from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
 from harness.study.spec import TrialSpec
 from harness.study.options import RunOptions, default_work_root
+from harness.study.queue import run_alone
 from harness.study.workers import Crew, limit_threads, restores_threads
 from harness.tracking import FinishedTrial, Tracker
 from harness.uris import redact, redact_text
@@ -154,7 +155,12 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
             tracking_uri=tracking_uri)
         crew = Crew.spawn("run", study, [args] * (options.n_workers - 1), device=options.device,
                           n_slots=options.n_workers)
-    with crew:
+    alone = contextlib.nullcontext()
+    if options.storage_url is None and not options.worker and tracking_uri:
+        # No shared queue: a second process on this study and store would end this one's
+        # running trials as a dead process's, and it this one's.  It is refused instead.
+        alone = run_alone(study.name, tracking_uri)
+    with crew, alone:
         if options.n_workers > 1:
             limit_threads(options.n_workers)
         with crew.preparing(options.held, tracking_uri=tracking_uri):
