@@ -16,11 +16,21 @@ generation (creation is atomic: study names are unique) enqueues every trial key
 FINISHED in the tracking store; later workers join it while it still has waiting or running
 trials, and start the next generation once it is spent (after failures, or when seeds were
 added), so re-running a study re-runs exactly what is missing.
+
+Heartbeats: the generation's creator records its heartbeat interval in the generation, and
+every worker that joins beats at that interval and calls a trial stale after three silent
+beats, whatever its own ``--heartbeat`` says (one impatient worker must not declare everyone
+else dead).  A worker beats the moment it claims a trial, and a RUNNING trial that never beat
+(its worker died between claiming and beating) goes stale after the same grace, so no trial
+holds the queue forever.  A worker that only looked dead (frozen: a VM pause, swap) finds on
+waking that its trial went to another worker (``owns``) and stops it without touching it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import datetime
 import hashlib
 import os
 import re
@@ -40,6 +50,8 @@ from harness.tracking.credentials import without_userinfo
 ENQUEUED = "harness.enqueued"
 HOST = "harness.host"
 BEAT = "harness.heartbeat_at"
+HEARTBEAT_S = "harness.heartbeat_s"  # the generation's heartbeat interval, set by its creator
+BEATS_TO_STALE = 3
 
 
 def queue_prefix(study_name: str, trial_keys: list[str]) -> str:
@@ -60,6 +72,21 @@ class Claim:
 class WorkQueue:
     def __init__(self, study: Any, storage: Any, *, heartbeat_s: float) -> None:
         self.study, self.storage, self.heartbeat_s = study, storage, heartbeat_s
+        self._adopt_heartbeat()
+
+    def _adopt_heartbeat(self) -> None:
+        """Beat, and judge others' beats, at the interval the generation records."""
+        recorded = self.study.user_attrs.get(HEARTBEAT_S)
+        if recorded is not None:
+            self.heartbeat_s = float(recorded)
+        # Optuna's fail_stale_trials reads these two from the storage this queue was opened on.
+        self.storage.heartbeat_interval = max(1, round(self.heartbeat_s))
+        self.storage.grace_period = self.grace_s
+
+    @property
+    def grace_s(self) -> int:
+        """Seconds without a beat after which a RUNNING trial is stale (whole seconds: Optuna's)."""
+        return max(2, round(BEATS_TO_STALE * self.heartbeat_s))
 
     # -- joining ------------------------------------------------------------------------------
 
@@ -102,6 +129,7 @@ class WorkQueue:
                          storage, heartbeat_s=heartbeat_s)
             joined._wait_until_enqueued(wait_s)
             return joined
+        created.set_user_attr(HEARTBEAT_S, heartbeat_s)
         for key in pending_keys:
             created.enqueue_trial({}, user_attrs={"trial_key": key})
         created.set_user_attr(ENQUEUED, len(pending_keys))
@@ -116,6 +144,7 @@ class WorkQueue:
                     " delete that Optuna study (optuna delete-study) and start again"
                 )
             time.sleep(0.5)
+        self._adopt_heartbeat()
 
     @classmethod
     def find(cls, storage: Any, *, study_name: str, all_keys: list[str]) -> WorkQueue | None:
@@ -148,15 +177,13 @@ class WorkQueue:
         import optuna
         from optuna.trial import TrialState
 
-        with warnings.catch_warnings():
-            # Optuna calls fail_stale_trials "experimental" and expects heartbeats only from
-            # Study.optimize; this queue beats for its trials itself (see heartbeat()).
-            warnings.simplefilter("ignore")
-            optuna.storages.fail_stale_trials(self.study)
+        self.fail_stale()
         while self._trials(TrialState.WAITING):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 trial = self.study.ask()
+            # At once: a RUNNING trial without a beat would be stale only after the grace.
+            self.storage.record_heartbeat(trial._trial_id)
             key = trial.user_attrs.get("trial_key")
             if key is None:
                 # Another worker took the last waiting trial between our look and our ask,
@@ -167,6 +194,47 @@ class WorkQueue:
             trial.set_user_attr(BEAT, time.time())
             return Claim(trial, key)
         return None
+
+    def fail_stale(self) -> None:
+        """Fail the trials whose worker fell silent, and put a copy of each back in the queue:
+        those that beat but not for three beats (Optuna's heartbeats), and those claimed
+        longer ago than that which never beat (their worker died between claim and beat)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        with warnings.catch_warnings():
+            # Optuna calls fail_stale_trials "experimental" and expects heartbeats only from
+            # Study.optimize; this queue beats for its trials itself (see heartbeat()).
+            warnings.simplefilter("ignore")
+            optuna.storages.fail_stale_trials(self.study)
+        now = datetime.datetime.now()
+        for trial in self._trials(TrialState.RUNNING):
+            # BEAT is set just after the first heartbeat: without it, the worker may have
+            # died before beating, and after the grace it surely did.
+            started = trial.datetime_start
+            if BEAT in trial.user_attrs or started is None:
+                continue
+            if (now - started).total_seconds() <= self.grace_s:
+                continue
+            try:
+                if not self.storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker failed it first
+            retry = self.storage.get_heartbeat_stale_trial_callback()
+            if retry is not None:
+                retry(self.study, copy.deepcopy(self.storage.get_trial(trial._trial_id)))
+
+    def owns(self, claim: Claim) -> bool:
+        """Whether ``claim``'s trial is still this worker's: False once it was failed as stale
+        (this worker was silent too long) and so handed to another.  A storage that cannot be
+        asked right now (a network blip) is no reason to stop a trial: True."""
+        from optuna.trial import TrialState
+
+        try:
+            return self.storage.get_trial(claim.trial._trial_id).state == TrialState.RUNNING
+        except Exception:  # noqa: BLE001 - the next look decides
+            return True
 
     def wait_for_stragglers(self, poll_s: float) -> bool:
         """Whether any trial is still running elsewhere (sleeping one poll if so): a worker
@@ -196,12 +264,22 @@ class WorkQueue:
         return stop
 
     def finish(self, claim: Claim, *, status: str, value: float | None) -> None:
+        """Record how ``claim``'s trial ended, unless it already ended (failed as stale while
+        this worker was frozen, and so another worker's now): nothing is left to say."""
+        import optuna
         from optuna.trial import TrialState
 
-        if status == "FINISHED":
-            self.study.tell(claim.trial, value if value is not None else 0.0)
-        else:
-            self.study.tell(claim.trial, state=TrialState.FAIL)
+        if not self.owns(claim):
+            return
+        try:
+            if status == "FINISHED":
+                self.study.tell(claim.trial, value if value is not None else 0.0)
+            else:
+                self.study.tell(claim.trial, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            # Failed as stale between the look and the tell ("Cannot tell a FAIL trial").
+            if self.owns(claim):
+                raise
 
     # -- looking ------------------------------------------------------------------------------
 

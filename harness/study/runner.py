@@ -29,7 +29,14 @@ from harness.engine.losses import check_loss
 from harness.errors import Fault, HarnessError, InfrastructureError, infrastructure_fault
 from harness.models import check_weights
 from harness.study.design import expand
-from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
+from harness.study.executors import (
+    Executor,
+    InProcessExecutor,
+    Lease,
+    QueueExecutor,
+    TrialOutcome,
+    TrialTakenOver,
+)
 from harness.study.spec import TrialSpec
 from harness.study.options import RunOptions, default_work_root
 from harness.study.queue import run_alone
@@ -179,10 +186,10 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
 
         index = iter(range(1, len(todo) + 1))
 
-        def run_one(spec: TrialSpec) -> TrialOutcome:
+        def run_one(spec: TrialSpec, lease: Lease) -> TrialOutcome:
             callbacks = display.trial_started(spec, next(index))
             result = run_trial(spec, tracker=tracker, load=dataset, device=resolved_device,
-                               callbacks=callbacks, work_root=options.work_root)
+                               callbacks=callbacks, work_root=options.work_root, lease=lease)
             display.trial_ended(result)
             return result
 
@@ -202,6 +209,16 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
         tracker.close_study(failed=failed or bool(outcome.worker_errors))
     outcome.cells = cell_means(study, specs, tracker.finished())
     return outcome
+
+
+class _Holding(Callback):
+    """Stops the fit at an epoch's end once the trial is no longer this process's."""
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.lease.check()
 
 
 def render_trial(
@@ -231,6 +248,7 @@ def run_trial(
     tags: dict[str, str] | None = None,
     work_root: Path | None = None,
     alive: Callable[[dict[str, str]], bool] | None = None,
+    lease: Lease | None = None,
 ) -> TrialOutcome:
     """Run one trial and record it; an exception marks it FAILED with its traceback.
 
@@ -239,8 +257,15 @@ def run_trial(
     tracking run, which then gets only the epochs it does not have yet.  Other runs of the
     same trial key still RUNNING are ended as a dead process's, except those ``alive`` (given
     their tags) says another process is still running.
+
+    ``lease`` is this process's hold on the trial (a queue's claim): once another worker has
+    taken the trial over, this one stops at the next epoch's end and leaves the run, its
+    checkpoints and its status to that worker (``TAKEN_OVER``).
     """
+    lease = lease or Lease()
     work = (work_root or default_work_root()) / spec.study / spec.trial_key
+    if not lease.held():
+        return TrialOutcome(spec, "TAKEN_OVER")
     # A checkpoint that cannot be read (a truncated last.pt, no best.pt) is warned about and
     # the trial starts over in a new run, rather than filling its old run's epochs twice.
     resumable = read_checkpoints(work, mmap=True) is not None
@@ -253,15 +278,21 @@ def run_trial(
     try:
         data = load(spec.config.data)
         trial_run.record_data(data.lineage)  # (a resumed run's inputs are not doubled)
+        # The lease first: a trial taken over records nothing more from here.
         result = fit(spec.config, data, seed=spec.seed, device=device,
-                     callbacks=[trial_run, *callbacks], checkpoint_dir=work,
+                     callbacks=[_Holding(lease), trial_run, *callbacks], checkpoint_dir=work,
                      resume=trial_run.resumed)
         with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
             evaluation = None
             if spec.config.train.plots:
                 evaluation = render_trial(spec, data, result, out_dir=Path(tmp) / "evaluation",
                                           device=device)
+            lease.check()
             trial_run.finish(result, checkpoint=result.best_checkpoint, evaluation=evaluation)
+    except TrialTakenOver:
+        # Not this process's trial any more: its run and checkpoints are the new owner's.
+        trial_run.leave()
+        return TrialOutcome(spec, "TAKEN_OVER", run_id=trial_run.run_id)
     except PruneTrial as stop:
         trial_run.prune(stop.epoch)
         shutil.rmtree(work, ignore_errors=True)

@@ -534,6 +534,14 @@ class MlflowTrialRun(TrialRun):
             RunTag("harness.state", "pruned"), RunTag("harness.pruned_epoch", str(epoch))])
         self.tracker.client.set_terminated(self.run_id, status="KILLED")
 
+    def leave(self) -> None:
+        # Epochs queued but not yet written are this process's stale view: dropped, not sent.
+        for future in self._pending:
+            future.cancel()
+        self._pending = []
+        self._writer.shutdown(wait=True)
+        self._stop_system_metrics()
+
     def fail(self, traceback_text: str, *, killed: bool = False) -> None:
         try:
             self._drain()

@@ -93,3 +93,105 @@ def test_a_second_run_of_a_running_study_refuses_with_one_line_and_loses_nothing
     assert f":{first.pid} since" in line
     assert first.returncode == 0, out
     assert_each_finished_once(uri, "twice", 8)
+
+
+def test_a_worker_frozen_past_its_heartbeats_stops_the_trial_taken_over_from_it(
+        tiny_study, write_study, tmp_path):
+    tiny_study["name"] = "frozen"
+    tiny_study["grid"] = {"model.attention": ["none"]}  # one trial: the one taken over
+    tiny_study["base"]["train"]["epochs"] = 30
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    path = write_study(tiny_study)
+
+    def worker(name: str, heartbeat: str) -> subprocess.Popen:
+        # Each on its own disk, as on two machines: the trial cannot be resumed from the
+        # frozen worker's checkpoints, so it runs again from the start, in a run of its own.
+        return subprocess.Popen(
+            [*HARNESS, "run", str(path), "--tracking-uri", uri, "--device", "cpu",
+             "--storage", f"sqlite:///{tmp_path / 'queue.db'}", "--heartbeat", heartbeat],
+            env=env_one_thread(HARNESS_WORK=str(tmp_path / f"work-{name}")),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    frozen = worker("frozen", "1")  # creates the queue: its heartbeat is 1 s
+    other = None
+    try:
+        wait_for(lambda: running_by(uri, "frozen", frozen.pid), timeout_s=300,
+                 what="the first worker training", proc=frozen)
+        frozen.send_signal(signal.SIGSTOP)
+        # Its own --heartbeat says 60 s; the queue's (1 s) decides when the frozen one is dead.
+        other = worker("other", "60")
+        wait_for(lambda: running_by(uri, "frozen", other.pid), timeout_s=300,
+                 what="the second worker taking the trial over", proc=other)
+        frozen.send_signal(signal.SIGCONT)  # wakes mid-trial, its trial someone else's
+        frozen_out, _ = frozen.communicate(timeout=600)
+        other_out, _ = other.communicate(timeout=600)
+    finally:
+        for proc in (frozen, other):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+    assert frozen.returncode == 0, frozen_out
+    assert "Traceback" not in frozen_out and "Cannot tell" not in frozen_out
+    assert "taken over by another worker" in frozen_out
+    assert other.returncode == 0, other_out
+    runs = assert_each_finished_once(uri, "frozen", 1)
+    by_host = {r.data.tags["harness.host"].rpartition(":")[2]: r for r in runs}
+    assert by_host[str(other.pid)].info.status == "FINISHED"
+    # The frozen worker's run was ended by the one that took over, and stayed so.
+    assert by_host[str(frozen.pid)].info.status == "KILLED"
+    assert by_host[str(frozen.pid)].data.tags["harness.state"] == "abandoned"
+
+
+_CLAIM_AND_DIE = """
+import os, signal, sys
+from harness.config import load_study
+from harness.study.design import expand
+from harness.study.queue import WorkQueue, open_queue_storage
+
+keys = [s.trial_key for s in expand(load_study(sys.argv[1]))]
+queue = WorkQueue.join(open_queue_storage(sys.argv[2], heartbeat_s=1), study_name="claimed",
+                       all_keys=keys, pending_keys=keys, heartbeat_s=1)
+queue.study.ask()  # a trial taken from the queue: RUNNING, never a heartbeat
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_worker_killed_between_its_claim_and_its_first_heartbeat_does_not_hang_the_queue(
+        tiny_study, write_study, tmp_path):
+    tiny_study["name"] = "claimed"
+    path = write_study(tiny_study)
+    storage = f"sqlite:///{tmp_path / 'queue.db'}"
+    died = subprocess.run([sys.executable, "-c", _CLAIM_AND_DIE, str(path), storage],
+                          capture_output=True, text=True, timeout=300)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    # Used to wait forever on the trial Optuna never calls stale (it never beat).
+    done = subprocess.run([*HARNESS, "run", str(path), "--tracking-uri", uri, "--device", "cpu",
+                           "--storage", storage, "--heartbeat", "30"],
+                          env=env_one_thread(), capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_each_finished_once(uri, "claimed", 2)
+
+
+def test_a_trial_failed_as_stale_is_no_longer_its_workers_and_finishing_it_is_harmless(
+        tiny_study, tmp_path):
+    from harness.config import study_from_mapping
+    from harness.study.design import expand
+    from harness.study.queue import WorkQueue, open_queue_storage
+
+    keys = [s.trial_key for s in expand(study_from_mapping(tiny_study))]
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    first = WorkQueue.join(open_queue_storage(url, heartbeat_s=1), study_name="tiny",
+                           all_keys=keys, pending_keys=keys, heartbeat_s=1)
+    # A later worker that would wait a minute per beat follows the queue's 1 s.
+    second = WorkQueue.join(open_queue_storage(url, heartbeat_s=60), study_name="tiny",
+                            all_keys=keys, pending_keys=keys, heartbeat_s=60)
+    assert second.heartbeat_s == 1 and second.grace_s == 3
+    claim = first.claim()  # beats once, at the claim, then falls silent
+    assert first.owns(claim)
+    time.sleep(second.grace_s + 1.5)
+    second.fail_stale()
+    assert not first.owns(claim)
+    first.finish(claim, status="FINISHED", value=0.9)  # used to raise "Cannot tell a FAIL trial"
+    waiting = [second.claim(), second.claim()]
+    assert sorted(c.trial_key for c in waiting) == sorted(keys)  # the copy went back
