@@ -34,6 +34,7 @@ import pandas as pd
 from harness.config import Study, parse_yaml, study_from_mapping
 from harness.errors import ConfigError, HarnessError
 from harness.tracking import CELL_KEY, FACTOR_PREFIX, KIND, PROVENANCE, SEED, TRIAL_KEY
+from harness.tracking.store import search_all_runs
 from harness.uris import redact_uri
 
 if TYPE_CHECKING:
@@ -222,14 +223,7 @@ def _wanted_tag(key: str) -> bool:
 
 
 def _search(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[Any]:
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string=filter_string,
-                                  max_results=_PAGE, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return search_all_runs(client, experiment_ids, filter_string, page_size=_PAGE)
 
 
 def _sql_store(client: MlflowClient) -> Any | None:

@@ -34,7 +34,6 @@ import datetime
 import hashlib
 import os
 import re
-import socket
 import threading
 import time
 import warnings
@@ -46,6 +45,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.study.storage import default_storage, open_storage
 from harness.tracking.credentials import without_userinfo
+from harness.tracking.provenance import worker_name
 
 ENQUEUED = "harness.enqueued"
 HOST = "harness.host"
@@ -59,8 +59,15 @@ def queue_prefix(study_name: str, trial_keys: list[str]) -> str:
     return f"{study_name}:{digest}"
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def _generations(storage: Any, prefix: str) -> list[tuple[int, str]]:
+    """The queue's generations in this storage, oldest first: (number, Optuna study name)."""
+    import optuna
+
+    return sorted(
+        (int(s.study_name.rsplit(":", 1)[1]), s.study_name)
+        for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)
+        if s.study_name.startswith(prefix + ":")
+    )
 
 
 @dataclass
@@ -105,11 +112,7 @@ class WorkQueue:
         import optuna
 
         prefix = queue_prefix(study_name, all_keys)
-        generations = sorted(
-            (int(s.study_name.rsplit(":", 1)[1]), s.study_name)
-            for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)
-            if s.study_name.startswith(prefix + ":")
-        )
+        generations = _generations(storage, prefix)
         if generations:
             latest = optuna.load_study(study_name=generations[-1][1], storage=storage,
                                        sampler=optuna.samplers.RandomSampler())
@@ -151,12 +154,7 @@ class WorkQueue:
         """The latest generation of this study's queue, without creating one."""
         import optuna
 
-        prefix = queue_prefix(study_name, all_keys)
-        names = sorted(
-            (int(s.study_name.rsplit(":", 1)[1]), s.study_name)
-            for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)
-            if s.study_name.startswith(prefix + ":")
-        )
+        names = _generations(storage, queue_prefix(study_name, all_keys))
         if not names:
             return None
         return cls(optuna.load_study(study_name=names[-1][1], storage=storage), storage,
@@ -174,7 +172,6 @@ class WorkQueue:
 
     def claim(self) -> Claim | None:
         """The next waiting trial for this worker, or None when none is waiting."""
-        import optuna
         from optuna.trial import TrialState
 
         self.fail_stale()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -38,11 +37,19 @@ from harness.tracking.layout import (
     trial_run_name,
     trial_tags,
 )
-from harness.tracking.provenance import DATA_PATH, DEVICE, PRECISION, THREADS, code_version
+from harness.tracking.provenance import (
+    DATA_PATH,
+    DEVICE,
+    PRECISION,
+    THREADS,
+    code_version,
+    worker_name,
+)
 from harness.tracking.store import (
     default_tracking_uri,
     local_store_paths,
     read_run_file,
+    search_all_runs,
     store_creation_lock,
 )
 from harness.tracking.credentials import for_mlflow
@@ -264,16 +271,7 @@ class MlflowTracker(Tracker):
         return out
 
     def _search(self, filter_string: str) -> list:
-        runs, token = [], None
-        while True:
-            page = self.client.search_runs(
-                [self.experiment_id], filter_string=filter_string, max_results=5000,
-                page_token=token,
-            )
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
+        return search_all_runs(self.client, [self.experiment_id], filter_string)
 
     def resume_trial(self, spec: TrialSpec) -> TrialRun | None:
         from mlflow.entities import RunTag
@@ -318,7 +316,7 @@ class MlflowTracker(Tracker):
         client = self.client
         tags = {
             **trial_tags(spec, parent_run_id=self.parent_run_id, code_version=self._code_version),
-            "harness.host": f"{socket.gethostname()}:{os.getpid()}",
+            "harness.host": worker_name(),
             **(tags or {}),
         }
         run = client.create_run(self.experiment_id, run_name=trial_run_name(spec), tags=tags)

@@ -52,6 +52,19 @@ def local_store_paths(uri: str) -> tuple[Path, Path] | None:
     return None
 
 
+def search_all_runs(client, experiment_ids: list[str], filter_string: str, *,
+                    page_size: int = 5000) -> list:
+    """Every run matching ``filter_string``: ``search_runs`` returns one page at a time."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string,
+                                  max_results=page_size, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def read_run_file(client, run_id: str, name: str) -> str | None:
     """The text of artifact ``name`` of run ``run_id`` (``plan/plan.json``); None if absent."""
     folder = name.rpartition("/")[0]

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from mlflow import MlflowClient
 
 from harness.tracking.store import local_store_paths, store_creation_lock
