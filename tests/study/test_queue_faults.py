@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from mlflow import MlflowClient
 
 from harness.tracking.store import local_store_paths, store_creation_lock
@@ -94,8 +95,9 @@ def test_a_second_run_of_a_running_study_refuses_with_one_line_and_loses_nothing
     assert_each_finished_once(uri, "twice", 8)
 
 
+@pytest.mark.parametrize("disks", ["own", "shared"])
 def test_a_worker_frozen_past_its_heartbeats_stops_the_trial_taken_over_from_it(
-        tiny_study, write_study, tmp_path):
+        disks, tiny_study, write_study, tmp_path):
     tiny_study["name"] = "frozen"
     tiny_study["grid"] = {"model.attention": ["none"]}  # one trial: the one taken over
     tiny_study["base"]["train"]["epochs"] = 30
@@ -105,21 +107,25 @@ def test_a_worker_frozen_past_its_heartbeats_stops_the_trial_taken_over_from_it(
     def worker(name: str, heartbeat: str) -> subprocess.Popen:
         # Each on its own disk, as on two machines: the trial cannot be resumed from the
         # frozen worker's checkpoints, so it runs again from the start, in a run of its own.
+        # On one disk the second resumes the frozen one's checkpoint in the same run.
+        work = tmp_path / (f"work-{name}" if disks == "own" else "work")
         return subprocess.Popen(
             [*HARNESS, "run", str(path), "--tracking-uri", uri, "--device", "cpu",
              "--storage", f"sqlite:///{tmp_path / 'queue.db'}", "--heartbeat", heartbeat],
-            env=env_one_thread(HARNESS_WORK=str(tmp_path / f"work-{name}")),
+            env=env_one_thread(HARNESS_WORK=str(work)),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     frozen = worker("frozen", "1")  # creates the queue: its heartbeat is 1 s
     other = None
     try:
-        wait_for(lambda: running_by(uri, "frozen", frozen.pid), timeout_s=300,
-                 what="the first worker training", proc=frozen)
+        # (On one disk, frozen once it has a checkpoint the other can resume.)
+        wait_for(lambda: running_by(uri, "frozen", frozen.pid) and (
+                     disks == "own" or any((tmp_path / "work").rglob("last.pt"))),
+                 timeout_s=300, what="the first worker training", proc=frozen)
         frozen.send_signal(signal.SIGSTOP)
         # Its own --heartbeat says 60 s; the queue's (1 s) decides when the frozen one is dead.
         other = worker("other", "60")
-        wait_for(lambda: running_by(uri, "frozen", other.pid), timeout_s=300,
+        wait_for(lambda: taken_over(uri, other.pid, disks), timeout_s=300,
                  what="the second worker taking the trial over", proc=other)
         frozen.send_signal(signal.SIGCONT)  # wakes mid-trial, its trial someone else's
         frozen_out, _ = frozen.communicate(timeout=600)
@@ -134,11 +140,25 @@ def test_a_worker_frozen_past_its_heartbeats_stops_the_trial_taken_over_from_it(
     assert "taken over by another worker" in frozen_out
     assert other.returncode == 0, other_out
     runs = assert_each_finished_once(uri, "frozen", 1)
+    if disks == "shared":
+        # One run: started by the frozen worker, resumed and finished by the other.
+        (run,) = runs
+        assert run.info.status == "FINISHED" and run.data.tags["harness.resumed"] == "true"
+        return
     by_host = {r.data.tags["harness.host"].rpartition(":")[2]: r for r in runs}
     assert by_host[str(other.pid)].info.status == "FINISHED"
     # The frozen worker's run was ended by the one that took over, and stayed so.
     assert by_host[str(frozen.pid)].info.status == "KILLED"
     assert by_host[str(frozen.pid)].data.tags["harness.state"] == "abandoned"
+
+
+def taken_over(tracking_uri: str, pid: int, disks: str) -> bool:
+    """Whether worker ``pid`` runs the trial now: in a run of its own, or in the frozen
+    worker's run, resumed (the tag it sets on resuming; the host tag stays the first's)."""
+    if disks == "own":
+        return running_by(tracking_uri, "frozen", pid)
+    return any(r.info.status == "RUNNING" and r.data.tags.get("harness.resumed") == "true"
+               for r in trial_runs(tracking_uri, "frozen"))
 
 
 _CLAIM_AND_DIE = """
