@@ -122,6 +122,9 @@ def test_a_worker_frozen_past_its_heartbeats_stops_the_trial_taken_over_from_it(
         wait_for(lambda: running_by(uri, "frozen", frozen.pid) and (
                      disks == "own" or any((tmp_path / "work").rglob("last.pt"))),
                  timeout_s=300, what="the first worker training", proc=frozen)
+        # Mid-epoch, not in the instant its epoch's metrics are written: a process frozen
+        # inside an SQLite write would hold the store's lock (a hazard of its own).
+        time.sleep(0.3)
         frozen.send_signal(signal.SIGSTOP)
         # Its own --heartbeat says 60 s; the queue's (1 s) decides when the frozen one is dead.
         other = worker("other", "60")
