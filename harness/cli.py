@@ -31,8 +31,19 @@ err_console = Console(stderr=True)
 
 def _fail(exc: HarnessError) -> typer.Exit:
     """One line, and exit code 2 for bad input, 3 for an infrastructure fault (rerun later)."""
-    err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+    from harness.uris import redact
+
+    err_console.print(f"error: {redact(str(exc))}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(3 if isinstance(exc, InfrastructureError) else 2)
+
+
+def _worker_uris(tracking_uri: str | None, storage: str | None) -> tuple[str | None, str | None]:
+    """In a worker process: its store addresses with the passwords its parent passed in the
+    environment, never on the command line (``harness.tracking.credentials``)."""
+    from harness.tracking.credentials import from_environment
+
+    return (from_environment(tracking_uri, "--tracking-uri"),
+            from_environment(storage, "--storage"))
 
 
 SetOption = Annotated[
@@ -96,6 +107,8 @@ def run(
     from harness.study.workers import Crew, errors_left_to_parent
 
     overrides = _with_system_metrics(overrides, system_metrics)
+    if worker:
+        tracking_uri, storage = _worker_uris(tracking_uri, storage)
     if launcher is not None or launch or wait:
         _launch("run", study_file, launcher=launcher, launch=launch, wait=wait,
                 overrides=overrides, n_workers=workers, storage=storage, device=device,
@@ -187,12 +200,14 @@ def _summary_to_parent(tracker) -> None:
     """The study's report onto its parent run, for MLflow's UI (``harness.report.parent``);
     the trials are recorded whatever happens here, so a failure is a warning."""
     from harness.report.parent import log_summary
+    from harness.uris import redact
 
     try:
         log_summary(tracker)
     except Exception as exc:  # noqa: BLE001
         err_console.print(f"warning: the study's summary was not written to its parent run"
-                          f" ({type(exc).__name__}: {exc}); harness report computes it",
+                          f" ({type(exc).__name__}: {redact(str(exc))}); harness report"
+                          " computes it",
                           markup=False, highlight=False)
 
 
@@ -344,6 +359,8 @@ def tune(
     from harness.study.workers import Crew, errors_left_to_parent, tune_shares
 
     overrides = _with_system_metrics(overrides, system_metrics)
+    if worker:
+        tracking_uri, storage = _worker_uris(tracking_uri, storage)
     if launcher is not None or launch or wait:
         _launch("tune", study_file, launcher=launcher, launch=launch, wait=wait,
                 overrides=overrides, n_workers=workers, storage=storage, device=device,
@@ -525,6 +542,10 @@ def viz(
     console.print(f"{len(files)} files in {out}")
 
 
+# The stores `mlflow ui` reads itself: databases and MLflow's plain-file store.
+LOCAL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file")
+
+
 @app.command()
 def rerun(
     run_id: Annotated[str, typer.Argument(help="A trial's MLflow run id.")],
@@ -576,8 +597,19 @@ def ui(
 ) -> None:
     """Serve the MLflow UI for the project's store on 127.0.0.1."""
     from harness.tracking import MlflowTracker, local_store_paths
+    from harness.tracking.credentials import without_userinfo
 
     tracker = MlflowTracker(tracking_uri)
+    scheme = tracker.uri.partition(":")[0].partition("+")[0]
+    if ":" in tracker.uri and scheme not in LOCAL_SCHEMES:
+        # A tracking server serves its own UI: there is no store here to serve.
+        raise _fail(HarnessError(
+            f"harness ui serves a store's database; {tracker.display_uri} is a tracking server:"
+            f" open {without_userinfo(tracker.uri)} in a browser"
+            if scheme in ("http", "https") else
+            f"harness ui: {tracker.display_uri} is not a database store; valid: sqlite:///PATH,"
+            " postgresql://…, mysql://…, mssql://…, file:PATH"
+        ))
     local = local_store_paths(tracker.uri)
     if local is not None and not local[0].exists():
         raise _fail(HarnessError(
@@ -586,7 +618,9 @@ def ui(
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
     if mlflow_bin is None:
         raise _fail(HarnessError("the mlflow command is not installed in this environment"))
-    cmd = [mlflow_bin, "ui", "--backend-store-uri", tracker.uri, "--host", "127.0.0.1",
+    # The store's address goes in the environment (MLflow's own variable), not on the command
+    # line that every user of the machine can read.
+    cmd = [mlflow_bin, "ui", "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1", "--app-name", "harness"]
     if local is not None:
         cmd += ["--default-artifact-root", local[1].as_uri()]
@@ -594,11 +628,24 @@ def ui(
     sys.stdout.flush()
     # One user on localhost: a single worker, and without MLflow's background job runner
     # (a dozen processes serving GenAI features this project does not use).
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "MLFLOW_BACKEND_STORE_URI": tracker.uri}
     os.execve(mlflow_bin, cmd, env)  # become the server, so stopping `harness ui` stops it
 
 
+def _redacted_excepthook(exc_type, exc, tb) -> None:  # pragma: no cover - an unforeseen crash
+    """An unforeseen error's traceback, without the passwords of the store addresses."""
+    import traceback
+
+    from harness.uris import redact
+
+    sys.stderr.write(redact("".join(traceback.format_exception(exc_type, exc, tb))))
+
+
 def main() -> None:  # pragma: no cover - console script entry
+    sys.excepthook = _redacted_excepthook
+    threading.excepthook = lambda args: _redacted_excepthook(
+        args.exc_type, args.exc_value, args.exc_traceback)
     try:
         app()
     except SystemExit as done:

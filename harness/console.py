@@ -182,6 +182,9 @@ class RichDisplay(Display):
         name = f"{outcome.spec.cell_label} seed={outcome.spec.seed}"
         if outcome.status == "PRUNED":
             self.progress.console.print(f"[dim]pruned at epoch {outcome.pruned_epoch}: {name}[/dim]")
+        elif outcome.status == "TAKEN_OVER":
+            self.progress.console.print(
+                f"[dim]taken over by another worker (this one was silent too long): {name}[/dim]")
         elif outcome.status != "FINISHED":
             self.progress.console.print(
                 f"[red]FAILED[/red] {name}: {outcome.error} (traceback.txt in its run)"

@@ -5,14 +5,58 @@ A tracking URI or study storage may carry credentials (``postgresql://user:passw
 ``http://user:password@host:5000``).  What a terminal, a log line or a report artifact shows
 keeps the user name and replaces the password with ``***``; only the code that connects sees
 the URI as given.
+
+``redact`` masks, in any text (a traceback, an error line), every password this process was
+given (``remember_password``: each store address that carries one is remembered as it is
+opened) and the password of any URI written out in it.
 """
 
 from __future__ import annotations
 
 import base64
-from urllib.parse import urlsplit, urlunsplit
+import re
+import threading
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 MASK = "***"
+
+# ``scheme://user:password@``: the password is what lies between the user's colon and the @.
+_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*):([^@\s/]*)@")
+_PASSWORDS: set[str] = set()
+_LOCK = threading.Lock()
+
+
+def remember_password(uri: str | None) -> None:
+    """Note ``uri``'s password (as written and decoded), so that ``redact`` masks it anywhere."""
+    password = password_of(uri) if uri else None
+    if password:
+        with _LOCK:
+            _PASSWORDS.update({password, unquote(password)})
+
+
+def password_of(uri: str) -> str | None:
+    """The password in ``uri``'s user information as written (percent-encoded), or None."""
+    if "://" not in uri:
+        return None
+    try:
+        netloc = urlsplit(uri).netloc
+    except ValueError:
+        return None
+    userinfo, at, _ = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return None
+    return userinfo.partition(":")[2] or None
+
+
+def redact(text: str) -> str:
+    """``text`` with every URI's password and every password this process was given masked."""
+    text = _USERINFO.sub(rf"\1:{MASK}@", text)
+    with _LOCK:
+        # Longest first: a password that contains another is masked whole.
+        passwords = sorted(_PASSWORDS, key=len, reverse=True)
+    for password in passwords:
+        text = text.replace(password, MASK)
+    return text
 
 
 def redact_uri(uri: str) -> str:
@@ -36,8 +80,6 @@ def split_credentials(url: str) -> tuple[str, str | None]:
     if "@" not in parts.netloc:
         return url, None
     userinfo, _, host = parts.netloc.rpartition("@")
-    from urllib.parse import unquote
-
     user, _, password = userinfo.partition(":")
     token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
     return urlunsplit(parts._replace(netloc=host)), f"Basic {token}"

@@ -19,14 +19,42 @@ from harness.design.spec import TrialSpec
 @dataclass
 class TrialOutcome:
     spec: TrialSpec
-    status: str  # FINISHED | FAILED | PRUNED
+    status: str  # FINISHED | FAILED | PRUNED | TAKEN_OVER (another worker runs it now)
     final: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     pruned_epoch: int | None = None
     run_id: str | None = None  # the tracker's id of the trial's run, where it has one
 
 
-RunOne = Callable[[TrialSpec], TrialOutcome]
+class TrialTakenOver(Exception):
+    """This process's hold on a trial ended: it was silent so long (frozen, not dead) that the
+    queue gave the trial to another worker, which runs it now."""
+
+
+class Lease:
+    """A process's hold on the trial it runs.  ``check`` raises ``TrialTakenOver`` once the
+    trial is no longer this process's; the trial runner checks before it touches the trial's
+    run, at every epoch's end and before recording the result.  Here, always held."""
+
+    def held(self) -> bool:
+        return True
+
+    def check(self) -> None:
+        if not self.held():
+            raise TrialTakenOver("another worker took this trial over")
+
+
+class ClaimLease(Lease):
+    """Held while the queue still counts the claimed trial as this worker's."""
+
+    def __init__(self, queue, claim) -> None:
+        self.queue, self.claim = queue, claim
+
+    def held(self) -> bool:
+        return self.queue.owns(self.claim)
+
+
+RunOne = Callable[[TrialSpec, Lease], TrialOutcome]
 
 
 class Executor(ABC):
@@ -42,7 +70,7 @@ class InProcessExecutor(Executor):
         self, todo: list[TrialSpec], run_one: RunOne, *, study_name: str, all_keys: list[str]
     ) -> Iterator[TrialOutcome]:
         for spec in todo:
-            yield run_one(spec)
+            yield run_one(spec, Lease())
 
 
 class QueueExecutor(Executor):
@@ -50,6 +78,8 @@ class QueueExecutor(Executor):
 
     It claims waiting trials until none is left, then stays while other workers still run
     trials, so that a trial whose worker died is retried here once its heartbeat goes stale.
+    A trial taken over from this worker (it was frozen past its heartbeats) is left to the
+    worker that has it now.
     """
 
     def __init__(self, storage_url: str, *, heartbeat_s: float = 30.0, metric: str = "test_acc",
@@ -92,8 +122,9 @@ class QueueExecutor(Executor):
                 continue
             stop = queue.heartbeat(claim)
             try:
-                outcome = run_one(spec)
+                outcome = run_one(spec, ClaimLease(queue, claim))
             finally:
                 stop.set()
-            queue.finish(claim, status=outcome.status, value=outcome.final.get(self.metric))
+            if outcome.status != "TAKEN_OVER":
+                queue.finish(claim, status=outcome.status, value=outcome.final.get(self.metric))
             yield outcome

@@ -38,12 +38,20 @@ from harness.errors import (
     infrastructure_fault,
 )
 from harness.models import check_weights
-from harness.study.executors import Executor, InProcessExecutor, QueueExecutor, TrialOutcome
+from harness.study.executors import (
+    Executor,
+    InProcessExecutor,
+    Lease,
+    QueueExecutor,
+    TrialOutcome,
+    TrialTakenOver,
+)
 from harness.study.options import RunOptions, default_work_root
+from harness.study.queue import run_alone
 from harness.study.workers import Crew, limit_threads, restores_threads
 from harness.tracking import FinishedTrial, Tracker
 from harness.tracking.layout import DATA_ROOT
-from harness.uris import redact_text
+from harness.uris import redact, redact_text
 
 
 def dataset_loader(data_root: Path) -> Callable[[DataConfig], DataBundle]:
@@ -186,7 +194,12 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
             tracking_uri=tracking_uri)
         crew = Crew.spawn("run", study, [args] * (options.n_workers - 1), device=options.device,
                           n_slots=options.n_workers)
-    with crew:
+    alone = contextlib.nullcontext()
+    if options.storage_url is None and not options.worker and tracking_uri:
+        # No shared queue: a second process on this study and store would end this one's
+        # running trials as a dead process's, and it this one's.  It is refused instead.
+        alone = run_alone(study.name, tracking_uri)
+    with crew, alone:
         if options.n_workers > 1:
             limit_threads(options.n_workers)
         with crew.preparing(options.held, tracking_uri=tracking_uri):
@@ -209,10 +222,10 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
 
         index = iter(range(1, len(todo) + 1))
 
-        def run_one(spec: TrialSpec) -> TrialOutcome:
+        def run_one(spec: TrialSpec, lease: Lease) -> TrialOutcome:
             callbacks = display.trial_started(spec, next(index))
             result = run_trial(spec, tracker=tracker, load=dataset, device=resolved_device,
-                               callbacks=callbacks, work_root=options.work_root)
+                               callbacks=callbacks, work_root=options.work_root, lease=lease)
             display.trial_ended(result)
             return result
 
@@ -234,6 +247,16 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
     return outcome
 
 
+class _Holding(Callback):
+    """Stops the fit at an epoch's end once the trial is no longer this process's."""
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.lease.check()
+
+
 def render_trial(
     spec: TrialSpec, data: DataBundle, result, *, out_dir: Path, device: torch.device
 ) -> Path:
@@ -247,7 +270,7 @@ def render_trial(
                           logits=result.test_logits)
     except Exception:  # noqa: BLE001 - the trained result stands without its pictures
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "plots_error.txt").write_text(traceback.format_exc())
+        (out_dir / "plots_error.txt").write_text(redact(traceback.format_exc()))
     return out_dir
 
 
@@ -261,6 +284,7 @@ def run_trial(
     tags: dict[str, str] | None = None,
     work_root: Path | None = None,
     alive: Callable[[dict[str, str]], bool] | None = None,
+    lease: Lease | None = None,
 ) -> TrialOutcome:
     """Run one trial and record it; an exception marks it FAILED with its traceback.
 
@@ -269,8 +293,15 @@ def run_trial(
     tracking run, which then gets only the epochs it does not have yet.  Other runs of the
     same trial key still RUNNING are ended as a dead process's, except those ``alive`` (given
     their tags) says another process is still running.
+
+    ``lease`` is this process's hold on the trial (a queue's claim): once another worker has
+    taken the trial over, this one stops at the next epoch's end and leaves the run, its
+    checkpoints and its status to that worker (``TAKEN_OVER``).
     """
+    lease = lease or Lease()
     work = (work_root or default_work_root()) / spec.study / spec.trial_key
+    if not lease.held():
+        return TrialOutcome(spec, "TAKEN_OVER")
     # A checkpoint that cannot be read (a truncated last.pt, no best.pt) is warned about and
     # the trial starts over in a new run, rather than filling its old run's epochs twice.
     resumable = read_checkpoints(work, mmap=True) is not None
@@ -283,15 +314,21 @@ def run_trial(
     try:
         data = load(spec.config.data)
         trial_run.record_data(data.lineage)  # (a resumed run's inputs are not doubled)
+        # The lease first: a trial taken over records nothing more from here.
         result = fit(spec.config, data, seed=spec.seed, device=device,
-                     callbacks=[trial_run, *callbacks], checkpoint_dir=work,
+                     callbacks=[_Holding(lease), trial_run, *callbacks], checkpoint_dir=work,
                      resume=trial_run.resumed)
         with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
             evaluation = None
             if spec.config.train.plots:
                 evaluation = render_trial(spec, data, result, out_dir=Path(tmp) / "evaluation",
                                           device=device)
+            lease.check()
             trial_run.finish(result, checkpoint=result.best_checkpoint, evaluation=evaluation)
+    except TrialTakenOver:
+        # Not this process's trial any more: its run and checkpoints are the new owner's.
+        trial_run.leave()
+        return TrialOutcome(spec, "TAKEN_OVER", run_id=trial_run.run_id)
     except PruneTrial as stop:
         trial_run.prune(stop.epoch)
         shutil.rmtree(work, ignore_errors=True)
@@ -299,7 +336,7 @@ def run_trial(
                             run_id=trial_run.run_id)
     except KeyboardInterrupt:
         # Interrupted, not broken: the checkpoints stay, so the next run resumes here.
-        trial_run.fail(traceback.format_exc(), killed=True)
+        trial_run.fail(redact(traceback.format_exc()), killed=True)
         raise
     except Exception as exc:  # noqa: BLE001 - a failing trial must not stop the study
         fault = infrastructure_fault(exc)
@@ -308,9 +345,9 @@ def run_trial(
             # infrastructure fault would fail every trial after this one too).
             _interrupted(trial_run, fault)
             raise
-        trial_run.fail(traceback.format_exc())
+        trial_run.fail(redact(traceback.format_exc()))
         shutil.rmtree(work, ignore_errors=True)
-        return TrialOutcome(spec, "FAILED", error=f"{type(exc).__name__}: {exc}",
+        return TrialOutcome(spec, "FAILED", error=redact(f"{type(exc).__name__}: {exc}"),
                             run_id=trial_run.run_id)
     shutil.rmtree(work, ignore_errors=True)
     return TrialOutcome(spec, "FINISHED", final=dict(result.final), run_id=trial_run.run_id)

@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.tracking import local_store_paths
+from harness.tracking.credentials import for_database
 from harness.uris import redact_text, redact_uri
 
 SUPPORTED_STORAGES = ("sqlite:///PATH", "postgresql://USER:PASSWORD@HOST:PORT/DB")
@@ -37,8 +38,10 @@ def open_storage(url: str, *, heartbeat_s: float = 30, retry_stale: bool = False
         raise HarnessError(
             f"--storage {redact_uri(url)}: unsupported kind {scheme!r}; valid: {', '.join(SUPPORTED_STORAGES)}"
         )
+    # Optuna keeps and may show its URL; the password goes to the driver alone.
+    bare_url, secret = for_database(url)
     if scheme.startswith("postgresql"):
-        engine_kwargs: dict[str, Any] = {"connect_args": {"connect_timeout": 5},
+        engine_kwargs: dict[str, Any] = {"connect_args": {"connect_timeout": 5, **secret},
                                          "pool_pre_ping": True}
     else:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +53,7 @@ def open_storage(url: str, *, heartbeat_s: float = 30, retry_stale: bool = False
                 # Heartbeats are an "experimental" argument since Optuna 2.9.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine_kwargs,
+                    bare_url, engine_kwargs=engine_kwargs,
                     heartbeat_interval=max(1, round(heartbeat_s)),
                     grace_period=max(2, round(3 * heartbeat_s)),
                     heartbeat_stale_trial_callback=(

@@ -1,8 +1,10 @@
 """Local worker processes: one per device slot, each a plain ``harness`` command that joins
 the same shared storage as the process that started it.
 
-A slot is a GPU where there are several (``CUDA_VISIBLE_DEVICES``), else an equal share of the
-CPU cores (``OMP_NUM_THREADS``), because two trainers each using every core only fight.
+A slot is a GPU where there are several (``CUDA_VISIBLE_DEVICES``, an index into the list this
+process inherited), else an equal share of the CPUs this process may use (``OMP_NUM_THREADS``):
+its affinity mask, capped by a cgroup CPU quota (a container's ``--cpus``, a batch job's
+share), because two trainers each using every core only fight.
 
 A new Python process needs seconds before it can train (importing torch, MLflow and Optuna,
 loading the data), and so does the parent before it has created the tracking store and the
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import subprocess
 import sys
@@ -32,14 +35,86 @@ from typing import ParamSpec, TypeVar
 
 from harness.config import Study, dump_yaml
 from harness.errors import HarnessError, infrastructure_fault
+from harness.tracking.credentials import off_argv
 
 GO = "go"
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def usable_cpus(*, cgroup_root: Path = CGROUP_ROOT,
+                proc_cgroup: Path = Path("/proc/self/cgroup")) -> int:
+    """The CPUs this process may use: ``os.cpu_count()`` counts the machine's, ignoring both
+    the affinity mask (``taskset``, a shared node's allotment) and a cgroup CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity masks here (macOS)
+        n = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root=cgroup_root, proc_cgroup=proc_cgroup)
+    if quota is not None:
+        # Threads beyond the quota are throttled, not run: a partial CPU is none to plan on.
+        n = min(n, max(1, math.floor(quota)))
+    return max(1, n)
+
+
+def cgroup_cpu_quota(*, cgroup_root: Path = CGROUP_ROOT,
+                     proc_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:
+    """The tightest CPU quota (in CPUs) on this process's cgroup or any above it, cgroup v2
+    (``cpu.max``) or v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``); None if unlimited."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            folders, files = [cgroup_root], ("cpu.max",)
+        elif "cpu" in controllers.split(","):
+            folders, files = [cgroup_root / controllers, cgroup_root / "cpu"], (
+                "cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        for folder in folders:
+            # Inside a container the cgroup path may name the host's hierarchy while only the
+            # container's own part is mounted: every level that exists counts.
+            here = folder / path.lstrip("/")
+            for level in (here, *here.parents):
+                if not level.is_relative_to(folder):
+                    break
+                limit = _cpu_limit(level, files)
+                if limit is not None:
+                    limits.append(limit)
+    return min(limits) if limits else None
+
+
+def _cpu_limit(folder: Path, files: tuple[str, ...]) -> float | None:
+    try:
+        if len(files) == 1:
+            quota, period = (folder / files[0]).read_text().split()[:2]
+        else:
+            quota, period = ((folder / f).read_text().strip() for f in files)
+    except (OSError, ValueError):
+        return None
+    if quota in ("max", "-1") or int(period) <= 0:
+        return None
+    return int(quota) / int(period)
+
+
 def cores_per_slot(n_slots: int) -> int:
-    return max(1, (os.cpu_count() or 1) // n_slots)
+    return max(1, usable_cpus() // n_slots)
+
+
+def gpu_for_slot(slot: int, n_gpus: int, inherited: str | None) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` of worker ``slot``: the slot's GPU among those this process
+    sees, named as its own ``CUDA_VISIBLE_DEVICES`` names them (``2,3``: slot 1 gets ``3``)."""
+    visible = [d.strip() for d in (inherited or "").split(",") if d.strip()]
+    if len(visible) >= n_gpus > 0:
+        return visible[slot % n_gpus]
+    return str(slot % n_gpus)
 
 
 def tune_shares(n_trials: int, n_workers: int) -> list[int]:
@@ -97,11 +172,16 @@ def spawn(command: str, study: Study | Path, per_worker_args: list[list[str]], *
     for slot, args in enumerate(per_worker_args, start=1):
         env = dict(os.environ, OMP_NUM_THREADS=str(cores_per_slot(n_slots)))
         if n_gpus > 1:
-            env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpus)
+            env["CUDA_VISIBLE_DEVICES"] = gpu_for_slot(slot, n_gpus,
+                                                       os.environ.get("CUDA_VISIBLE_DEVICES"))
         cmd = [sys.executable, "-m", "harness.cli", command, str(study_file), *args,
                "--device", device, "--worker"]
         if held:
             cmd.append("--held")
+        # Every user of the machine can read a command line (ps): passwords go in the
+        # environment, readable only by this user.
+        cmd, secrets = off_argv(cmd)
+        env.update(secrets)
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                       stdin=subprocess.PIPE if held else None, text=True))
     return procs

@@ -61,6 +61,10 @@ class TrialRun(Callback):
     def prune(self, epoch: int) -> None:
         """Stopped early by a pruner: not a failure, not a finished trial either."""
 
+    def leave(self) -> None:
+        """Stop recording and leave the run as it is: another process took the trial over
+        (this one looked dead) and may be writing to this very run."""
+
 
 class Tracker(ABC):
     @abstractmethod

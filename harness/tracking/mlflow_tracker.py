@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -39,15 +38,23 @@ from harness.tracking.layout import (
     trial_run_name,
     trial_tags,
 )
-from harness.tracking.provenance import DATA_PATH, DEVICE, PRECISION, THREADS, code_version
-from harness.tracking.runs import read_trial_runs
+from harness.tracking.provenance import (
+    DATA_PATH,
+    DEVICE,
+    PRECISION,
+    THREADS,
+    code_version,
+    worker_name,
+)
+from harness.tracking.runs import read_trial_runs, search_runs
 from harness.tracking.store import (
     default_tracking_uri,
     local_store_paths,
     read_run_file,
     store_creation_lock,
 )
-from harness.uris import redact_text, redact_uri, split_credentials
+from harness.tracking.credentials import for_mlflow
+from harness.uris import redact, redact_text, redact_uri, remember_password, split_credentials
 
 if TYPE_CHECKING:
     from harness.data.lineage import SplitRecord
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
 class MlflowTracker(Tracker):
     def __init__(self, tracking_uri: str | None = None) -> None:
         self.uri = tracking_uri or default_tracking_uri()
+        remember_password(self.uri)  # masked in whatever this process prints or records
         self._client = None
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
@@ -124,7 +132,7 @@ class MlflowTracker(Tracker):
                 local[0].parent.mkdir(parents=True, exist_ok=True)
             try:
                 with store_creation_lock(local[0] if local is not None else None):
-                    client = MlflowClient(tracking_uri=self.uri)
+                    client = MlflowClient(tracking_uri=for_mlflow(self.uri))
                     client._tracking_client.store  # noqa: B018 - opens (and migrates) it now
                 self._client = client
             except Exception as exc:  # noqa: BLE001 - any backend failure is one line
@@ -278,16 +286,7 @@ class MlflowTracker(Tracker):
         return out
 
     def _search(self, filter_string: str) -> list:
-        runs, token = [], None
-        while True:
-            page = self.client.search_runs(
-                [self.experiment_id], filter_string=filter_string, max_results=5000,
-                page_token=token,
-            )
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
+        return search_runs(self.client, [self.experiment_id], filter_string)
 
     def resume_trial(self, spec: TrialSpec) -> TrialRun | None:
         from mlflow.entities import RunTag
@@ -332,7 +331,7 @@ class MlflowTracker(Tracker):
         client = self.client
         tags = {
             **trial_tags(spec, parent_run_id=self.parent_run_id, code_version=self._code_version),
-            "harness.host": f"{socket.gethostname()}:{os.getpid()}",
+            "harness.host": worker_name(),
             **(tags or {}),
         }
         run = client.create_run(self.experiment_id, run_name=trial_run_name(spec), tags=tags)
@@ -437,7 +436,7 @@ class MlflowTrialRun(TrialRun):
 
         self._system = SystemMetricsMonitor(
             self.run_id, sampling_interval=study.tracking.system_metrics_interval_s,
-            resume_logging=self.resumed, tracking_uri=self.tracker.uri)
+            resume_logging=self.resumed, tracking_uri=for_mlflow(self.tracker.uri))
         self._system.start()
 
     def _stop_system_metrics(self) -> None:
@@ -552,13 +551,22 @@ class MlflowTrialRun(TrialRun):
             RunTag("harness.state", "pruned"), RunTag("harness.pruned_epoch", str(epoch))])
         self.tracker.client.set_terminated(self.run_id, status="KILLED")
 
+    def leave(self) -> None:
+        # Epochs queued but not yet written are this process's stale view: dropped, not sent.
+        for future in self._pending:
+            future.cancel()
+        self._pending = []
+        self._writer.shutdown(wait=True)
+        self._stop_system_metrics()
+
     def fail(self, traceback_text: str, *, killed: bool = False) -> None:
         try:
             self._drain()
         except Exception as exc:  # noqa: BLE001 - the trial's own error matters more
             traceback_text += f"\n(and an epoch's metrics were not recorded: {exc})\n"
         try:
-            self.tracker._log_text(self.run_id, "traceback.txt", traceback_text)
+            # A store address in a message (a connection error's) carries no password here.
+            self.tracker._log_text(self.run_id, "traceback.txt", redact(traceback_text))
         finally:
             self.tracker.client.set_terminated(
                 self.run_id, status="KILLED" if killed else "FAILED"

@@ -4,6 +4,7 @@ tags (the report warns when they mix), and the code version every trial and stud
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,12 @@ CODE_VERSION, TORCH_VERSION = "harness.code_version", "harness.torch"
 PROVENANCE = {"device": DEVICE, "precision": PRECISION, "threads": THREADS,
               "code version": CODE_VERSION, "torch": TORCH_VERSION,
               "torchvision": "harness.torchvision"}
+
+
+def worker_name() -> str:
+    """This process as the queue and the runs name it (``host:pid``): the run a worker left
+    RUNNING is found by it, and ``harness status`` shows it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def code_version() -> str:

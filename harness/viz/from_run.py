@@ -44,13 +44,15 @@ def _first_line(exc: BaseException, limit: int = 160) -> str:
 def _client(tracking_uri: str):
     from mlflow import MlflowClient
 
+    from harness.tracking.credentials import for_mlflow
+
     # MlflowClient would create an empty database at a mistyped path; say it is not there.
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         if not db.is_file():
             raise TrackingError(f"tracking store {tracking_uri}: no such database ({db})")
     try:
-        return MlflowClient(tracking_uri=tracking_uri)
+        return MlflowClient(tracking_uri=for_mlflow(tracking_uri))
     except Exception as exc:  # noqa: BLE001 - any backend failure is one line
         raise TrackingError(f"tracking store {redact_uri(tracking_uri)}: cannot open"
                             f" ({redact_text(_first_line(exc), tracking_uri)})") from None
