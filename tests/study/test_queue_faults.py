@@ -125,7 +125,7 @@ def test_a_worker_frozen_past_its_heartbeats_stops_the_trial_taken_over_from_it(
         # Mid-epoch, not in the instant its epoch's metrics are written: a process frozen
         # inside an SQLite write would hold the store's lock (a hazard of its own).
         time.sleep(0.3)
-        frozen.send_signal(signal.SIGSTOP)
+        freeze_outside_writes(frozen, [tmp_path / "store" / "mlflow.db", tmp_path / "queue.db"])
         # Its own --heartbeat says 60 s; the queue's (1 s) decides when the frozen one is dead.
         other = worker("other", "60")
         wait_for(lambda: taken_over(uri, other.pid, disks), timeout_s=300,
@@ -153,6 +153,31 @@ def test_a_worker_frozen_past_its_heartbeats_stops_the_trial_taken_over_from_it(
     # The frozen worker's run was ended by the one that took over, and stayed so.
     assert by_host[str(frozen.pid)].info.status == "KILLED"
     assert by_host[str(frozen.pid)].data.tags["harness.state"] == "abandoned"
+
+
+def freeze_outside_writes(proc: subprocess.Popen, databases: list, *, tries: int = 50) -> None:
+    """SIGSTOP ``proc`` at a moment it holds no write lock on these SQLite files (its
+    heartbeat thread writes the queue every second): a process frozen inside a write would
+    block every other worker on the lock, which is not the fault under test."""
+    import sqlite3
+
+    for _ in range(tries):
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            for db in databases:
+                if not db.exists():
+                    continue
+                connection = sqlite3.connect(db, timeout=0.5)
+                try:
+                    connection.execute("BEGIN IMMEDIATE")  # fails while another writer holds it
+                    connection.rollback()
+                finally:
+                    connection.close()
+            return
+        except sqlite3.OperationalError:
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.15)
+    raise AssertionError(f"could not freeze process {proc.pid} outside an SQLite write")
 
 
 def taken_over(tracking_uri: str, pid: int, disks: str) -> bool:
