@@ -50,8 +50,10 @@ def header_lines(content: ReportContent) -> list[str]:
         units = Units.for_metric(content.metric, content.trials[content.metric])
         margin = r.design.margin
         lines.append(
-            f"alpha {r.alpha}; Holm over the {len(r.comparisons)} level-vs-baseline comparisons"
-            f" and over the {len(r.interactions)} interaction tests; the seed is the unit of"
+            f"alpha {r.alpha}; one Holm family over the {len(r.comparisons)} level-vs-baseline"
+            f" comparisons and {len(r.interactions)} interaction"
+            f"{'s' if len(r.interactions) != 1 else ''} (each one's difference"
+            f"{' and equivalence' if margin else ''} tests); the seed is the unit of"
             " replication: paired over seeds (each seed's mean over the other factors' cells),"
             " a mixed model with a random slope by seed when cells are missing, Welch over seed"
             " means when the levels share no seed"

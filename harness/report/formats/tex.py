@@ -127,7 +127,8 @@ def comparison_table(content: ReportContent, units: Units) -> str:
     caption = (f"Study {latex_escape(content.study)}: {latex_escape(content.metric)}, each level"
                f" minus its baseline{pp} over seeds (the unit of replication), with its"
                f" {latex_escape(' or '.join(kinds))}; $n$ seeds, df the test's degrees of"
-               f" freedom; Holm-adjusted over the {len(r.comparisons)} comparisons at"
+               f" freedom; Holm-adjusted in one family over the {len(r.comparisons)}"
+               f" comparisons and {len(r.interactions)} interactions at"
                f" $\\alpha = {r.alpha:g}$; {judged}.")
     return _render(pd.DataFrame(rows, columns=columns), caption=caption,
                    label=_label(content, "comparisons"), align="lllrrlrrrl")
