@@ -113,7 +113,9 @@ def test_a_report_writes_nothing_unless_asked(log_study, tracking_uri, tmp_path,
     outcome, text = report(tracking_uri, out=None, fmt=None, log=True)
     assert outcome.files == {} and outcome.artifact == "report/report.html"
     assert not (tmp_path / "reports").exists()
-    assert [a.path for a in client.list_artifacts(parent, "report")] == ["report/report.html"]
+    # The HTML report and, beside it, its forest plot (the UI shows a PNG as an image).
+    assert sorted(a.path for a in client.list_artifacts(parent, "report")) == \
+        ["report/forest.png", "report/report.html"]
     # --format alone writes into reports/<study>.
     outcome, _ = report(tracking_uri, out=None, fmt="md")
     assert outcome.files == {"md": Path("reports") / "synthetic" / "report.md"}
