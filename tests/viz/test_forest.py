@@ -34,7 +34,8 @@ def drawn(fig):
 
 def test_a_trained_studys_comparisons_are_rows_with_their_interval_margin_and_verdict(
         digits_store, tmp_path):
-    outcome = report(digits_store, tmp_path / "out", fmt="html,tex", margin=0.05)
+    # --log: the report and its forest plot go to the study's parent run too.
+    outcome = report(digits_store, tmp_path / "out", fmt="html,tex", margin=0.05, log=True)
     content = outcome.content
     (c,) = content.result.comparisons
     fig = forest_figure(content)
