@@ -129,3 +129,13 @@ class MlflowServer:
         if self._serving is not None:
             self._serving.close()
             self._serving = None
+
+
+def one_line(result, *fragments: str) -> str:
+    """A CLI result that failed with exit 2 and one ``error:`` line holding ``fragments``."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.report.compare import compare_command
+from harness_testing import one_line
 
 runner = CliRunner()
 
@@ -67,15 +68,6 @@ def test_a_wide_margin_makes_a_small_difference_equivalent(digits_store):
     for row in result.rows:
         assert abs(row.diff) < 0.2 and row.p_equivalence_holm <= 0.05
         assert row.verdict in ("equivalent", "different")
-
-
-def one_line(result, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def test_an_unknown_study_is_one_line(digits_store):

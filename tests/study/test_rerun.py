@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.report.collect import collect, find_study
+from harness_testing import one_line
 
 runner = CliRunner()
 
@@ -57,15 +58,6 @@ def test_a_rerun_on_another_thread_count_lists_the_differences_and_the_condition
     assert "test_loss" in differences and "->" in differences["test_loss"]
     new_id = lines[0].split(" in rerun ")[1].split()[0]
     assert client.get_run(new_id).data.tags["harness.reproduced"].startswith("no: ")
-
-
-def one_line(result, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def test_an_unknown_run_id_is_one_line(digits_store):
