@@ -67,8 +67,9 @@ class DataConfig(Section):
     # Image-folder datasets (``imagefolder``): a folder of class subfolders (or with train/ and
     # test/ or val/ subfolders of them), or a .zip/.tar archive of one; relative to the data root.
     path: str | None = None
-    # Image-folder datasets: the side of the training crops and of the evaluation centre crops
-    # (the dataset's own image size when unset).
+    # Image-folder datasets: every image's short side is resized to this and the centre square
+    # kept, for training and evaluation, on both data paths (the first image's short side when
+    # unset).
     image_size: int | None = Field(default=None, ge=8)
     # Image-folder datasets: DataLoader worker processes decoding and augmenting images.
     workers: int = Field(default=2, ge=0)

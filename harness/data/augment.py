@@ -4,11 +4,11 @@ Owns the preset registry (``PRESETS``), the batched operations they are made of,
 normalisation, and ``build_augment``, which puts a policy (``policies``: AutoAugment,
 RandAugment, TrivialAugment) before the preset and cutout after it.
 
-A preset name means one geometry and one colour change on both paths: each ``Preset`` holds
-its batched operations (the in-memory path) and the torchvision transforms v2 that do the same
-to one image (the image-folder worker path, ``folders.train_transform``).
+A preset name means one geometry and one colour change on both paths, because both run these
+operations: the in-memory path on its batches, the image-folder worker path on each fitted
+image as a batch of one (``folders.ImageTransform``).
 
-- ``none``: nothing (the worker path fits each image to the size: resize, centre crop);
+- ``none``: nothing;
 - ``standard``: a random crop of the zero-padded image (padding 1/8 of the side) and a
   horizontal flip where the label survives it (document 002's CIFAR recipe);
 - ``strong``: ``standard``, a rotation within ±10° and colour jitter (0.2, 0.2, 0.2, 0.2);
@@ -46,7 +46,7 @@ from torch import Tensor
 
 from harness.config import AugmentConfig
 from harness.data.info import DatasetInfo
-from harness.data.policies import build_policy, policy_transform  # noqa: F401 (re-exported)
+from harness.data.policies import build_policy
 from harness.registry import Registry
 
 BatchOp = Callable[..., Tensor]  # op(images, *, generator) -> images
@@ -285,7 +285,9 @@ def cutout(images: Tensor, *, size: int, generator: torch.Generator,
     The square's centre is uniform over the pixels and the square is clipped at the border,
     as in the paper's code, so on average less than ``size``² pixels go.  ``fill`` is in
     [0, 1] units, one value or one per channel; ``fill=info.mean`` blanks to zero after
-    normalisation, which is what the paper did (it cut normalised images).  The dtype is kept.
+    normalisation, which is what the paper did (it cut normalised images).  uint8 images stay
+    uint8 when every fill is a whole step of 1/255; otherwise they become float in [0, 1], so
+    that the fill is exact (a mean rounded to uint8 would not be zero after normalisation).
     """
     n, c, h, w = images.shape
     dev = images.device
@@ -299,7 +301,10 @@ def cutout(images: Tensor, *, size: int, generator: torch.Generator,
     if len(values) != c:
         raise ValueError(f"cutout fill has {len(values)} values for {c} channels")
     if images.dtype == torch.uint8:
-        values = [round(255 * v) for v in values]
+        if all(float(round(255 * v)) == 255 * v for v in values):
+            values = [round(255 * v) for v in values]
+        else:
+            images = _unit_float(images)
     if len(set(values)) == 1:
         return images.masked_fill(square, values[0])
     # Channel by channel with Python scalars: a fill tensor would be a host-to-device copy.
@@ -401,16 +406,9 @@ STRONG_JITTER = 0.2
 
 @dataclass(frozen=True)
 class Preset:
-    """One augmentation preset in the two forms the two paths take, with one meaning.
-
-    ``batch(info)``: the batched operations, in order, for the in-memory path.
-    ``per_image(size, hflip)``: torchvision transforms v2 for one uint8 image on the worker
-    path, as (geometry, colour): the geometry leaves every image ``size``×``size``, and a
-    policy goes between the two (``folders.train_transform``).
-    """
+    """One augmentation preset: ``batch(info)`` gives its batched operations, in order."""
 
     batch: Callable[[DatasetInfo], list[BatchOp]]
-    per_image: Callable[[int, bool], tuple[list[Callable], list[Callable]]]
 
 
 PRESETS: Registry[Preset] = Registry("augmentation preset")
@@ -440,46 +438,18 @@ def _resized_crop(info: DatasetInfo) -> BatchOp:
     return partial(random_resized_crop, flip_rate=_flip_rate(info.hflip))
 
 
-def _per_image(size: int, hflip: bool, *, geometry: str, strong: bool
-               ) -> tuple[list[Callable], list[Callable]]:
-    """The worker path's transforms: ``geometry`` is ``fit`` (resize and centre-crop to
-    ``size``), ``pad_crop`` (fit, then the padded random crop) or ``resized_crop``."""
-    from torchvision.transforms import v2
-
-    if geometry == "resized_crop":
-        ops: list[Callable] = [v2.RandomResizedCrop(size, scale=RESIZED_CROP_SCALE,
-                                                    ratio=RESIZED_CROP_RATIO, antialias=True)]
-    else:
-        # What the in-memory path's decoding does to every image (``decoded``) before its
-        # batched preset: the short side resized to ``size`` and the centre kept.
-        ops = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
-        if geometry == "pad_crop":
-            ops.append(v2.RandomCrop(size, padding=side_padding(size)))
-    if geometry != "fit" and hflip:
-        ops.append(v2.RandomHorizontalFlip())
-    if strong:
-        ops.append(v2.RandomRotation(STRONG_DEGREES))
-    colour = [v2.ColorJitter(*[STRONG_JITTER] * 4)] if strong else []
-    return ops, colour
-
-
 PRESETS.add("none", Preset(
-    batch=lambda info: [],
-    per_image=partial(_per_image, geometry="fit", strong=False)))
+    batch=lambda info: []))
 # Document 002's RandomCrop(32, padding=4) + RandomHorizontalFlip().
 PRESETS.add("standard", Preset(
-    batch=lambda info: [_pad_crop(info, degrees=0.0)],
-    per_image=partial(_per_image, geometry="pad_crop", strong=False)))
+    batch=lambda info: [_pad_crop(info, degrees=0.0)]))
 PRESETS.add("strong", Preset(
-    batch=lambda info: [_pad_crop(info, degrees=STRONG_DEGREES), _jitter()],
-    per_image=partial(_per_image, geometry="pad_crop", strong=True)))
+    batch=lambda info: [_pad_crop(info, degrees=STRONG_DEGREES), _jitter()]))
 # Document 002's ImageNet recipe: RandomResizedCrop(224) + RandomHorizontalFlip().
 PRESETS.add("resized_crop", Preset(
-    batch=lambda info: [_resized_crop(info)],
-    per_image=partial(_per_image, geometry="resized_crop", strong=False)))
+    batch=lambda info: [_resized_crop(info)]))
 PRESETS.add("resized_crop_strong", Preset(
-    batch=lambda info: [_resized_crop(info), _turn(), _jitter()],
-    per_image=partial(_per_image, geometry="resized_crop", strong=True)))
+    batch=lambda info: [_resized_crop(info), _turn(), _jitter()]))
 
 
 def build_augment(cfg: AugmentConfig, info: DatasetInfo) -> BatchTransform:

@@ -21,9 +21,10 @@ Caches are built under a lock (concurrent trials and workers decode once, the ot
 a staging folder renamed into place when complete, so a process killed half-way leaves
 nothing a later run would trust; a cache that does not load whole is rebuilt.
 
-With ``data.image_size`` set, each image's short side is resized to it and the centre crop
-kept (as evaluation does on the worker path, without its 256/224 margin); without it every
-image must have the size of the first.
+With ``data.image_size`` set, each image is fitted to it (``folders.fit``: the short side
+resized, the centre kept), as the worker path fits each image it decodes, so both paths see
+the same images (``folders``' module docstring); without it every image must have the size of
+the first.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import torch
 from torch import Tensor
 
 from harness.data.archives import archive_sha256, locked
-from harness.data.folders import FileSplit, decode
+from harness.data.folders import FileSplit, decode, fit
 
 CACHE_DIR = ".harness-cache"
 FORMAT = 1
@@ -77,15 +78,6 @@ def source_key(source: Path, images: Path, files: Sequence[str], *, size: int | 
     return digest.hexdigest()[:20]
 
 
-def _fit(image: Tensor, size: int) -> Tensor:
-    """The short side resized to ``size`` and the centre ``size×size`` kept."""
-    if tuple(image.shape[-2:]) == (size, size):
-        return image
-    from torchvision.transforms.v2 import functional as F
-
-    return F.center_crop(F.resize(image, size, antialias=True), [size, size])
-
-
 def decode_all(paths: Sequence[str], *, size: int | None,
                expected: tuple[int, int] | None = None) -> Tensor:
     """Every image as uint8 ``N×3×S×S`` (``MixedSizes`` when ``size`` is None and one's size
@@ -101,7 +93,7 @@ def decode_all(paths: Sequence[str], *, size: int | None,
         image = first if i == 0 else decode(path)
         if size is None and tuple(image.shape[-2:]) != expected:
             raise MixedSizes(path, tuple(image.shape[-2:]), expected)
-        out[i] = image if size is None else _fit(image, size)
+        out[i] = image if size is None else fit(image, size)
     return out
 
 

@@ -1,9 +1,18 @@
 """Image-folder datasets: files on disk, decoded and augmented per image in worker processes.
 
 Owns ``FileSplit`` (image paths and labels), the scan of a folder of class subfolders, the
-Tiny ImageNet layout (``val/`` re-organised from ``val_annotations.txt``), the torchvision
-transforms v2 pipelines for training (each augmentation preset's per-image form, from
-``augment.PRESETS``) and evaluation, and the ``Dataset`` the workers read.
+Tiny ImageNet layout (``val/`` re-organised from ``val_annotations.txt``), ``fit`` (the one
+geometry every folder image gets first, on both paths), the per-image transforms for training
+and evaluation, and the ``Dataset`` the workers read.
+
+One protocol on both paths.  An image is decoded as RGB and fitted: its short side resized to
+the image size (antialiased) and the centre square kept; the in-memory path stores exactly
+that (``decoded``).  Evaluation sees the fitted image, normalised.  Training runs on it the
+very ``BatchTransform`` the in-memory path runs on its batches (``augment.build_augment``:
+the policy, the preset's geometry and colour, cutout, normalisation, in that order); the
+worker path runs it on a batch of one with the image's own generator.  So an image's training
+view is the same function of (image, draws) on both paths, and its evaluation view the same
+function of the image, whichever path ``data.in_memory: auto`` picks.
 
 These datasets do not fit on the device as uint8 (Tiny ImageNet at 224 px is 15 GB), so they
 keep the classic path: a ``DataLoader`` with workers, one image at a time.  Every image's
@@ -14,7 +23,7 @@ same whatever the number of workers, and a resumed trial repeats it exactly.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +31,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.data.augment import PRESETS
+from harness.config import AugmentConfig
+from harness.data.augment import BatchTransform, build_augment, normalize
+from harness.data.info import DatasetInfo
 from harness.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff",
@@ -31,8 +42,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".tif
 # usual choice for any folder of photographs.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Evaluation resizes the short side to size·256/224 and crops the centre, as for ImageNet.
-EVAL_RESIZE_RATIO = 256 / 224
 
 
 @dataclass(frozen=True)
@@ -236,46 +245,53 @@ def native_size(split: FileSplit) -> int:
     return int(min(image.shape[-2:]))
 
 
-def train_transform(preset: str, *, size: int, hflip: bool, mean: Sequence[float],
-                    std: Sequence[float], policy: Callable | None = None) -> Callable:
-    """Per-image training transform: the preset's geometry (``augment.PRESETS``, the same
-    meaning as on the in-memory path), the policy, the preset's colour, normalisation."""
-    from torchvision.transforms import v2
+def fit(image: Tensor, size: int) -> Tensor:
+    """The short side resized to ``size`` (antialiased) and the centre ``size×size`` kept: what
+    every folder image is before anything else, on both paths."""
+    if tuple(image.shape[-2:]) == (size, size):
+        return image
+    from torchvision.transforms.v2 import functional as F
 
-    geometry, colour = PRESETS.get(preset).per_image(size, hflip)
-    ops = [*geometry, *([policy] if policy is not None else []), *colour,
-           v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    return v2.Compose(ops)
+    return F.center_crop(F.resize(image, size, antialias=True), [size, size])
 
 
-def eval_transform(*, size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
-    from torchvision.transforms import v2
+class ImageTransform:
+    """One decoded image of the worker path to the model's input (module docstring): fitted to
+    the dataset's size, then ``augment`` on a batch of one drawing from a generator seeded with
+    ``seed``; without ``augment`` (evaluation) normalised only."""
 
-    return v2.Compose([
-        v2.Resize(round(size * EVAL_RESIZE_RATIO), antialias=True),
-        v2.CenterCrop(size),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(list(mean), list(std)),
-    ])
+    def __init__(self, info: DatasetInfo, augment: BatchTransform | None = None) -> None:
+        self.info = info
+        self.size = info.image_size[0]
+        self.augment = augment
+
+    def __call__(self, image: Tensor, seed: int) -> Tensor:
+        batch = fit(image, self.size).unsqueeze(0)
+        if self.augment is None:
+            return normalize(batch, self.info)[0]
+        return self.augment(batch, generator=torch.Generator().manual_seed(seed))[0]
+
+
+def train_transform(cfg: AugmentConfig, info: DatasetInfo) -> ImageTransform:
+    """Training on the worker path: ``cfg``'s batched augmentation, one image at a time."""
+    return ImageTransform(info, build_augment(cfg, info))
+
+
+def eval_transform(info: DatasetInfo) -> ImageTransform:
+    return ImageTransform(info)
 
 
 def preview_images(split: FileSplit, *, size: int, n: int) -> Tensor:
     """The first ``n`` images as evaluation sees them, before normalisation: uint8 N×3×S×S."""
-    from torchvision.transforms import v2
-
-    geometry = v2.Compose([v2.Resize(round(size * EVAL_RESIZE_RATIO), antialias=True),
-                           v2.CenterCrop(size)])
-    return torch.stack([geometry(decode(p)) for p in split.paths[:n]])
+    return torch.stack([fit(decode(p), size) for p in split.paths[:n]])
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Items are ``(index, seed)``: the image is decoded, then transformed with torch's random
-    state set from ``seed``, so its draws do not depend on which worker got it.  torchvision's
-    transforms draw from the global generator, so it is forked for the image and restored
-    after: with ``data.workers: 0`` these items run in the training process, whose own draws
-    (dropout, mixing) must not be reset image by image."""
+    """Items are ``(index, seed)``: the image is decoded, then transformed with its draws from
+    a generator of its own seeded with ``seed``, so they do not depend on which worker got it,
+    and the training process's global random state (dropout, mixing) is never touched."""
 
-    def __init__(self, split: FileSplit, transform: Callable) -> None:
+    def __init__(self, split: FileSplit, transform: ImageTransform) -> None:
         self.paths = split.paths
         self.labels = split.labels
         self.transform = transform
@@ -285,10 +301,7 @@ class ImageFiles(torch.utils.data.Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[Tensor, Tensor]:
         index, seed = item
-        image = decode(self.paths[index])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.transform(image), self.labels[index]
+        return self.transform(decode(self.paths[index]), seed), self.labels[index]
 
 
 class SeededOrder(torch.utils.data.Sampler):

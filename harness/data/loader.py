@@ -23,7 +23,7 @@ from torch.profiler import record_function
 
 from harness.config import TrialConfig
 from harness.data import folders
-from harness.data.augment import BatchTransform, build_augment, cutout
+from harness.data.augment import BatchTransform, build_augment
 from harness.data.datasets import DataBundle
 from harness.data.folders import FileSplit
 from harness.data.info import DatasetInfo
@@ -102,9 +102,10 @@ class FolderLoader:
     """Yields ``(normalised float images, int64 labels)`` batches on ``device`` from files.
 
     Images are decoded and transformed one at a time by ``workers`` DataLoader processes
-    (started once, kept for every epoch).  All of an epoch's randomness (the order, each
-    image's seed, cutout's squares) comes from ``generator``, as in ``DeviceLoader``, so its
-    state is all a checkpoint needs to repeat the next epoch exactly.
+    (started once, kept for every epoch), each as ``folders.ImageTransform`` says.  All of an
+    epoch's randomness (the order, and each image's seed, which its augmentation draws from)
+    comes from ``generator``, as in ``DeviceLoader``, so its state is all a checkpoint needs to
+    repeat the next epoch exactly.
     """
 
     def __init__(
@@ -113,12 +114,11 @@ class FolderLoader:
         *,
         batch_size: int,
         device: torch.device,
-        transform,
+        transform: folders.ImageTransform,
         shuffle: bool,
         seed: int,
         workers: int,
         drop_last: bool = False,
-        cutout: int = 0,
         memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         if batch_size < 1:
@@ -129,7 +129,6 @@ class FolderLoader:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.cutout = cutout
         self.memory_format = memory_format
         on_device = self.device.type == "cuda"
         self.generator = torch.Generator(self.device if on_device else "cpu").manual_seed(seed)
@@ -161,9 +160,6 @@ class FolderLoader:
         for images, labels in self.loader:
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
-            if self.cutout:
-                # Normalised images: zero is the mean, what the Cutout paper blanked to.
-                images = cutout(images, size=self.cutout, generator=self.generator)
             yield images.contiguous(memory_format=self.memory_format), labels
 
 
@@ -175,12 +171,10 @@ def eval_loader(data: DataBundle, split: Split, *, batch_size: int, device: torc
                 memory_format: torch.memory_format = torch.contiguous_format) -> Loader:
     """Batches of ``split`` in order, without augmentation, normalised."""
     if isinstance(split, FileSplit):
-        size = data.info.image_size[0]
         return FolderLoader(
             split, batch_size=batch_size, device=device, shuffle=False, seed=0,
             workers=workers, memory_format=memory_format,
-            transform=folders.eval_transform(size=size, mean=data.info.mean,
-                                             std=data.info.std))
+            transform=folders.eval_transform(data.info))
     return DeviceLoader(split, batch_size=batch_size, device=device, transform=None,
                         info=data.info, shuffle=False, seed=0, memory_format=memory_format)
 
@@ -215,18 +209,10 @@ def build_loaders(
     # A last batch of one image would break batch norm; small datasets keep every batch.
     drop_last = len(data.train.labels) > train.batch_size
     if isinstance(data.train, FileSplit):
-        policy = None
-        if cfg.augment.policy != "none":
-            from harness.data.augment import policy_transform
-
-            policy = policy_transform(cfg.augment)
-        transform = folders.train_transform(
-            cfg.augment.preset, size=info.image_size[0], hflip=info.hflip, mean=info.mean,
-            std=info.std, policy=policy)
         train_loader: Loader = FolderLoader(
-            data.train, batch_size=train.batch_size, device=device, transform=transform,
-            shuffle=True, seed=seed, workers=cfg.data.workers, drop_last=drop_last,
-            cutout=cfg.augment.cutout, memory_format=memory_format)
+            data.train, batch_size=train.batch_size, device=device,
+            transform=folders.train_transform(cfg.augment, info), shuffle=True, seed=seed,
+            workers=cfg.data.workers, drop_last=drop_last, memory_format=memory_format)
     else:
         train_loader = DeviceLoader(
             data.train, batch_size=train.batch_size, device=device,

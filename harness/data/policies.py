@@ -1,8 +1,7 @@
 """Augmentation policies: AutoAugment, RandAugment and TrivialAugment, per image, a batch at a time.
 
-Owns ``POLICIES`` (``autoaugment``, ``randaugment``, ``trivialaugment``), the batched
-``BatchPolicy`` they are, and ``policy_transform``, the per-sample torchvision transform with
-the same meaning for pipelines that decode one file at a time.
+Owns ``POLICIES`` (``autoaugment``, ``randaugment``, ``trivialaugment``) and the batched
+``BatchPolicy`` they are (the image-folder worker path runs them too, on batches of one).
 
 The semantics are torchvision v2's, name for name: ``AutoAugment(AutoAugmentPolicy.CIFAR10)``,
 ``RandAugment(num_ops, magnitude)`` and ``TrivialAugmentWide()``, with their operations,
@@ -25,13 +24,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    import torchvision.transforms.v2 as v2
 
 from harness.config import AugmentConfig
 from harness.registry import Registry
@@ -340,17 +334,3 @@ POLICIES.add("trivialaugment", lambda cfg: TrivialAugmentWide())
 def build_policy(cfg: AugmentConfig) -> BatchPolicy | None:
     """The batched policy ``cfg.policy`` names, or ``None`` for ``none``."""
     return None if cfg.policy == "none" else POLICIES.get(cfg.policy)(cfg)
-
-
-def policy_transform(cfg: AugmentConfig) -> v2.Transform | None:
-    """torchvision's per-sample transform for ``cfg.policy`` (uint8 tensors or PIL images), or
-    ``None``: what ``build_policy`` does to a batch, for pipelines that go one image at a time."""
-    import torchvision.transforms.v2 as v2
-
-    if cfg.policy == "autoaugment":
-        return v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
-    if cfg.policy == "randaugment":
-        return v2.RandAugment(num_ops=cfg.policy_ops, magnitude=cfg.policy_magnitude)
-    if cfg.policy == "trivialaugment":
-        return v2.TrivialAugmentWide()
-    return None

@@ -1,8 +1,9 @@
 """Augmentation presets: one name, one meaning, on the in-memory path and the worker path.
 
-``standard`` is a padded random crop and a flip on both, ``strong`` adds a rotation and colour
-jitter, ``resized_crop`` is torchvision's RandomResizedCrop and a flip on both (in memory, a
-batched crop of a box drawn as torchvision draws it, resized back with ``grid_sample``).
+``standard`` is a padded random crop and a flip, ``strong`` adds a rotation and colour jitter,
+``resized_crop`` is torchvision's RandomResizedCrop and a flip (a batched crop of a box drawn
+as torchvision draws it, resized back with ``grid_sample``).  The worker path runs the same
+operations on each fitted image (``test_protocol.py`` checks it image for image).
 """
 
 from __future__ import annotations
@@ -48,24 +49,23 @@ def _coded(size: int) -> torch.Tensor:
 
 def _per_image(preset: str, image: torch.Tensor, *, seed: int, size: int = 32,
                hflip: bool = True) -> torch.Tensor:
-    transform = folders.train_transform(preset, size=size, hflip=hflip, mean=MEAN, std=STD)
-    torch.manual_seed(seed)
-    return transform(image)
+    transform = folders.train_transform(AugmentConfig(preset=preset),
+                                        _info(size=size, hflip=hflip))
+    return transform(image, seed)
 
 
 def _geometry(preset: str, image: torch.Tensor, *, seed: int, size: int, hflip: bool):
-    geometry, _ = PRESETS.get(preset).per_image(size, hflip)
-    torch.manual_seed(seed)
-    return v2.Compose(geometry)(image)
+    """The preset's first operation (its geometry) on one fitted uint8 image, as uint8."""
+    crop = PRESETS.get(preset).batch(_info(size=size, hflip=hflip))[0]
+    return crop(folders.fit(image, size).unsqueeze(0), generator=_gen(seed))[0]
 
 
-def test_every_preset_has_both_forms() -> None:
+def test_every_preset_has_its_operations() -> None:
     assert PRESETS.names() == sorted(EVERY)
     for name in EVERY:
-        preset = PRESETS.get(name)
-        assert isinstance(preset.batch(_info()), list)
-        geometry, colour = preset.per_image(32, True)
-        assert isinstance(geometry, list) and isinstance(colour, list)
+        ops = PRESETS.get(name).batch(_info())
+        assert isinstance(ops, list) and all(callable(op) for op in ops)
+        assert (len(ops) == 0) == (name == "none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,20 +190,12 @@ def test_standard_on_the_worker_path_fits_other_sizes_first() -> None:
     assert out.shape == (3, 24, 24)
 
 
-def test_the_worker_paths_resized_crop_is_torchvisions() -> None:
-    geometry, colour = PRESETS.get("resized_crop_strong").per_image(64, True)
-    crop = geometry[0]
-    assert isinstance(crop, v2.RandomResizedCrop) and tuple(crop.size) == (64, 64)
-    assert crop.scale == (0.08, 1.0) and crop.ratio == pytest.approx((3 / 4, 4 / 3))
-    assert [type(t) for t in geometry[1:]] == [v2.RandomHorizontalFlip, v2.RandomRotation]
-    assert [type(t) for t in colour] == [v2.ColorJitter]
-
-
 def test_an_unknown_preset_is_one_line_listing_the_valid_names_on_both_paths() -> None:
     valid = "valid: none, resized_crop, resized_crop_strong, standard, strong"
     with pytest.raises(UnknownNameError, match=f"unknown augmentation preset 'bogus'; {valid}$"):
         build_augment(AugmentConfig.model_construct(preset="bogus"), _info())
     with pytest.raises(UnknownNameError, match=f"unknown augmentation preset 'bogus'; {valid}$"):
-        folders.train_transform("bogus", size=32, hflip=True, mean=MEAN, std=STD)
+        folders.train_transform(AugmentConfig.model_construct(preset="bogus", policy="none",
+                                                              cutout=0), _info())
     with pytest.raises(ValueError, match=f"unknown augmentation preset 'bogus'; {valid}"):
         AugmentConfig(preset="bogus")
