@@ -36,6 +36,10 @@ from harness.data.augment import BatchTransform, build_augment, normalize
 from harness.data.info import DatasetInfo
 from harness.errors import DataError
 
+# The protocol above; trial runs carry it as the tag ``harness.data_protocol``.  Version 1
+# (no tag) evaluated the worker path on a 256/224 resize and centre crop, drew ``resized_crop``
+# from the whole image and ran torchvision's per-image transforms, policy after the geometry.
+PROTOCOL = 2
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff",
                   ".webp")
 # ImageNet's statistics: what pretrained torchvision weights were trained with, and the

@@ -140,6 +140,25 @@ def check_precision(study: Study, specs: list[TrialSpec], finished: list[Finishe
         )
 
 
+def check_data_protocol(study: Study, specs: list[TrialSpec],
+                        finished: list[FinishedTrial]) -> None:
+    """One study, one data protocol: trials that read an image folder on the worker path
+    before its protocol became the in-memory path's (``folders.PROTOCOL``; their runs carry no
+    protocol tag) are not continued with trials under the new one (a cell would mix them)."""
+    done = {t.trial_key for t in finished}
+    if all(spec.trial_key in done or spec.legacy_trial_key in done for spec in specs):
+        return  # nothing left to run
+    earlier = [t for t in finished if t.data_path == "files" and t.data_protocol is None]
+    if earlier:
+        raise ConfigError(
+            f"{study.source}: {len(earlier)} finished trials of study {study.name} read their"
+            " image folder on the worker path under the earlier data protocol (evaluation on a"
+            " 256/224 resize and centre crop), which this version replaced by one protocol on"
+            " both paths (docs/data.md); one study does not mix them: give the study another"
+            " name to rerun it under this protocol, or report it as it stands"
+        )
+
+
 def cell_means(study: Study, specs: list[TrialSpec], finished: list[FinishedTrial]) -> list[CellSummary]:
     """Mean ± std of the report metric per cell of this study's grid (each trial once, its
     latest finished run), best first."""
@@ -211,6 +230,7 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
                         if storage_url else InProcessExecutor())
         finished = tracker.finished() if tracker.find_study(study) else []
         check_precision(study, specs, finished, device=resolved_device)
+        check_data_protocol(study, specs, finished)
         tracker.open_study(study)
         tracker.set_tags({DATA_ROOT: os.path.abspath(data_root)})
         done = {trial.trial_key for trial in finished}

@@ -25,6 +25,7 @@ from harness.tracking.null import NullTracker, NullTrialRun
 from harness.tracking.provenance import (
     CODE_VERSION,
     DATA_PATH,
+    DATA_PROTOCOL,
     DEVICE,
     PRECISION,
     PROVENANCE,
@@ -43,6 +44,7 @@ __all__ = [
     "CELL_KEY",
     "CODE_VERSION",
     "DATA_PATH",
+    "DATA_PROTOCOL",
     "DEFAULT_STORE",
     "DEVICE",
     "EXPERIMENT_KIND",

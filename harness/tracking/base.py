@@ -32,6 +32,8 @@ class FinishedTrial:
     metrics: dict[str, float]
     precision: str | None = None  # the precision it trained in (fp32, bf16), when recorded
     device: str | None = None
+    data_path: str | None = None  # memory | files, when recorded
+    data_protocol: str | None = None  # folders.PROTOCOL it was read with (None: version 1)
 
 
 class TrialRun(Callback):

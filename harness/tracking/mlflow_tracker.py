@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.config import Study, dump_yaml
+from harness.data.folders import PROTOCOL
 from harness.design.plan import PLAN_HASH
 from harness.engine.callbacks import FitInfo, FitResult
 from harness.errors import TrackingError, infrastructure_fault
@@ -40,6 +41,7 @@ from harness.tracking.layout import (
 )
 from harness.tracking.provenance import (
     DATA_PATH,
+    DATA_PROTOCOL,
     DEVICE,
     PRECISION,
     THREADS,
@@ -282,6 +284,8 @@ class MlflowTracker(Tracker):
                          if row[c] is not None and row[c] == row[c]},
                 precision=_text(row.get("tags." + PRECISION)),
                 device=_text(row.get("tags." + DEVICE)),
+                data_path=_text(row.get("tags." + DATA_PATH)),
+                data_protocol=_text(row.get("tags." + DATA_PROTOCOL)),
             ))
         return out
 
@@ -483,10 +487,11 @@ class MlflowTrialRun(TrialRun):
             }}),
             profile=json.dumps(record.profile()),
         ), tags=[InputTag("mlflow.data.context", record.context)]) for record in lineage]
-        # Which path the training images took: held in memory, or read from files by workers.
+        # Which path the training images took (held in memory, or read from files by workers)
+        # and the protocol both paths follow.
         if lineage:
-            self.tracker.client.log_batch(self.run_id,
-                                          tags=[RunTag(DATA_PATH, lineage[0].path)])
+            self.tracker.client.log_batch(self.run_id, tags=[
+                RunTag(DATA_PATH, lineage[0].path), RunTag(DATA_PROTOCOL, str(PROTOCOL))])
         # Trials starting together insert the same new dataset at once; the store's unique
         # key refuses the second insert, which then finds the dataset there on a retry.
         for attempt in range(3):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 DEVICE, PRECISION, THREADS = "harness.device", "harness.precision", "harness.threads"
 DATA_PATH = "harness.data_path"  # memory | files: the training images' path (data.in_memory)
+DATA_PROTOCOL = "harness.data_protocol"  # what is done to a folder's images (folders.PROTOCOL)
 CODE_VERSION, TORCH_VERSION = "harness.code_version", "harness.torch"
 PROVENANCE = {"device": DEVICE, "precision": PRECISION, "threads": THREADS,
               "code version": CODE_VERSION, "torch": TORCH_VERSION,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.tracking.layout import CELL_KEY, FACTOR_PREFIX, IDENTITY, KIND, SEED, TRIAL_KEY
-from harness.tracking.provenance import PROVENANCE
+from harness.tracking.provenance import DATA_PATH, DATA_PROTOCOL, PROVENANCE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -27,7 +27,8 @@ STATE_TAG, PRUNED = "harness.state", "pruned"
 # Bounded by MLflow's own SEARCH_MAX_RESULTS_THRESHOLD.
 PAGE = 50_000
 # The tags read back for each trial run.
-READ_TAGS = (TRIAL_KEY, CELL_KEY, SEED, IDENTITY, STATE_TAG, *PROVENANCE.values())
+READ_TAGS = (TRIAL_KEY, CELL_KEY, SEED, IDENTITY, STATE_TAG, DATA_PATH, DATA_PROTOCOL,
+             *PROVENANCE.values())
 
 
 def read_trial_runs(client: MlflowClient, experiment_id: str, *,

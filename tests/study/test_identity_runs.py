@@ -14,7 +14,8 @@ from harness.design.grid import expand
 from harness.errors import ConfigError
 from harness.study.options import RunOptions
 from harness.study.runner import run_study
-from harness.tracking import CELL_KEY, PRECISION, TRIAL_KEY, MlflowTracker
+from harness.tracking import (CELL_KEY, DATA_PATH, DATA_PROTOCOL, PRECISION, TRIAL_KEY,
+                              MlflowTracker)
 from synthetic_runs import SyntheticTrial, log_synthetic_study
 
 
@@ -69,6 +70,42 @@ def test_continuing_a_study_in_another_precision_is_refused(tiny_study, tracking
     outcome = run(fp32, tracking_uri)
     assert outcome.skipped == 0 and len(outcome.finished) == 4
     assert {c.n_seeds for c in outcome.cells} == {2}
+
+
+def test_continuing_a_study_read_under_the_earlier_data_protocol_is_refused(tiny_study,
+                                                                          tracking_uri):
+    # Its trials read an image folder on the worker path before both paths shared one
+    # protocol: no protocol tag.  Another seed would be evaluated another way.
+    study = study_from_mapping(tiny_study)
+    log_synthetic_study(study, tracking_uri=tracking_uri, fast=True,
+                        trial=lambda spec: SyntheticTrial(final={"test_acc": 0.5},
+                                                          tags={DATA_PATH: "files"}))
+    more = copy.deepcopy(tiny_study)
+    more["seeds"] = [0, 1]
+    with pytest.raises(ConfigError, match=r"2 finished trials of study tiny read their image"
+                                          r" folder on the worker path under the earlier data"
+                                          r" protocol .* one study does not mix them"):
+        run(more, tracking_uri)
+    assert len(trial_runs(tracking_uri, "tiny")) == 2  # nothing ran
+    # The same study as it stands is not refused: nothing is left to run, it only reports.
+    assert run(tiny_study, tracking_uri).skipped == 2
+
+
+def test_trials_read_under_this_protocol_or_from_memory_continue(tiny_study, tracking_uri):
+    study = study_from_mapping(tiny_study)
+    tags = iter([{DATA_PATH: "files", DATA_PROTOCOL: "2"}, {DATA_PATH: "memory"}])
+    log_synthetic_study(study, tracking_uri=tracking_uri, fast=True,
+                        trial=lambda spec: SyntheticTrial(final={"test_acc": 0.5},
+                                                          tags=next(tags)))
+    more = copy.deepcopy(tiny_study)
+    more["seeds"] = [0, 1]
+    outcome = run(more, tracking_uri)
+    assert outcome.skipped == 2 and len(outcome.finished) == 2
+    # The runs it trained carry the protocol they read their data with.
+    new = [r for r in trial_runs(tracking_uri, "tiny") if r.data.tags.get("harness.seed") == "1"]
+    assert len(new) == 2
+    assert {r.data.tags[DATA_PROTOCOL] for r in new} == {"2"}
+    assert {r.data.tags[DATA_PATH] for r in new} == {"memory"}
 
 
 def test_a_store_keyed_by_an_earlier_identity_is_continued_not_rerun(tiny_study, tracking_uri):
