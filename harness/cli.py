@@ -38,8 +38,9 @@ def _fail(exc: HarnessError) -> typer.Exit:
 
 
 def _worker_uris(tracking_uri: str | None, storage: str | None) -> tuple[str | None, str | None]:
-    """In a worker process: its store addresses with the passwords its parent passed in the
-    environment, never on the command line (``harness.tracking.credentials``)."""
+    """In a worker process or a SLURM task: its store addresses with the passwords its parent
+    or submitter passed in the environment, never on the command line
+    (``harness.tracking.credentials``); other addresses as given."""
     from harness.tracking.credentials import from_environment
 
     return (from_environment(tracking_uri, "--tracking-uri"),
@@ -107,8 +108,7 @@ def run(
     from harness.study.workers import Crew, errors_left_to_parent
 
     overrides = _with_system_metrics(overrides, system_metrics)
-    if worker:
-        tracking_uri, storage = _worker_uris(tracking_uri, storage)
+    tracking_uri, storage = _worker_uris(tracking_uri, storage)
     if launcher is not None or launch or wait:
         _launch("run", study_file, launcher=launcher, launch=launch, wait=wait,
                 overrides=overrides, n_workers=workers, storage=storage, device=device,
@@ -359,8 +359,7 @@ def tune(
     from harness.study.workers import Crew, errors_left_to_parent, tune_shares
 
     overrides = _with_system_metrics(overrides, system_metrics)
-    if worker:
-        tracking_uri, storage = _worker_uris(tracking_uri, storage)
+    tracking_uri, storage = _worker_uris(tracking_uri, storage)
     if launcher is not None or launch or wait:
         _launch("tune", study_file, launcher=launcher, launch=launch, wait=wait,
                 overrides=overrides, n_workers=workers, storage=storage, device=device,

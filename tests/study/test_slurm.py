@@ -21,8 +21,9 @@ from mlflow import MlflowClient
 
 import slurm_cluster
 from harness.config import LaunchConfig, load_study
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError
 from harness.study.launchers.slurm import launch_overrides, task_credentials
+from harness.tracking.credentials import from_environment
 from harness_testing import PG_PASSWORD, create_database, free_port
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
@@ -329,11 +330,17 @@ def test_launch_time_is_sbatch_s_and_unquoted_base_60_is_refused(write_study, ti
     assert launch_overrides(["time=4:00:00"]) == ['launch.time="4:00:00"']
 
 
-def test_credentials_reach_a_task_through_its_environment_not_its_command_line():
+def test_credentials_reach_a_task_through_its_environment_not_its_command_line(monkeypatch):
     storage, tracking, env = task_credentials("postgresql://alice:s3cret@db:5432/optuna",
                                               "http://bob:pw@mlflow:5000")
-    assert storage == "postgresql://alice@db:5432/optuna" and tracking == "http://mlflow:5000"
-    assert env == {"PGPASSWORD": "s3cret", "MLFLOW_TRACKING_USERNAME": "bob",
-                   "MLFLOW_TRACKING_PASSWORD": "pw"}
-    with pytest.raises(HarnessError, match="cannot travel"):
-        task_credentials("postgresql://a:one@db/optuna", "postgresql://a:two@db/mlflow")
+    assert storage == "postgresql://alice@db:5432/optuna" and tracking == "http://bob@mlflow:5000"
+    assert env == {"HARNESS_STORAGE_PASSWORD": "s3cret", "HARNESS_TRACKING_PASSWORD": "pw"}
+    # Two databases with two passwords: each travels in its own variable, and the task puts
+    # each back in its place, as a local worker does.
+    storage, tracking, env = task_credentials("postgresql://a:one@db/optuna",
+                                              "postgresql://a:two@db/mlflow")
+    assert (storage, tracking) == ("postgresql://a@db/optuna", "postgresql://a@db/mlflow")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert from_environment(storage, "--storage") == "postgresql://a:one@db/optuna"
+    assert from_environment(tracking, "--tracking-uri") == "postgresql://a:two@db/mlflow"

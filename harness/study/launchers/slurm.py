@@ -27,8 +27,8 @@ on a local disk are refused unless ``launch.shared_fs: true`` says that every ta
 same files (one machine, as a test cluster is).
 
 Credentials never reach a task's command line or the files beside its logs: the URLs there
-carry no password; ``PGPASSWORD`` and ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD`` travel in the
-job's environment (sbatch exports the submitting environment).
+carry no password; the passwords travel in the job's environment (sbatch exports the
+submitting environment) as they do to a local worker (``tracking.credentials``).
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from harness.config import LaunchConfig, Study, dump_yaml
 from harness.errors import ConfigError, HarnessError
+from harness.tracking.credentials import off_argv
 from harness.uris import redact_uri
 
 if TYPE_CHECKING:
@@ -165,43 +166,12 @@ def check_shared(cfg: LaunchConfig, *, storage_url: str | None, tracking_uri: st
             " launch.shared_fs: true when it is shared (one machine)")
 
 
-def _without_password(url: str) -> tuple[str, str | None, str | None]:
-    """``url`` without its password, its user and its password."""
-    if "://" not in url:
-        return url, None, None
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, None, None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    return (urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host)),
-            unquote(user) or None, unquote(password) or None)
-
-
 def task_credentials(storage_url: str, tracking_uri: str) -> tuple[str, str, dict[str, str]]:
     """The storage URL and tracking URI a task's command line shows (no password), and the
-    environment that carries the credentials instead."""
-    env: dict[str, str] = {}
-    storage, _, storage_password = _without_password(storage_url)
-    if storage_password:
-        env["PGPASSWORD"] = storage_password
-    if tracking_uri.startswith(("http://", "https://")):
-        parts = urlsplit(tracking_uri)
-        tracking, user, password = _without_password(tracking_uri)
-        if user or password:
-            tracking = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-            env["MLFLOW_TRACKING_USERNAME"] = user or ""
-            env["MLFLOW_TRACKING_PASSWORD"] = password or ""
-        return storage, tracking, env
-    tracking, _, password = _without_password(tracking_uri)
-    if password:
-        if not tracking_uri.startswith("postgresql") or env.get("PGPASSWORD", password) != password:
-            raise HarnessError(
-                f"--tracking-uri {redact_uri(tracking_uri)}: its password cannot travel to the"
-                " tasks beside the queue's; put both in ~/.pgpass on the nodes (or use an MLflow"
-                " server) and give the URIs without passwords")
-        env["PGPASSWORD"] = password
-    return storage, tracking, env
+    environment that carries the passwords instead: the same hand-over as a local worker's
+    (``tracking.credentials.off_argv``; the task's ``harness`` puts them back)."""
+    argv, env = off_argv(["--storage", storage_url, "--tracking-uri", tracking_uri])
+    return argv[1], argv[3], env
 
 
 @contextlib.contextmanager
