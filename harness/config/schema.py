@@ -71,6 +71,12 @@ class DataConfig(Section):
     # kept, for training and evaluation, on both data paths (the first image's short side when
     # unset).
     image_size: int | None = Field(default=None, ge=8)
+    # Image-folder datasets: the fraction of the resized square's side that evaluation keeps,
+    # its centre (timm's crop_pct).  Each image's short side is resized to image_size /
+    # crop_pct and the centre square kept; evaluation crops the centre image_size of it,
+    # resized_crop draws its boxes from the whole square, the other presets start from the
+    # centre crop.  1: the whole square; 0.875: ImageNet's Resize(256) + CenterCrop(224).
+    crop_pct: float = Field(default=1.0, gt=0, le=1)
     # Image-folder datasets: DataLoader worker processes decoding and augmenting images.
     workers: int = Field(default=2, ge=0)
     # Image-folder datasets: decode every image once into a cache in the data root and train

@@ -121,6 +121,16 @@ def side_padding(side: int) -> int:
     return max(1, side // 8)
 
 
+def center_crop(images: Tensor, *, size: int) -> Tensor:
+    """The centre ``size``×``size`` of each image (a view; the images themselves when they are
+    that size), at torchvision's ``center_crop`` offsets: ``round((side - size) / 2)``."""
+    h, w = images.shape[-2:]
+    if (h, w) == (size, size):
+        return images
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return images[..., top:top + size, left:left + size]
+
+
 def crop_flip_rotate(images: Tensor, *, padding: int, top: Tensor, left: Tensor,
                      flip: Tensor | None = None, degrees: Tensor | None = None) -> Tensor:
     """Per image: crop, then mirror, then turn, with the given parameters (one per image).
@@ -194,31 +204,34 @@ _RESIZED_CROP_ATTEMPTS = 10
 
 
 def resized_crop(images: Tensor, *, top: Tensor, left: Tensor, height: Tensor, width: Tensor,
-                 flip: Tensor | None = None) -> Tensor:
-    """Per image, the box ``top, left, height, width`` (pixels) resized to the image's size,
-    mirrored where ``flip``: torchvision's ``resized_crop`` (bilinear, no antialiasing, which
-    a box no larger than the image never needs) and then ``hflip``, as one ``grid_sample``.
+                 flip: Tensor | None = None, size: int | None = None) -> Tensor:
+    """Per image, the box ``top, left, height, width`` (pixels) resized to ``size``×``size``
+    (by default the image's size), mirrored where ``flip``: torchvision's ``resized_crop``
+    (bilinear, no antialiasing, which a box no larger than the output never needs; a box up
+    to ``1 / data.crop_pct`` larger is shrunk by at most that) and then ``hflip``, as one
+    ``grid_sample``.
 
     Float in [0, 1] out, as every bilinear operation here: rounding back to uint8 would only
     lose precision before normalisation.
     """
     x = _unit_float(images)
     n, _, h, w = x.shape
+    out_h, out_w = (h, w) if size is None else (size, size)
 
-    def source(start: Tensor, extent: Tensor, side: int) -> Tensor:
-        # Output pixel k samples start + (k + 0.5)·extent/side - 0.5 (half-pixel centres, as
+    def source(start: Tensor, extent: Tensor, count: int, side: int) -> Tensor:
+        # Output pixel k samples start + (k + 0.5)·extent/count - 0.5 (half-pixel centres, as
         # a resize does), clamped to the box as a resize of the cut-out box clamps to its
-        # edges; then in grid_sample's [-1, 1] units.
-        k = torch.arange(side, device=x.device, dtype=torch.float32).view(1, side) + 0.5
+        # edges; then in grid_sample's [-1, 1] units of the input's ``side``.
+        k = torch.arange(count, device=x.device, dtype=torch.float32).view(1, count) + 0.5
         start, extent = start.float().view(n, 1), extent.float().view(n, 1)
-        pixel = (start + k * (extent / side) - 0.5).clamp_(min=start).minimum(start + extent - 1)
+        pixel = (start + k * (extent / count) - 0.5).clamp_(min=start).minimum(start + extent - 1)
         return (2 * pixel + 1) / side - 1
 
-    cols, rows = source(left, width, w), source(top, height, h)  # N×W, N×H
+    cols, rows = source(left, width, out_w, w), source(top, height, out_h, h)  # N×W', N×H'
     if flip is not None:
         cols = torch.where(flip.view(n, 1), cols.flip(1), cols)
-    grid = torch.stack([cols.view(n, 1, w).expand(n, h, w), rows.view(n, h, 1).expand(n, h, w)],
-                       dim=-1)
+    grid = torch.stack([cols.view(n, 1, out_w).expand(n, out_h, out_w),
+                        rows.view(n, out_h, 1).expand(n, out_h, out_w)], dim=-1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -266,8 +279,9 @@ def resized_crop_boxes(n: int, height: int, width: int, *, generator: torch.Gene
 
 def random_resized_crop(images: Tensor, *, flip_rate: float, generator: torch.Generator,
                         scale: tuple[float, float] = RESIZED_CROP_SCALE,
-                        ratio: tuple[float, float] = RESIZED_CROP_RATIO) -> Tensor:
-    """``RandomResizedCrop(size of the images, scale, ratio)`` then
+                        ratio: tuple[float, float] = RESIZED_CROP_RATIO,
+                        size: int | None = None) -> Tensor:
+    """``RandomResizedCrop(size, scale, ratio)`` (by default the images' size) then
     ``RandomHorizontalFlip(flip_rate)``, every image with its own box and coin."""
     n, _, h, w = images.shape
     top, left, height, width = resized_crop_boxes(n, h, w, generator=generator,
@@ -275,7 +289,8 @@ def random_resized_crop(images: Tensor, *, flip_rate: float, generator: torch.Ge
     flip = None
     if flip_rate > 0:
         flip = _uniform(n, 0.0, 1.0, generator=generator, device=images.device) < flip_rate
-    return resized_crop(images, top=top, left=left, height=height, width=width, flip=flip)
+    return resized_crop(images, top=top, left=left, height=height, width=width, flip=flip,
+                        size=size)
 
 
 def cutout(images: Tensor, *, size: int, generator: torch.Generator,
@@ -435,16 +450,33 @@ def _turn() -> BatchOp:
 
 
 def _resized_crop(info: DatasetInfo) -> BatchOp:
-    return partial(random_resized_crop, flip_rate=_flip_rate(info.hflip))
+    # Boxes from the whole stored square, resized to the model's input size.
+    return partial(random_resized_crop, flip_rate=_flip_rate(info.hflip),
+                   size=info.image_size[0])
+
+
+def _keep_centre(images: Tensor, *, size: int, generator: torch.Generator) -> Tensor:
+    return center_crop(images, size=size)
+
+
+def _centre(info: DatasetInfo) -> BatchOp:
+    """The centre ``info.image_size`` of the stored images: what evaluation sees, and where the
+    presets without a resized crop start (a no-op unless ``data.crop_pct`` < 1)."""
+    return partial(_keep_centre, size=info.image_size[0])
+
+
+def evaluation(info: DatasetInfo) -> BatchTransform:
+    """Evaluation's transform, on both paths: the centre crop, normalised."""
+    return BatchTransform([_centre(info)], info)
 
 
 PRESETS.add("none", Preset(
-    batch=lambda info: []))
+    batch=lambda info: [_centre(info)]))
 # Document 002's RandomCrop(32, padding=4) + RandomHorizontalFlip().
 PRESETS.add("standard", Preset(
-    batch=lambda info: [_pad_crop(info, degrees=0.0)]))
+    batch=lambda info: [_centre(info), _pad_crop(info, degrees=0.0)]))
 PRESETS.add("strong", Preset(
-    batch=lambda info: [_pad_crop(info, degrees=STRONG_DEGREES), _jitter()]))
+    batch=lambda info: [_centre(info), _pad_crop(info, degrees=STRONG_DEGREES), _jitter()]))
 # Document 002's ImageNet recipe: RandomResizedCrop(224) + RandomHorizontalFlip().
 PRESETS.add("resized_crop", Preset(
     batch=lambda info: [_resized_crop(info)]))

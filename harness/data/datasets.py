@@ -16,6 +16,7 @@ import torch
 
 from harness.config import DataConfig
 from harness.data import folders
+from harness.data.augment import center_crop
 from harness.data.decoded import GB, MixedSizes, decoded_bytes, load_decoded
 from harness.data.folders import FileSplit
 from harness.data.info import DatasetInfo
@@ -47,6 +48,9 @@ class DataBundle:
     test: Split
     # Train, validation, test: name, files, digest and size of each (``harness.data.lineage``).
     lineage: tuple[SplitRecord, ...] = ()
+    # Image folders: the side every image is fitted to and stored at (``folders.stored_side``:
+    # ``data.image_size / data.crop_pct``); the model sees the centre ``info.image_size``.
+    stored_side: int | None = None
 
 
 def _resolve(root: Path | str) -> Path:
@@ -59,12 +63,12 @@ def check_dataset(cfg: DataConfig, *, root: Path) -> None:
 
 
 def _into_memory(source: DatasetSource, root: Path, cfg: DataConfig, train: FileSplit,
-                 test: FileSplit) -> tuple[Split, Split]:
-    """An image folder's splits decoded into memory, as ``data.in_memory`` says
-    (``harness.data.decoded``), or left as files."""
+                 test: FileSplit, *, side: int) -> tuple[Split, Split]:
+    """An image folder's splits decoded into memory at ``side`` (``folders.stored_side``), as
+    ``data.in_memory`` says (``harness.data.decoded``), or left as files."""
     if cfg.in_memory == "false":
         return train, test
-    size = cfg.image_size or folders.native_size(train)
+    size = side
     n_images = len(train) + len(test)
     need = decoded_bytes(n_images, size)
     if need > cfg.memory_budget_gb * GB:
@@ -77,8 +81,10 @@ def _into_memory(source: DatasetSource, root: Path, cfg: DataConfig, train: File
         )
     path, folder = source.image_files(root, cfg)
     try:
+        # Native images (no image_size, the whole square) are stored as they are.
+        native = cfg.image_size is None and cfg.crop_pct >= 1
         train_images, test_images = load_decoded(root, path, folder, train, test,
-                                                 size=cfg.image_size)
+                                                 size=None if native else side)
     except MixedSizes as exc:
         if cfg.in_memory == "auto":
             return train, test
@@ -88,6 +94,9 @@ def _into_memory(source: DatasetSource, root: Path, cfg: DataConfig, train: File
             " data.image_size (each image resized and centre-cropped to it) or"
             " data.in_memory: false"
         ) from None
+    if native:  # the images' own size, one for all: fitted as the worker path fits them
+        train_images, test_images = (center_crop(images, size=side).contiguous()
+                                     for images in (train_images, test_images))
     return TensorSplit(train_images, train.labels), TensorSplit(test_images, test.labels)
 
 
@@ -97,8 +106,11 @@ def load_dataset(cfg: DataConfig, *, root: Path) -> DataBundle:
     root = _resolve(root)
     source.ensure(root, cfg)
     full_train, test, class_names = source.read(root, cfg)
-    if isinstance(full_train, FileSplit):
-        full_train, test = _into_memory(source, root, cfg, full_train, test)
+    input_size = side = None
+    if isinstance(full_train, FileSplit):  # an image folder: fitted to one protocol (folders)
+        input_size = cfg.image_size or folders.native_size(full_train)
+        side = folders.stored_side(input_size, cfg.crop_pct)
+        full_train, test = _into_memory(source, root, cfg, full_train, test, side=side)
     n_val = holdout_count(cfg.val_size, len(full_train), dataset=cfg.dataset)
     kept, held = stratified_split(full_train.labels.numpy(), n_val, seed=VAL_SPLIT_SEED)
     train, val = full_train.subset(kept), full_train.subset(held)
@@ -119,9 +131,9 @@ def load_dataset(cfg: DataConfig, *, root: Path) -> DataBundle:
         pixels = train.images.to(torch.float64).div(255).transpose(0, 1).flatten(1)
         mean = tuple(pixels.mean(dim=1).tolist())
         std = tuple(pixels.std(dim=1).tolist())
-    if isinstance(train, FileSplit):
+    if input_size is not None:
         channels = 3  # decoded as RGB
-        height = width = cfg.image_size or folders.native_size(train)
+        height = width = input_size
     else:
         _, channels, height, width = train.images.shape
     info = DatasetInfo(
@@ -137,4 +149,5 @@ def load_dataset(cfg: DataConfig, *, root: Path) -> DataBundle:
     lineage = describe(source.label(cfg), source.location(root, cfg),
                        shape=(channels, height, width), num_classes=len(class_names),
                        splits=(train, val, test))
-    return DataBundle(info=info, train=train, val=val, test=test, lineage=lineage)
+    return DataBundle(info=info, train=train, val=val, test=test, lineage=lineage,
+                      stored_side=side)

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from harness.config import AugmentConfig
-from harness.data.augment import BatchTransform, build_augment, normalize
+from harness.data.augment import BatchTransform, build_augment, center_crop, evaluation
 from harness.data.info import DatasetInfo
 from harness.errors import DataError
 
@@ -259,35 +259,42 @@ def fit(image: Tensor, size: int) -> Tensor:
     return F.center_crop(F.resize(image, size, antialias=True), [size, size])
 
 
+def stored_side(size: int, crop_pct: float) -> int:
+    """The side every image is fitted to (``data.image_size / data.crop_pct``): ImageNet's 256
+    for 224 at 0.875; ``size`` itself at 1."""
+    return size if crop_pct >= 1 else round(size / crop_pct)
+
+
 class ImageTransform:
     """One decoded image of the worker path to the model's input (module docstring): fitted to
-    the dataset's size, then ``augment`` on a batch of one drawing from a generator seeded with
-    ``seed``; without ``augment`` (evaluation) normalised only."""
+    ``side``, then ``transform`` (training's augmentation, or evaluation's centre crop) on a
+    batch of one, drawing from a generator seeded with ``seed``."""
 
-    def __init__(self, info: DatasetInfo, augment: BatchTransform | None = None) -> None:
-        self.info = info
-        self.size = info.image_size[0]
-        self.augment = augment
+    def __init__(self, transform: BatchTransform, *, side: int) -> None:
+        self.transform = transform
+        self.side = side
 
     def __call__(self, image: Tensor, seed: int) -> Tensor:
-        batch = fit(image, self.size).unsqueeze(0)
-        if self.augment is None:
-            return normalize(batch, self.info)[0]
-        return self.augment(batch, generator=torch.Generator().manual_seed(seed))[0]
+        batch = fit(image, self.side).unsqueeze(0)
+        return self.transform(batch, generator=torch.Generator().manual_seed(seed))[0]
 
 
-def train_transform(cfg: AugmentConfig, info: DatasetInfo) -> ImageTransform:
-    """Training on the worker path: ``cfg``'s batched augmentation, one image at a time."""
-    return ImageTransform(info, build_augment(cfg, info))
+def train_transform(cfg: AugmentConfig, info: DatasetInfo, *, side: int | None = None
+                    ) -> ImageTransform:
+    """Training on the worker path: ``cfg``'s batched augmentation, one image at a time, on
+    images fitted to ``side`` (by default the model's input size)."""
+    return ImageTransform(build_augment(cfg, info), side=side or info.image_size[0])
 
 
-def eval_transform(info: DatasetInfo) -> ImageTransform:
-    return ImageTransform(info)
+def eval_transform(info: DatasetInfo, *, side: int | None = None) -> ImageTransform:
+    return ImageTransform(evaluation(info), side=side or info.image_size[0])
 
 
-def preview_images(split: FileSplit, *, size: int, n: int) -> Tensor:
+def preview_images(split: FileSplit, info: DatasetInfo, *, side: int | None, n: int) -> Tensor:
     """The first ``n`` images as evaluation sees them, before normalisation: uint8 N×3×S×S."""
-    return torch.stack([fit(decode(p), size) for p in split.paths[:n]])
+    size = info.image_size[0]
+    return torch.stack([center_crop(fit(decode(p), side or size), size=size)
+                        for p in split.paths[:n]])
 
 
 class ImageFiles(torch.utils.data.Dataset):

@@ -23,7 +23,7 @@ from torch.profiler import record_function
 
 from harness.config import TrialConfig
 from harness.data import folders
-from harness.data.augment import BatchTransform, build_augment
+from harness.data.augment import BatchTransform, build_augment, center_crop, evaluation
 from harness.data.datasets import DataBundle
 from harness.data.folders import FileSplit
 from harness.data.info import DatasetInfo
@@ -59,8 +59,8 @@ class DeviceLoader:
         self.images = split.images.to(self.device)
         self.labels = split.labels.to(self.device)
         self.batch_size = batch_size
-        # Without a transform a batch is still normalised (a preset with no operations).
-        self.transform = transform if transform is not None else BatchTransform([], info)
+        # Without a transform, evaluation's: the centre crop, normalised.
+        self.transform = transform if transform is not None else evaluation(info)
         self.info = info
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -174,7 +174,7 @@ def eval_loader(data: DataBundle, split: Split, *, batch_size: int, device: torc
         return FolderLoader(
             split, batch_size=batch_size, device=device, shuffle=False, seed=0,
             workers=workers, memory_format=memory_format,
-            transform=folders.eval_transform(data.info))
+            transform=folders.eval_transform(data.info, side=data.stored_side))
     return DeviceLoader(split, batch_size=batch_size, device=device, transform=None,
                         info=data.info, shuffle=False, seed=0, memory_format=memory_format)
 
@@ -211,22 +211,23 @@ def build_loaders(
     if isinstance(data.train, FileSplit):
         train_loader: Loader = FolderLoader(
             data.train, batch_size=train.batch_size, device=device,
-            transform=folders.train_transform(cfg.augment, info), shuffle=True, seed=seed,
+            transform=folders.train_transform(cfg.augment, info, side=data.stored_side),
+            shuffle=True, seed=seed,
             workers=cfg.data.workers, drop_last=drop_last, memory_format=memory_format)
     else:
         train_loader = DeviceLoader(
             data.train, batch_size=train.batch_size, device=device,
             transform=build_augment(cfg.augment, info), info=info, shuffle=True, seed=seed,
             drop_last=drop_last, memory_format=memory_format)
-    evaluation = dict(batch_size=eval_batch_size(train.eval_batch_size, info, device),
-                      device=device, workers=cfg.data.workers, memory_format=memory_format)
-    return (train_loader, eval_loader(data, data.val, **evaluation),
-            eval_loader(data, data.test, **evaluation))
+    eval_args = dict(batch_size=eval_batch_size(train.eval_batch_size, info, device),
+                     device=device, workers=cfg.data.workers, memory_format=memory_format)
+    return (train_loader, eval_loader(data, data.val, **eval_args),
+            eval_loader(data, data.test, **eval_args))
 
 
 def preview_images(data: DataBundle, split: Split, n: int) -> Tensor:
     """The first ``n`` images of ``split`` as uint8 ``N×C×H×W``, as evaluation sees them
     before normalisation (for prediction grids and Grad-CAM overlays)."""
     if isinstance(split, FileSplit):
-        return folders.preview_images(split, size=data.info.image_size[0], n=n)
-    return split.images[:n]
+        return folders.preview_images(split, data.info, side=data.stored_side, n=n)
+    return center_crop(split.images[:n], size=data.info.image_size[0])

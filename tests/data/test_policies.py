@@ -190,8 +190,9 @@ def test_build_augment_runs_the_policy_first_and_normalises(channels, size) -> N
     assert out.shape == images.shape and out.dtype == torch.float32
     # By hand: the policy on uint8 with the generator, then the preset's crop with it.
     g = _gen(3)
-    by_hand = build_augment(AugmentConfig(preset="standard"), info).ops[0](
-        RandAugment()(images, generator=g), generator=g)
+    by_hand = RandAugment()(images, generator=g)
+    for op in build_augment(AugmentConfig(preset="standard"), info).ops:  # centre, crop
+        by_hand = op(by_hand, generator=g)
     torch.testing.assert_close(out, (by_hand.float() / 255 - 0.4) / 0.2)
 
 

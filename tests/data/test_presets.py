@@ -55,9 +55,10 @@ def _per_image(preset: str, image: torch.Tensor, *, seed: int, size: int = 32,
 
 
 def _geometry(preset: str, image: torch.Tensor, *, seed: int, size: int, hflip: bool):
-    """The preset's first operation (its geometry) on one fitted uint8 image, as uint8."""
-    crop = PRESETS.get(preset).batch(_info(size=size, hflip=hflip))[0]
-    return crop(folders.fit(image, size).unsqueeze(0), generator=_gen(seed))[0]
+    """The preset's geometry (its centre crop and crop) on one fitted uint8 image, as uint8."""
+    centre, crop = PRESETS.get(preset).batch(_info(size=size, hflip=hflip))[:2]
+    g = _gen(seed)
+    return crop(centre(folders.fit(image, size).unsqueeze(0), generator=g), generator=g)[0]
 
 
 def test_every_preset_has_its_operations() -> None:
@@ -65,7 +66,7 @@ def test_every_preset_has_its_operations() -> None:
     for name in EVERY:
         ops = PRESETS.get(name).batch(_info())
         assert isinstance(ops, list) and all(callable(op) for op in ops)
-        assert (len(ops) == 0) == (name == "none")
+        assert name != "none" or len(ops) == 1  # none: only the centre crop
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,21 +54,23 @@ def _photos(folder: Path) -> Path:
     return folder
 
 
-def _trial(in_memory: bool, **augment) -> TrialConfig:
+def _trial(in_memory: bool, crop_pct: float = 1.0, **augment) -> TrialConfig:
     return TrialConfig.model_validate({
         "data": {"dataset": "imagefolder", "path": "photos", "val_size": 3, "image_size": SIZE,
-                 "in_memory": in_memory, "workers": 0},
+                 "in_memory": in_memory, "workers": 0, "crop_pct": crop_pct},
         "train": {"batch_size": 4, "eval_batch_size": 5},
         "augment": augment,
     })
 
 
-@pytest.fixture(scope="module")
-def both(tmp_path_factory):
+# data.crop_pct: 1, the whole fitted square; 0.875, stored at 23 px and evaluated on the
+# centre 20 (ImageNet's 256/224), resized_crop drawing from all 23.
+@pytest.fixture(scope="module", params=[1.0, 0.875], ids=["whole", "crop_pct"])
+def both(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("protocol")
     _photos(root / "photos")
-    memory = load_dataset(_trial(True).data, root=root)
-    files = load_dataset(_trial(False).data, root=root)
+    memory = load_dataset(_trial(True, request.param).data, root=root)
+    files = load_dataset(_trial(False, request.param).data, root=root)
     assert isinstance(memory.train, FileSplit) is False and isinstance(files.train, FileSplit)
     return memory, files
 
@@ -77,6 +79,8 @@ def test_both_paths_describe_the_same_dataset(both) -> None:
     memory, files = both
     assert memory.info == files.info
     assert memory.info.image_size == (SIZE, SIZE)
+    assert memory.stored_side == files.stored_side
+    assert memory.train.images.shape[-2:] == (memory.stored_side,) * 2
     for a, b in ((memory.train, files.train), (memory.val, files.val),
                  (memory.test, files.test)):
         assert torch.equal(a.labels, b.labels)
@@ -84,7 +88,7 @@ def test_both_paths_describe_the_same_dataset(both) -> None:
 
 def test_evaluation_batches_are_equal_on_both_paths(both) -> None:
     memory, files = both
-    cfg = _trial(False)
+    cfg = _trial(False)  # the loaders' settings; the bundles carry the images' geometry
     mem_loaders = build_loaders(memory, cfg, device=torch.device("cpu"), seed=0)
     file_loaders = build_loaders(files, cfg, device=torch.device("cpu"), seed=0)
     assert isinstance(mem_loaders[1], DeviceLoader) and isinstance(file_loaders[1], FolderLoader)
@@ -93,6 +97,7 @@ def test_evaluation_batches_are_equal_on_both_paths(both) -> None:
         assert len(pairs) == len(mem) == len(fil)
         for (x, y), (u, v) in pairs:
             assert torch.equal(y, v)
+            assert x.shape[-2:] == (SIZE, SIZE)
             assert torch.equal(x, u)  # bit for bit: the same fit, the same normalisation
     assert torch.equal(preview_images(memory, memory.test, 6), preview_images(files, files.test, 6))
 
@@ -110,7 +115,8 @@ def test_a_training_image_is_the_same_function_of_its_draws_on_both_paths(both, 
     memory, files = both
     cfg = AugmentConfig(**recipe)
     batched = build_augment(cfg, memory.info)
-    worker = folders.ImageFiles(files.train, folders.train_transform(cfg, files.info))
+    worker = folders.ImageFiles(files.train, folders.train_transform(cfg, files.info,
+                                                                     side=files.stored_side))
     changed = 0
     for index in range(len(files.train)):
         for seed in (0, 11, 2**40 + 3):
@@ -119,8 +125,10 @@ def test_a_training_image_is_the_same_function_of_its_draws_on_both_paths(both, 
                                generator=torch.Generator().manual_seed(seed))[0]
             assert label == memory.train.labels[index]
             assert image.dtype == expected.dtype == torch.float32
+            assert image.shape == (3, SIZE, SIZE)
             assert torch.equal(image, expected), (recipe, index, seed)
-            plain = folders.eval_transform(files.info)(folders.decode(files.train.paths[index]), 0)
+            plain = folders.eval_transform(files.info, side=files.stored_side)(
+                folders.decode(files.train.paths[index]), 0)
             changed += not torch.equal(image, plain)
     if recipe != {"preset": "none"}:
         assert changed > 0  # the recipe did something, so the equality above means something
@@ -147,3 +155,18 @@ def test_a_worker_epoch_is_the_in_memory_transform_image_by_image(both) -> None:
             assert torch.equal(images[position], expected), (epoch, position)
             seen += 1
     assert seen >= 2 * 8
+
+
+def test_crop_pct_evaluates_as_imagenets_resize_and_centre_crop(tmp_path) -> None:
+    # Resize(32) + CenterCrop(28), torchvision's, on each test image: crop_pct 0.875 at 28 px.
+    from torchvision.transforms import v2
+
+    _photos(tmp_path / "photos")
+    cfg = _trial(False, 0.875).data.model_copy(update={"image_size": 28})
+    data = load_dataset(cfg, root=tmp_path)
+    assert data.stored_side == 32 and data.info.image_size == (28, 28)
+    reference = v2.Compose([v2.Resize(32, antialias=True), v2.CenterCrop(28)])
+    expected = torch.stack([reference(folders.decode(p)) for p in data.test.paths])
+    assert torch.equal(preview_images(data, data.test, len(data.test)), expected)
+    memory = load_dataset(cfg.model_copy(update={"in_memory": "true"}), root=tmp_path)
+    assert torch.equal(preview_images(memory, memory.test, len(memory.test)), expected)
