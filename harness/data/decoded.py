@@ -21,10 +21,11 @@ Caches are built under a lock (concurrent trials and workers decode once, the ot
 a staging folder renamed into place when complete, so a process killed half-way leaves
 nothing a later run would trust; a cache that does not load whole is rebuilt.
 
-With ``data.image_size`` set, each image is fitted to it (``folders.fit``: the short side
-resized, the centre kept), as the worker path fits each image it decodes, so both paths see
-the same images (``folders``' module docstring); without it every image must have the size of
-the first.
+With ``data.image_size`` (or ``data.crop_pct`` < 1) set, each image is fitted to
+``folders.stored_side`` (``folders.fit``: the short side resized, the centre kept), as the
+worker path fits each image it decodes, so both paths see the same images (``folders``'
+module docstring); without them every image must have the size of the first, and is stored
+as it is (its centre square is taken after loading).
 """
 
 from __future__ import annotations
