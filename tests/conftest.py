@@ -55,6 +55,20 @@ def _cpuinfo() -> list[str]:
         return []
 
 
+@pytest.fixture(autouse=True)
+def _forget_passwords() -> Iterator[None]:
+    """Each test starts with the passwords this process had before it: ``harness.uris`` masks
+    every password the process was given, anywhere, so a test's password ("one") would else
+    mask that word in a later test's error lines."""
+    from harness import uris
+
+    before = set(uris._PASSWORDS)
+    yield
+    with uris._LOCK:
+        uris._PASSWORDS.clear()
+        uris._PASSWORDS.update(before)
+
+
 @pytest.fixture
 def tiny_study() -> dict:
     return copy.deepcopy(TINY)

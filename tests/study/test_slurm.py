@@ -337,10 +337,10 @@ def test_credentials_reach_a_task_through_its_environment_not_its_command_line(m
     assert env == {"HARNESS_STORAGE_PASSWORD": "s3cret", "HARNESS_TRACKING_PASSWORD": "pw"}
     # Two databases with two passwords: each travels in its own variable, and the task puts
     # each back in its place, as a local worker does.
-    storage, tracking, env = task_credentials("postgresql://a:one@db/optuna",
-                                              "postgresql://a:two@db/mlflow")
+    storage, tracking, env = task_credentials("postgresql://a:pw-optuna-1@db/optuna",
+                                              "postgresql://a:pw-mlflow-2@db/mlflow")
     assert (storage, tracking) == ("postgresql://a@db/optuna", "postgresql://a@db/mlflow")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert from_environment(storage, "--storage") == "postgresql://a:one@db/optuna"
-    assert from_environment(tracking, "--tracking-uri") == "postgresql://a:two@db/mlflow"
+    assert from_environment(storage, "--storage") == "postgresql://a:pw-optuna-1@db/optuna"
+    assert from_environment(tracking, "--tracking-uri") == "postgresql://a:pw-mlflow-2@db/mlflow"
