@@ -3,7 +3,9 @@ implementations.
 
 ``base`` states the contract (``Tracker``, ``TrialRun``, ``FinishedTrial``); ``null`` keeps
 runs in memory for tests and dry runs; ``mlflow_tracker`` records them in MLflow through
-``MlflowClient`` with explicit run ids.  ``layout`` names what a study looks like in the store
+``MlflowClient`` with explicit run ids (``connection`` opens the store, ``trial_run`` records one
+trial as it trains, through ``metric_writer``, ``datasets``, ``system_metrics`` and
+``retries``).  ``layout`` names what a study looks like in the store
 (tags, experiment and metric names), ``provenance`` what else each trial records (device,
 precision, threads, code version), and ``store`` where the store is and how its files are read.
 """
@@ -20,7 +22,8 @@ from harness.tracking.layout import (
     TRIAL_KEY,
     experiment_name,
 )
-from harness.tracking.mlflow_tracker import MlflowTracker, MlflowTrialRun
+from harness.tracking.mlflow_tracker import MlflowTracker
+from harness.tracking.trial_run import MlflowTrialRun
 from harness.tracking.null import NullTracker, NullTrialRun
 from harness.tracking.provenance import (
     CODE_VERSION,

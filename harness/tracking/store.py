@@ -1,6 +1,6 @@
 """Where the store is and how its files are read: the default tracking URI (a SQLite store
 under ``./mlruns``), a local store's database and artifact root, the lock that lets processes
-create one store together, and a run's artifact read back as text."""
+create one store together, and a run's text artifact written and read back."""
 
 from __future__ import annotations
 
@@ -74,3 +74,12 @@ def read_run_file(client, run_id: str, name: str) -> str | None:
         return None
     with tempfile.TemporaryDirectory() as tmp, quiet_downloads():
         return Path(client.download_artifacts(run_id, name, tmp)).read_text(encoding="utf-8")
+
+
+def log_text(client, run_id: str, name: str, text: str, artifact_path: str | None = None) -> None:
+    """``text`` as artifact ``name`` of run ``run_id`` (under ``artifact_path``), replaced
+    whole if it is there."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text, encoding="utf-8")
+        client.log_artifact(run_id, str(path), artifact_path)
