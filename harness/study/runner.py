@@ -26,7 +26,7 @@ from harness.data import DataBundle, load_dataset
 from harness.design.grid import expand
 from harness.design.spec import TrialSpec, by_stored_key, cells_by_stored_key
 from harness.directions import higher_is_better
-from harness.engine import Callback, PruneTrial, fit, resolve_device
+from harness.engine import Callback, FitResult, PruneTrial, fit, resolve_device
 from harness.engine.checkpoint import read_checkpoints
 from harness.engine.fit import autocast_dtype
 from harness.engine.losses import check_loss
@@ -49,7 +49,7 @@ from harness.study.executors import (
 from harness.study.options import RunOptions, default_work_root
 from harness.study.queue import run_alone
 from harness.study.workers import Crew, limit_threads, restores_threads
-from harness.tracking import FinishedTrial, Tracker
+from harness.tracking import FinishedTrial, Tracker, TrialRun
 from harness.tracking.layout import DATA_ROOT
 from harness.uris import redact, redact_text
 
@@ -322,29 +322,10 @@ def run_trial(
     work = (work_root or default_work_root()) / spec.study / spec.trial_key
     if not lease.held():
         return TrialOutcome(spec, "TAKEN_OVER")
-    # A checkpoint that cannot be read (a truncated last.pt, no best.pt) is warned about and
-    # the trial starts over in a new run, rather than filling its old run's epochs twice.
-    resumable = read_checkpoints(work, mmap=True) is not None
-    trial_run = tracker.resume_trial(spec) if resumable else None
-    if trial_run is None:
-        shutil.rmtree(work, ignore_errors=True)
-        # A run of this trial still marked RUNNING belongs to a process that died: end it.
-        tracker.end_stale_runs(spec.trial_key, alive=alive)
-        trial_run = tracker.start_trial(spec, tags=tags)
+    trial_run = open_trial_run(spec, tracker, work, tags=tags, alive=alive)
     try:
-        data = load(spec.config.data)
-        trial_run.record_data(data.lineage)  # (a resumed run's inputs are not doubled)
-        # The lease first: a trial taken over records nothing more from here.
-        result = fit(spec.config, data, seed=spec.seed, device=device,
-                     callbacks=[_Holding(lease), trial_run, *callbacks], checkpoint_dir=work,
-                     resume=trial_run.resumed)
-        with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
-            evaluation = None
-            if spec.config.train.plots:
-                evaluation = render_trial(spec, data, result, out_dir=Path(tmp) / "evaluation",
-                                          device=device)
-            lease.check()
-            trial_run.finish(result, checkpoint=result.best_checkpoint, evaluation=evaluation)
+        result = _train(spec, trial_run, load=load, device=device, work=work, lease=lease,
+                        callbacks=callbacks)
     except TrialTakenOver:
         # Not this process's trial any more: its run and checkpoints are the new owner's.
         trial_run.leave()
@@ -371,6 +352,46 @@ def run_trial(
                             run_id=trial_run.run_id)
     shutil.rmtree(work, ignore_errors=True)
     return TrialOutcome(spec, "FINISHED", final=dict(result.final), run_id=trial_run.run_id)
+
+
+def open_trial_run(spec: TrialSpec, tracker: Tracker, work: Path, *,
+                   tags: dict[str, str] | None = None,
+                   alive: Callable[[dict[str, str]], bool] | None = None) -> TrialRun:
+    """The run a trial trains in, by one policy: with a readable checkpoint in ``work``, its
+    latest unfinished run (RUNNING or KILLED, not pruned) resumed after its last epoch;
+    otherwise a new run, the checkpoints cleared and any run of the trial still RUNNING ended
+    as a dead process's, except those ``alive`` (given their tags) says another process is
+    still running."""
+    # A checkpoint that cannot be read (a truncated last.pt, no best.pt) is warned about and
+    # the trial starts over in a new run, rather than filling its old run's epochs twice.
+    resumable = read_checkpoints(work, mmap=True) is not None
+    trial_run = tracker.resume_trial(spec) if resumable else None
+    if trial_run is None:
+        shutil.rmtree(work, ignore_errors=True)
+        tracker.end_stale_runs(spec.trial_key, alive=alive)
+        trial_run = tracker.start_trial(spec, tags=tags)
+    return trial_run
+
+
+def _train(spec: TrialSpec, trial_run: TrialRun, *, load: Callable[[DataConfig], DataBundle],
+           device: torch.device, work: Path, lease: Lease,
+           callbacks: Sequence[Callback]) -> FitResult:
+    """Load the data, train (checkpointing into ``work``), draw the plots and record the
+    result in ``trial_run``."""
+    data = load(spec.config.data)
+    trial_run.record_data(data.lineage)  # (a resumed run's inputs are not doubled)
+    # The lease first: a trial taken over records nothing more from here.
+    result = fit(spec.config, data, seed=spec.seed, device=device,
+                 callbacks=[_Holding(lease), trial_run, *callbacks], checkpoint_dir=work,
+                 resume=trial_run.resumed)
+    with tempfile.TemporaryDirectory(prefix="harness-trial-") as tmp:
+        evaluation = None
+        if spec.config.train.plots:
+            evaluation = render_trial(spec, data, result, out_dir=Path(tmp) / "evaluation",
+                                      device=device)
+        lease.check()
+        trial_run.finish(result, checkpoint=result.best_checkpoint, evaluation=evaluation)
+    return result
 
 
 def _interrupted(trial_run, fault: Fault) -> None:
