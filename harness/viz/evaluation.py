@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,7 +36,13 @@ from harness.data import DataBundle, eval_loader, normalize, preview_images
 from harness.engine.metrics import confusion_matrix, predictions
 from harness.viz import plots
 from harness.viz.gradcam import cam_stage, grad_cam
-from harness.viz.metrics import calibration_bins, per_class_metrics, topk_accuracies
+from harness.viz.metrics import (
+    Calibration,
+    ClassMetrics,
+    calibration_bins,
+    per_class_metrics,
+    topk_accuracies,
+)
 
 PLOTS_DIR = "plots"
 DATA_DIR = "evaluation"
@@ -92,68 +99,120 @@ def render_evaluation(
     plot_dir, data_dir = out_dir / PLOTS_DIR, out_dir / DATA_DIR
     plot_dir.mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
-    info, test = data.info, data.test
-    names = list(info.class_names)
     was_training = model.training
     model.to(device).eval()
     try:
         if logits is None:  # harness viz: recomputed at the trial's precision
             logits = logits_on_test(model, data, device=device, autocast=autocast)
-        labels = test.labels.cpu()
-        preds = predictions(logits)
-        confusion = confusion_matrix(preds, labels, info.num_classes)
-        per_class = per_class_metrics(confusion, names)
-        calibration = calibration_bins(logits.softmax(dim=1), labels, preds=preds)
-        topk = topk_accuracies(logits, labels)
-
-        written = [
-            _write_csv(data_dir / "confusion_matrix.csv", ["true\\predicted", *names],
-                       [[name, *row] for name, row in zip(names, confusion.tolist())]),
-            _write_csv(data_dir / "per_class_metrics.csv",
-                       ["class", "precision", "recall", "f1", "support"],
-                       [[m.name, m.precision, m.recall, m.f1, m.support] for m in per_class]),
-            _write_json(data_dir / "calibration_bins.json", calibration.to_json()),
-            _write_json(data_dir / "topk.json", topk),
-        ]
-        if history.get("epochs") or history.get("train_loss"):
-            written.append(plots.training_curves(history, plot_dir / "curves.png"))
-        written += [
-            plots.confusion_matrix(confusion, names, plot_dir / "confusion_matrix.png"),
-            plots.per_class_bars(per_class, plot_dir / "per_class_metrics.png"),
-            plots.reliability_diagram(calibration, plot_dir / "reliability.png"),
-            plots.topk_bars(topk, plot_dir / "topk.png"),
-        ]
-
-        n_grid = min(GRID_SIZE, len(test))
-        written.append(plots.prediction_grid(
-            preview_images(data, test, n_grid),
-            true_names=[names[i] for i in labels[:n_grid].tolist()],
-            pred_names=[names[i] for i in preds[:n_grid].tolist()],
-            path=plot_dir / "predictions.png",
-        ))
-
-        n_cam = min(n_gradcam, len(test))
-        if n_cam > 0:
-            images = preview_images(data, test, n_cam)
-            stage = cam_stage(model, tuple(images.shape[1:]))
-            heatmaps, explained = grad_cam(model, normalize(images.to(device), info),
-                                           layer=stage.module)
-            h, w = stage.feature_size
-            written.append(plots.gradcam_overlays(
-                images, heatmaps.cpu(),
-                true_names=[names[i] for i in labels[:n_cam].tolist()],
-                pred_names=[names[i] for i in explained.cpu().tolist()],
-                stage=f"{stage.name} ({h}×{w})",
-                path=plot_dir / "gradcam.png",
-            ))
-            written.append(_write_json(data_dir / "gradcam.json", {
-                "stage": stage.name,
-                "feature_size": [h, w],
-                "target": "predicted class",
-                "images": [{"test_index": i, "true": names[t], "explained": names[p]}
-                           for i, (t, p) in enumerate(zip(labels[:n_cam].tolist(),
-                                                          explained.cpu().tolist()))],
-            }))
+        ev = _evaluate(data, logits)
+        written = _write_data_files(ev, data_dir)
+        written += _write_summary_plots(ev, history, plot_dir)
+        written.append(_write_prediction_grid(ev, data, plot_dir))
+        written += _write_gradcam(ev, model, data, n_gradcam=n_gradcam, device=device,
+                                  plot_dir=plot_dir, data_dir=data_dir)
     finally:
         model.train(was_training)
     return written
+
+
+@dataclass
+class _Evaluation:
+    """The numbers behind the pictures: the test split's labels, the model's predictions and
+    what is measured from them."""
+
+    names: list[str]
+    labels: torch.Tensor
+    preds: torch.Tensor
+    confusion: torch.Tensor
+    per_class: list[ClassMetrics]
+    calibration: Calibration
+    topk: dict[str, float]
+
+
+def _evaluate(data: DataBundle, logits: torch.Tensor) -> _Evaluation:
+    """Everything the plots and data files show, from the test logits."""
+    names = list(data.info.class_names)
+    labels = data.test.labels.cpu()
+    preds = predictions(logits)
+    confusion = confusion_matrix(preds, labels, data.info.num_classes)
+    return _Evaluation(
+        names=names, labels=labels, preds=preds, confusion=confusion,
+        per_class=per_class_metrics(confusion, names),
+        calibration=calibration_bins(logits.softmax(dim=1), labels, preds=preds),
+        topk=topk_accuracies(logits, labels),
+    )
+
+
+def _write_data_files(ev: _Evaluation, data_dir: Path) -> list[Path]:
+    """The numbers as files: confusion matrix and per-class metrics (CSV), calibration bins
+    and top-k accuracy (JSON)."""
+    names = ev.names
+    return [
+        _write_csv(data_dir / "confusion_matrix.csv", ["true\\predicted", *names],
+                   [[name, *row] for name, row in zip(names, ev.confusion.tolist())]),
+        _write_csv(data_dir / "per_class_metrics.csv",
+                   ["class", "precision", "recall", "f1", "support"],
+                   [[m.name, m.precision, m.recall, m.f1, m.support] for m in ev.per_class]),
+        _write_json(data_dir / "calibration_bins.json", ev.calibration.to_json()),
+        _write_json(data_dir / "topk.json", ev.topk),
+    ]
+
+
+def _write_summary_plots(ev: _Evaluation, history: Mapping[str, Sequence[float]],
+                         plot_dir: Path) -> list[Path]:
+    """The training curves (when there is a history), confusion matrix, per-class bars,
+    reliability diagram and top-k bars."""
+    written = []
+    if history.get("epochs") or history.get("train_loss"):
+        written.append(plots.training_curves(history, plot_dir / "curves.png"))
+    written += [
+        plots.confusion_matrix(ev.confusion, ev.names, plot_dir / "confusion_matrix.png"),
+        plots.per_class_bars(ev.per_class, plot_dir / "per_class_metrics.png"),
+        plots.reliability_diagram(ev.calibration, plot_dir / "reliability.png"),
+        plots.topk_bars(ev.topk, plot_dir / "topk.png"),
+    ]
+    return written
+
+
+def _write_prediction_grid(ev: _Evaluation, data: DataBundle, plot_dir: Path) -> Path:
+    """The first test images, true and predicted class."""
+    names = ev.names
+    n_grid = min(GRID_SIZE, len(data.test))
+    return plots.prediction_grid(
+        preview_images(data, data.test, n_grid),
+        true_names=[names[i] for i in ev.labels[:n_grid].tolist()],
+        pred_names=[names[i] for i in ev.preds[:n_grid].tolist()],
+        path=plot_dir / "predictions.png",
+    )
+
+
+def _write_gradcam(ev: _Evaluation, model: nn.Module, data: DataBundle, *, n_gradcam: int,
+                   device: torch.device, plot_dir: Path, data_dir: Path) -> list[Path]:
+    """Grad-CAM overlays for the first ``n_gradcam`` test images and what they explain; none
+    when there are no images to show."""
+    names, labels = ev.names, ev.labels
+    n_cam = min(n_gradcam, len(data.test))
+    if n_cam <= 0:
+        return []
+    images = preview_images(data, data.test, n_cam)
+    stage = cam_stage(model, tuple(images.shape[1:]))
+    heatmaps, explained = grad_cam(model, normalize(images.to(device), data.info),
+                                   layer=stage.module)
+    h, w = stage.feature_size
+    return [
+        plots.gradcam_overlays(
+            images, heatmaps.cpu(),
+            true_names=[names[i] for i in labels[:n_cam].tolist()],
+            pred_names=[names[i] for i in explained.cpu().tolist()],
+            stage=f"{stage.name} ({h}×{w})",
+            path=plot_dir / "gradcam.png",
+        ),
+        _write_json(data_dir / "gradcam.json", {
+            "stage": stage.name,
+            "feature_size": [h, w],
+            "target": "predicted class",
+            "images": [{"test_index": i, "true": names[t], "explained": names[p]}
+                       for i, (t, p) in enumerate(zip(labels[:n_cam].tolist(),
+                                                      explained.cpu().tolist()))],
+        }),
+    ]
