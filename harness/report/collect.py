@@ -186,16 +186,40 @@ def collect(client: MlflowClient, stored: StoredStudy, *,
     names every metric the study's trials logged.
     """
     runs, metric_names = read_trial_runs(client, stored.experiment_id, metrics=metrics)
+    defined = _defined_trials(stored)
+    runs = _keyed_runs(runs, defined)
+    finished, counts = _choose_runs(runs, defined)
+    factors = _factor_names(stored.study, runs.columns)
+    trials, provenance = _trial_frame(finished, factors, defined)
+    logged = [m for m in metric_names if f"metrics.{m}" not in finished
+              or finished[f"metrics.{m}"].notna().any()]
+    return StudyRuns(
+        study=stored, trials=trials, factors=factors, metrics=logged,
+        excluded=counts["excluded"], n_outside=counts["n_outside"],
+        n_missing=counts["n_missing"], n_retried=counts["n_retried"], provenance=provenance,
+    )
+
+
+def _keyed_runs(runs: pd.DataFrame, defined: dict[str, TrialSpec] | None) -> pd.DataFrame:
+    """The runs that carry a trial key, oldest first, each under its trial's current key."""
     tag = "tags." + TRIAL_KEY
     if runs.empty or tag not in runs:
         runs = pd.DataFrame(columns=["run_id", "status", "start_time", tag])
     runs = runs[runs[tag].notna()].sort_values("start_time", kind="stable")
-    defined = _defined_trials(stored)
     if defined is not None:
         # Runs of an earlier identity hold the key it gave: each defined trial's runs under
         # either key are that trial's.
         runs = runs.copy()
         runs[tag] = runs[tag].map(lambda k: defined[k].trial_key if k in defined else k)
+    return runs
+
+
+def _choose_runs(runs: pd.DataFrame,
+                 defined: dict[str, TrialSpec] | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The run that stands for each trial (the latest finished, unpruned one, of a trial the
+    definition holds), and the counts of what was left out: excluded trials by reason, runs
+    outside the study, defined trials with no run, and retried trials."""
+    tag = "tags." + TRIAL_KEY
     state = runs["tags." + STATE_TAG] if "tags." + STATE_TAG in runs else \
         pd.Series(None, index=runs.index, dtype=object)
     is_pruned = state.eq(PRUNED)
@@ -216,8 +240,15 @@ def collect(client: MlflowClient, stored: StoredStudy, *,
     reason[unfinished["status"].eq("KILLED")] = "killed"
     reason[is_pruned.reindex(unfinished.index, fill_value=False)] = "pruned"
     excluded = {r: int((reason == r).sum()) for r in EXCLUDED_REASONS}
+    return finished, {"excluded": excluded, "n_outside": n_outside, "n_missing": n_missing,
+                      "n_retried": n_retried}
 
-    factors = _factor_names(stored.study, runs.columns)
+
+def _trial_frame(finished: pd.DataFrame, factors: list[str],
+                 defined: dict[str, TrialSpec] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per chosen run (keys, seed, factor levels, metrics) and its provenance, both
+    sorted by factor levels then seed."""
+    tag = "tags." + TRIAL_KEY
     metric_columns = [c for c in finished.columns if c.startswith("metrics.")]
     trials = pd.DataFrame({
         "run_id": finished["run_id"].to_numpy(),
@@ -243,13 +274,7 @@ def collect(client: MlflowClient, stored: StoredStudy, *,
     order = trials.sort_values([*factors, "seed"], kind="stable").index
     trials = trials.loc[order].reset_index(drop=True)
     provenance = provenance.loc[order].reset_index(drop=True)
-    logged = [m for m in metric_names if f"metrics.{m}" not in finished
-              or finished[f"metrics.{m}"].notna().any()]
-    return StudyRuns(
-        study=stored, trials=trials, factors=factors, metrics=logged,
-        excluded=excluded, n_outside=n_outside, n_missing=n_missing, n_retried=n_retried,
-        provenance=provenance,
-    )
+    return trials, provenance
 
 
 def provenance_notes(runs: StudyRuns) -> list[str]:
