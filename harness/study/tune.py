@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from harness.config import (
 from harness.engine import Callback, PruneTrial
 from harness.errors import ConfigError
 from harness.design.grid import check_key, set_key
-from harness.study.options import RunOptions
+from harness.study.options import Display, RunOptions
 from harness.study.runner import dataset_loader, preflight, run_trial
 from harness.design.spec import TrialSpec
 from harness.study.storage import default_storage, open_storage
@@ -241,25 +242,15 @@ def run_tune(study: Study, *, n_trials: int, tracker: Tracker,
     own device slot, all pulling from the same storage, through the held-worker protocol
     ``run_study`` uses (``Crew``).  A ``worker`` only runs its trials: the process that
     started it sums up and closes the search."""
-    import optuna
-
-    if study.adaptive is not None:
-        raise ConfigError(
-            f"{study.source}: seeds: adaptive seeds ({{min: {study.adaptive.min}, max:"
-            f" {study.adaptive.max}}}) belong to harness run; harness tune trains each"
-            f" configuration once, with tune.seed ({study.tune.seed if study.tune else 0});"
-            " give a list of seeds or none")
+    _check_seeds(study)
     data_root = options.data_dir
     tracking_uri = getattr(tracker, "uri", "")
     storage_url = options.storage_url or default_storage(tracking_uri)
     shares = tune_shares(n_trials, options.n_workers)
     crew = options.started
     if crew is None:
-        common = replace(options, storage_url=storage_url, data_root=data_root).worker_args(
-            tracking_uri=tracking_uri, heartbeat=False)
-        crew = Crew.spawn("tune", study, [["--trials", str(n), *common]
-                                          for n in shares[1:] if n > 0],
-                          device=options.device, n_slots=options.n_workers)
+        crew = _spawn_workers(study, options, shares=shares, storage_url=storage_url,
+                              data_root=data_root, tracking_uri=tracking_uri)
     with crew:
         if options.n_workers > 1:
             limit_threads(options.n_workers)
@@ -270,21 +261,57 @@ def run_tune(study: Study, *, n_trials: int, tracker: Tracker,
                 [TrialSpec(study=study.name, config=study.base, seed=study.tune.seed)],
                 data_root=data_root, device=options.device, load=dataset,
             )
-        storage = open_storage(storage_url)
-        tracker.open_study(study, mode="tune")
-
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        tune = study.tune
-        optuna_study = optuna.create_study(
-            study_name=study.name, storage=storage, load_if_exists=True,
-            direction=tune.direction, sampler=make_sampler(study), pruner=make_pruner(study),
-        )
+        optuna_study = _open_search(study, tracker, storage_url)
         failures = _search(study, optuna_study, n_trials=n_trials, share=shares[0],
                            tracker=tracker, options=options, crew=crew, dataset=dataset,
                            device=resolved_device)
     if options.worker:
         return TuneOutcome(n_new=shares[0], n_total=0, counts={}, failures=failures)
+    return _close_search(study, optuna_study, tracker=tracker, n_trials=n_trials,
+                         failures=failures, best_out=best_out, n_seeds_best=n_seeds_best)
 
+
+def _check_seeds(study: Study) -> None:
+    """Refuse adaptive seeds: a search trains each configuration once."""
+    if study.adaptive is not None:
+        raise ConfigError(
+            f"{study.source}: seeds: adaptive seeds ({{min: {study.adaptive.min}, max:"
+            f" {study.adaptive.max}}}) belong to harness run; harness tune trains each"
+            f" configuration once, with tune.seed ({study.tune.seed if study.tune else 0});"
+            " give a list of seeds or none")
+
+
+def _spawn_workers(study: Study, options: RunOptions, *, shares: list[int], storage_url: str,
+                   data_root: Any, tracking_uri: str) -> Crew:
+    """The worker processes for every share after this process's, each on its own device
+    slot."""
+    common = replace(options, storage_url=storage_url, data_root=data_root).worker_args(
+        tracking_uri=tracking_uri, heartbeat=False)
+    return Crew.spawn("tune", study, [["--trials", str(n), *common]
+                                      for n in shares[1:] if n > 0],
+                      device=options.device, n_slots=options.n_workers)
+
+
+def _open_search(study: Study, tracker: Tracker, storage_url: str) -> Any:
+    """Open the study's parent run and create (or load) its Optuna study in the storage."""
+    import optuna
+
+    storage = open_storage(storage_url)
+    tracker.open_study(study, mode="tune")
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    tune = study.tune
+    return optuna.create_study(
+        study_name=study.name, storage=storage, load_if_exists=True,
+        direction=tune.direction, sampler=make_sampler(study), pruner=make_pruner(study),
+    )
+
+
+def _close_search(study: Study, optuna_study: Any, *, tracker: Tracker, n_trials: int,
+                  failures: list[str], best_out: Path | None,
+                  n_seeds_best: int) -> TuneOutcome:
+    """Sum up the search: its outcome, the best configuration as a study file (logged, and
+    tagged on the parent run), then close the parent run."""
     outcome = search_outcome(optuna_study, n_new=n_trials)
     outcome.failures = failures
     if outcome.best_params:
@@ -303,14 +330,29 @@ def _search(study: Study, optuna_study: Any, *, n_trials: int, share: int, track
             options: RunOptions, crew: Crew, dataset: Any, device: Any) -> list[str]:
     """This process's ``share`` of the search's trials, the workers released to theirs; a
     line for each trial or worker that failed."""
-    import optuna
-
-    tune = study.tune
     display = options.shown
     display.study_started(study, n_todo=share, n_skipped=0)
 
     failures: list[str] = []
-    counter = iter(range(1, n_trials + 1))
+    objective = _objective(study, tracker=tracker, options=options, display=display,
+                           dataset=dataset, device=device,
+                           counter=iter(range(1, n_trials + 1)), failures=failures)
+    with crew.running(tracker=tracker, leader=not options.worker, display=display):
+        crew.release()  # the stores and the Optuna study exist now
+        optuna_study.optimize(objective, n_trials=_until(optuna_study, share, options.until_total),
+                              catch=(TrialFailed,),
+                              callbacks=_stop_at(options.until_total))
+        failures.extend(crew.wait())
+    return failures
+
+
+def _objective(study: Study, *, tracker: Tracker, options: RunOptions, display: Display,
+               dataset: Any, device: Any, counter: Iterator[int], failures: list[str]):
+    """Optuna's objective: one sampled configuration trained as a trial, its best value of
+    ``tune.metric``; a failed trial's line goes to ``failures``."""
+    import optuna
+
+    tune = study.tune
 
     def objective(trial: optuna.Trial) -> float:
         config, chosen = sample(trial, study)
@@ -340,13 +382,7 @@ def _search(study: Study, optuna_study: Any, *, n_trials: int, share: int, track
         best = max if tune.direction == "maximize" else min
         return best(pruning.values)
 
-    with crew.running(tracker=tracker, leader=not options.worker, display=display):
-        crew.release()  # the stores and the Optuna study exist now
-        optuna_study.optimize(objective, n_trials=_until(optuna_study, share, options.until_total),
-                              catch=(TrialFailed,),
-                              callbacks=_stop_at(options.until_total))
-        failures.extend(crew.wait())
-    return failures
+    return objective
 
 
 # The trials that count towards a shared target: a trial that failed (a killed worker's, once
