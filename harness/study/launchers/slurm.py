@@ -408,10 +408,8 @@ def launch_run(study: Study, *, n_workers: int, tracker, storage_url: str | None
     """Enqueue the study's unfinished trials (an adaptive study: its ``plan``, made by
     ``harness.report.adaptive.make_plan``, then its next round) and submit ``n_workers`` queue
     workers as one job array."""
-    from harness.design.grid import check_size, expand
+    from harness.design.grid import check_size
     from harness.study.options import default_data_root
-    from harness.study.queue import WorkQueue, open_queue_storage
-    from harness.study.storage import open_storage
 
     check_size(study, max_trials=max_trials or 100_000)
     # Given to the workers too, absolute, so that they key trials as this process does.
@@ -421,36 +419,85 @@ def launch_run(study: Study, *, n_workers: int, tracker, storage_url: str | None
         study, name=study.name, kind="run", n_workers=n_workers, device=device,
         storage_url=storage_url, tracking_uri=tracker.uri, work_root=work_root)
     assert storage_url is not None
+    _open_run(study, tracker, storage_url)
+    target, state = _launch_target(study, tracker, plan)
+    if target is None:
+        tracker.close_study(failed=False)
+        return Launched(None, 0, 0, [f"{study.name}: every comparison of its plan is"
+                                     " decided; nothing to launch"])
+    todo, n_finished = _enqueue(study, target, tracker, storage_url=storage_url,
+                                data_root=data_root, heartbeat_s=heartbeat_s)
+    if not todo:
+        tracker.close_study(failed=False)
+        return Launched(None, 0, n_finished, [f"{study.name}: all {n_finished} trials already"
+                                              " finished; nothing to launch"])
+    if study.adaptive is None:  # a task beyond the trials would only find the queue empty
+        n_workers = min(n_workers, len(todo))
+    submission = _submit_run(study, executor, tracker=tracker, storage_url=storage_url,
+                             folder=folder, work=work, n_workers=n_workers, device=device,
+                             data_root=data_root, heartbeat_s=heartbeat_s,
+                             max_trials=max_trials)
+    what = (f"trials of round {state.next_look + 1}" if study.adaptive is not None
+            else "trials")
+    return Launched(submission, len(todo), n_finished, [
+        f"{study.name}: {len(todo)} {what} queued ({n_finished} already finished) in"
+        f" {redact_uri(storage_url)}",
+        _job_line(submission),
+    ])
+
+
+def _open_run(study: Study, tracker, storage_url: str) -> None:
+    """Reach the queue's storage and the tracking store, and open the study's parent run."""
     import optuna
+
+    from harness.study.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     open_storage(storage_url)  # unreachable or wrong credentials: one line, nothing recorded
     tracker.check()
     tracker.open_study(study)
-    target = study
-    if study.adaptive is not None:
-        from harness.design.plan import round_study
-        from harness.study.adaptive import record_plan
 
-        state = record_plan(tracker, study, plan)  # before any trial, as a local run does
-        if state.finished:
-            tracker.close_study(failed=False)
-            return Launched(None, 0, 0, [f"{study.name}: every comparison of its plan is"
-                                         " decided; nothing to launch"])
-        target = round_study(study, state, state.plan["looks"][state.next_look])
+
+def _launch_target(study: Study, tracker, plan: dict | None):
+    """The study whose trials to enqueue, and an adaptive study's state: its next round, once
+    its plan is recorded (before any trial, as a local run does); None when the plan is
+    decided."""
+    if study.adaptive is None:
+        return study, None
+    from harness.design.plan import round_study
+    from harness.study.adaptive import record_plan
+
+    state = record_plan(tracker, study, plan)
+    if state.finished:
+        return None, state
+    return round_study(study, state, state.plan["looks"][state.next_look]), state
+
+
+def _enqueue(study: Study, target: Study, tracker, *, storage_url: str, data_root: Path,
+             heartbeat_s: float) -> tuple[list[str], int]:
+    """Put the target's trials not yet finished in the shared queue: their keys, and how many
+    trials finished already."""
+    from harness.design.grid import expand
+    from harness.study.queue import WorkQueue, open_queue_storage
+
     # The keys the workers compute: a relative data.path is under their data root.
     specs = expand(target, data_root=data_root)
     done = {t.trial_key for t in tracker.finished()}
     todo = [s.trial_key for s in specs
             if s.trial_key not in done and s.legacy_trial_key not in done]
-    n_finished = len(specs) - len(todo)
-    if not todo:
-        tracker.close_study(failed=False)
-        return Launched(None, 0, n_finished, [f"{study.name}: all {n_finished} trials already"
-                                              " finished; nothing to launch"])
-    queue_storage = open_queue_storage(storage_url, heartbeat_s=heartbeat_s)
-    WorkQueue.join(queue_storage, study_name=study.name, all_keys=[s.trial_key for s in specs],
-                   pending_keys=todo, heartbeat_s=heartbeat_s)
+    if todo:
+        queue_storage = open_queue_storage(storage_url, heartbeat_s=heartbeat_s)
+        WorkQueue.join(queue_storage, study_name=study.name,
+                       all_keys=[s.trial_key for s in specs], pending_keys=todo,
+                       heartbeat_s=heartbeat_s)
+    return todo, len(specs) - len(todo)
+
+
+def _submit_run(study: Study, executor, *, tracker, storage_url: str, folder: Path, work: Path,
+                n_workers: int, device: str, data_root: Path, heartbeat_s: float,
+                max_trials: int | None) -> Submission:
+    """Submit the queue workers (passwords in the job's environment, not on their command
+    line) and record the job on the study's parent run."""
     storage, tracking, env = task_credentials(storage_url, tracker.uri)
     extra = ["--heartbeat", f"{heartbeat_s:g}"]
     if max_trials is not None:
@@ -458,20 +505,18 @@ def launch_run(study: Study, *, n_workers: int, tracker, storage_url: str | None
     argv = _worker_argv("run", _freeze(study, folder), storage=storage, tracking=tracking,
                         device=device, data_root=data_root, extra=extra)
     env["HARNESS_WORK"] = str(work)
-    if study.adaptive is None:  # a task beyond the trials would only find the queue empty
-        n_workers = min(n_workers, len(todo))
     job_id = submit(executor, QueueWorker(argv), n_tasks=n_workers, env=env)
     submission = Submission(job_id, n_workers, str(folder), time.time(),
                             "harness " + shlex.join(argv))
     record_submission(tracker, submission)
-    what = (f"trials of round {state.next_look + 1}" if study.adaptive is not None
-            else "trials")
-    return Launched(submission, len(todo), n_finished, [
-        f"{study.name}: {len(todo)} {what} queued ({n_finished} already finished) in"
-        f" {redact_uri(storage_url)}",
-        f"SLURM job {job_id}: {n_workers} worker{'s' if n_workers > 1 else ''}"
-        f"{f' (array 0-{n_workers - 1})' if n_workers > 1 else ''}, logs in {folder}",
-    ])
+    return submission
+
+
+def _job_line(submission: Submission) -> str:
+    """The line that says which SLURM job was submitted, its workers and where its logs are."""
+    job_id, n_workers, folder = submission.job_id, submission.n_tasks, submission.log_dir
+    return (f"SLURM job {job_id}: {n_workers} worker{'s' if n_workers > 1 else ''}"
+            f"{f' (array 0-{n_workers - 1})' if n_workers > 1 else ''}, logs in {folder}")
 
 
 def launch_tune(study: Study, *, n_workers: int, n_trials: int, tracker,
@@ -513,8 +558,7 @@ def launch_tune(study: Study, *, n_workers: int, n_trials: int, tracker,
     return Launched(submission, n_trials, n_before, [
         f"{study.name}: search of {n_before} trials, {n_trials} more to run (until it holds"
         f" {target}) in {redact_uri(storage_url)}",
-        f"SLURM job {job_id}: {n_workers} worker{'s' if n_workers > 1 else ''}"
-        f"{f' (array 0-{n_workers - 1})' if n_workers > 1 else ''}, logs in {folder}",
+        _job_line(submission),
     ])
 
 
@@ -668,25 +712,16 @@ def follow_run(study: Study, *, tracker, storage_url: str, submission: Submissio
     ``display`` a local run uses, tasks' states and an adaptive study's rounds through ``say``.
     Whether it completed without a failed trial, and the lines to print after."""
     from harness.design.grid import expand
-    from harness.study.executors import TrialOutcome
-    from harness.study.queue import WorkQueue
-    from harness.study.status import study_status
-    from harness.study.storage import open_storage
-
     from harness.study.options import default_data_root
+    from harness.study.storage import open_storage
 
     record = submission.record()
     root = str(Path(data_root or default_data_root()).absolute())  # as launch_run gave it
     specs = {s.trial_key: s for s in expand(study, data_root=root)}
     adaptive = study.adaptive is not None
     storage = open_storage(storage_url)
-    first = study_status(study, tracker=tracker, data_root=root)
-    reported = {t.trial_key for t in first.trials if t.state == "FINISHED"}
-    if adaptive:  # its rounds decide how many trials there will be
-        say(f"{study.name}: adaptive seeds; following its rounds")
-    else:
-        display.study_started(study, n_todo=len(specs) - len(reported),
-                              n_skipped=len(reported))
+    reported = _start_following(study, tracker=tracker, root=root, n_trials=len(specs),
+                                display=display, say=say)
     seen: dict[str, str] = {}
     n_rounds = -1
     complete = failed = False
@@ -694,28 +729,10 @@ def follow_run(study: Study, *, tracker, storage_url: str, submission: Submissio
         while True:
             tasks = task_states([record])
             _say_changes(tasks, seen, say)
-            queue = WorkQueue.find(storage, study_name=study.name, all_keys=list(specs))
-            for row in study_status(study, tracker=tracker, queue=queue, data_root=root).trials:
-                if row.trial_key in reported or row.state not in ("FINISHED", "FAILED"):
-                    continue
-                reported.add(row.trial_key)
-                failed |= row.state == "FAILED"
-                if adaptive:
-                    say(f"{row.state.lower()}: {row.cell} seed={row.seed}")
-                else:
-                    display.trial_ended(TrialOutcome(specs[row.trial_key], row.state,
-                                                     error="its run in MLflow has the traceback"))
+            failed |= _report_trials(study, tracker=tracker, storage=storage, specs=specs,
+                                     root=root, reported=reported, display=display, say=say)
             if adaptive:
-                from harness.study.adaptive import load_state
-
-                with _environment(QUIET_DOWNLOADS):
-                    state = load_state(tracker)
-                if state is not None and len(state.rounds) != n_rounds:
-                    if n_rounds >= 0:
-                        say(f"round {len(state.rounds)} decided: {len(state.open())} of"
-                            f" {len(state.plan['family'])} comparisons still open")
-                    n_rounds = len(state.rounds)
-                complete = state is not None and state.finished
+                n_rounds, complete = _follow_rounds(tracker, n_rounds, say)
             else:
                 complete = len(reported) == len(specs)
             if complete or all(t.ended for t in tasks):
@@ -728,6 +745,59 @@ def follow_run(study: Study, *, tracker, storage_url: str, submission: Submissio
         lines.insert(0, f"every task of SLURM job {submission.job_id} ended before the study"
                         " did; harness status shows what is left (launch again to go on)")
     return complete and not failed, lines
+
+
+def _start_following(study: Study, *, tracker, root: str, n_trials: int, display: Display,
+                     say: Callable[[str], None]) -> set[str]:
+    """Announce what is followed; the keys of the trials finished before it starts."""
+    from harness.study.status import study_status
+
+    first = study_status(study, tracker=tracker, data_root=root)
+    reported = {t.trial_key for t in first.trials if t.state == "FINISHED"}
+    if study.adaptive is not None:  # its rounds decide how many trials there will be
+        say(f"{study.name}: adaptive seeds; following its rounds")
+    else:
+        display.study_started(study, n_todo=n_trials - len(reported),
+                              n_skipped=len(reported))
+    return reported
+
+
+def _report_trials(study: Study, *, tracker, storage, specs: dict[str, Any], root: str,
+                   reported: set[str], display: Display, say: Callable[[str], None]) -> bool:
+    """Report each trial that ended since the last poll (adding it to ``reported``); whether
+    one of them failed."""
+    from harness.study.executors import TrialOutcome
+    from harness.study.queue import WorkQueue
+    from harness.study.status import study_status
+
+    failed = False
+    queue = WorkQueue.find(storage, study_name=study.name, all_keys=list(specs))
+    for row in study_status(study, tracker=tracker, queue=queue, data_root=root).trials:
+        if row.trial_key in reported or row.state not in ("FINISHED", "FAILED"):
+            continue
+        reported.add(row.trial_key)
+        failed |= row.state == "FAILED"
+        if study.adaptive is not None:
+            say(f"{row.state.lower()}: {row.cell} seed={row.seed}")
+        else:
+            display.trial_ended(TrialOutcome(specs[row.trial_key], row.state,
+                                             error="its run in MLflow has the traceback"))
+    return failed
+
+
+def _follow_rounds(tracker, n_rounds: int, say: Callable[[str], None]) -> tuple[int, bool]:
+    """Say each round of an adaptive study decided since the last poll; the number of rounds
+    now, and whether its plan is finished."""
+    from harness.study.adaptive import load_state
+
+    with _environment(QUIET_DOWNLOADS):
+        state = load_state(tracker)
+    if state is not None and len(state.rounds) != n_rounds:
+        if n_rounds >= 0:
+            say(f"round {len(state.rounds)} decided: {len(state.open())} of"
+                f" {len(state.plan['family'])} comparisons still open")
+        n_rounds = len(state.rounds)
+    return n_rounds, state is not None and state.finished
 
 
 def _say_changes(tasks: list[TaskState], seen: dict[str, str],
