@@ -223,114 +223,145 @@ def compare_levels(trials: pd.DataFrame, *, factor: str, level: str, design: Rep
     n_cells = len(split.cells)
     complete = (_complete_seeds(a, others=others, n_cells=n_cells)
                 & _complete_seeds(b, others=others, n_cells=n_cells))
-    notes: list[str] = []
     base = dict(factor=factor, level=level, baseline=baseline, unit=SEED,
                 n_level=len(seeds_a), n_baseline=len(seeds_b), n_trials_level=len(a),
                 n_trials_baseline=len(b), n_not_crossed=len(split.not_crossed),
                 margin=design.margin)
-    cells_text = (f"each seed's mean over {n_cells} cells of {', '.join(others)}"
-                  if others and n_cells > 1 else "")
-
-    paired_all = bool(shared) and complete == seeds_a | seeds_b
-    if not shared:
-        kind = "welch"
-    elif paired_all:
-        kind = "paired"  # one seed: tested as too few below
-    elif len(shared) >= 2:
-        kind = "mixed"
-    else:
-        kind = "welch"
-        notes.append(f"only seed {next(iter(shared))} holds both levels: Welch over seed means"
-                     " treats its two means as independent")
-
-    exact = _exact_difference(split, others=others, value=value)
+    kind, notes = _test_kind(shared, complete, seeds_a | seeds_b)
     mean_a, mean_b = seed_means(a, value=value), seed_means(b, value=value)
-    effect, kind_g, sd, paired_power = math.nan, "", math.nan, True
-    if kind == "paired":
-        d = (mean_a - mean_b).loc[sorted(shared)].to_numpy(float)
-        test = stats.one_sample(d)
-        n_units = len(d)
-        method = f"paired t over {n_units} seeds" + (f" ({cells_text})" if cells_text else "")
-        effect, kind_g = stats.hedges_g_paired(d), "g_z"
-        sd = float(np.std(d, ddof=1)) if len(d) > 1 else math.nan
-    elif kind == "mixed":
-        test, n_units, method, fit_notes = _mixed(a, b, others=others, value=value,
-                                                  shared=shared, complete=complete)
-        notes += fit_notes
-        if test is not None and math.isfinite(test.se):
-            sd = test.se * math.sqrt(n_units)
-            effect = stats.ratio(test.estimate, sd) * stats.small_sample_factor(n_units - 1)
-            kind_g = "g_z"
-        if test is None:
-            kind = "none"
-    else:
-        x, y = mean_a.to_numpy(float), mean_b.to_numpy(float)
-        test = stats.welch(x, y)
-        n_units = len(x) + len(y)
-        method = (f"Welch t over seed means, {len(x)} and {len(y)} seeds"
-                  + (f" ({cells_text})" if cells_text else ""))
-        effect, kind_g = stats.hedges_g_independent(x, y), "g_s"
-        sd, paired_power = stats.pooled_sd(x, y), False
-
-    if exact is None and kind != "none" and test is not None and test.df > 0 \
-            and _no_spread(test, mean_a, mean_b):
-        if kind == "paired" and np.all(d == 0):
-            test, sd = stats.t_test(0.0, 0.0, test.df), 0.0
+    est = _estimate(kind, split, mean_a, mean_b, others=others, value=value, shared=shared,
+                    complete=complete)
+    notes += est.notes
+    unpaired = _incomplete(a, b, complete, factor, others) if est.kind == "mixed" else []
+    exact = _exact_difference(split, others=others, value=value)
+    if exact is None and est.tested and _no_spread(est.test, mean_a, mean_b):
+        if est.kind == "paired" and np.all(est.differences == 0):
+            est.test, est.sd = stats.t_test(0.0, 0.0, est.test.df), 0.0
             notes.append("every seed gives the same value at both levels: the difference is"
                          " exactly 0")
         else:
-            notes.append(
-                f"the {'per-seed differences' if kind != 'welch' else 'seed means'} do not vary"
-                f" (SD {0.0 if not math.isfinite(sd) else sd:.1g}) though the metric varies"
-                " between seeds: quantised values tied by chance, not an exact difference;"
-                " undecided until more seeds")
-            return Comparison(
-                **base, test=kind, n_seeds=n_units, diff=test.estimate, diff_ci_low=math.nan,
-                diff_ci_high=math.nan, se=math.nan, statistic=math.nan, df=test.df, p=math.nan,
-                effect_size=math.nan, effect_size_kind="", seeds_needed=math.nan,
-                seeds_needed_low=math.nan, seeds_needed_high=math.nan, mde=math.nan,
-                method=method, notes=notes,
-                unpaired=_incomplete(a, b, complete, factor, others) if kind == "mixed" else [])
-    if exact is not None and kind != "none":
-        df = test.df if test is not None and test.df > 0 else math.nan
-        test = stats.t_test(exact, 0.0, df if df > 0 else 1.0)
-        sd = 0.0
+            notes.append(_tied_by_chance(est))
+            return Comparison(**base, **_UNTESTED, test=est.kind, n_seeds=est.n_units,
+                              diff=est.test.estimate, df=est.test.df, method=est.method,
+                              notes=notes, unpaired=unpaired)
+    if exact is not None and est.kind != "none":
+        df = est.test.df if est.test is not None and est.test.df > 0 else math.nan
+        est.test, est.sd = stats.t_test(exact, 0.0, df if df > 0 else 1.0), 0.0
         notes.append("no seed-to-seed variation: every seed gives one value in each cell, so the"
                      " difference is exact (the interval has zero width)")
-    if kind == "none" or test is None or not test.df > 0 or math.isnan(test.p):
-        few = len(shared) if kind in ("paired", "mixed") else min(len(seeds_a), len(seeds_b))
-        notes.append(_too_few(kind, seeds_a, seeds_b, shared, few))
-        return Comparison(
-            **base, test="none", n_seeds=len(shared) if shared else len(seeds_a | seeds_b),
-            diff=_mean_diff(mean_a, mean_b), diff_ci_low=math.nan, diff_ci_high=math.nan,
-            se=math.nan, statistic=math.nan, df=math.nan, p=math.nan, effect_size=math.nan,
-            effect_size_kind="", seeds_needed=math.nan, seeds_needed_low=math.nan,
-            seeds_needed_high=math.nan, mde=math.nan, method="none", notes=notes,
-            unpaired=_incomplete(a, b, complete, factor, others),
-        )
+    if not est.tested or math.isnan(est.test.p):
+        few = len(shared) if est.kind in ("paired", "mixed") else min(len(seeds_a), len(seeds_b))
+        notes.append(_too_few(est.kind, seeds_a, seeds_b, shared, few))
+        return Comparison(**base, **_UNTESTED, test="none",
+                          n_seeds=len(shared) if shared else len(seeds_a | seeds_b),
+                          diff=_mean_diff(mean_a, mean_b), df=math.nan, method="none",
+                          notes=notes, unpaired=_incomplete(a, b, complete, factor, others))
+    return _tested(est, base, design=design, alpha=alpha, power=power, family_size=family_size,
+                   estimate_seeds=estimate_seeds, n_level=len(mean_a), n_baseline=len(mean_b),
+                   notes=notes, unpaired=unpaired)
 
+
+# What an untested (or tied-by-chance) comparison leaves blank.
+_UNTESTED = dict(diff_ci_low=math.nan, diff_ci_high=math.nan, se=math.nan, statistic=math.nan,
+                 p=math.nan, effect_size=math.nan, effect_size_kind="", seeds_needed=math.nan,
+                 seeds_needed_low=math.nan, seeds_needed_high=math.nan, mde=math.nan)
+
+
+def _test_kind(shared: set, complete: set, seeds: set) -> tuple[str, list[str]]:
+    """Paired where every seed holds every compared cell at both levels, the mixed model where
+    at least two seeds hold both levels, else Welch over seed means; with a note on Welch
+    where one seed holds both."""
+    if not shared:
+        return "welch", []
+    if complete == seeds:
+        return "paired", []  # one seed: tested as too few
+    if len(shared) >= 2:
+        return "mixed", []
+    return "welch", [f"only seed {next(iter(shared))} holds both levels: Welch over seed means"
+                     " treats its two means as independent"]
+
+
+@dataclass
+class _Estimate:
+    """A comparison's test before its verdict: the difference's t-test over ``n_units`` seeds
+    (or seed means), its effect size and the SD the seeds-to-decide estimate scales by."""
+
+    kind: str  # paired, mixed, welch; none where the mixed model could not be fitted
+    test: stats.TTest | None
+    n_units: int
+    method: str
+    notes: list[str] = field(default_factory=list)
+    effect: float = math.nan
+    effect_kind: str = ""
+    sd: float = math.nan
+    paired_power: bool = True  # the seeds-to-decide estimate's design
+    differences: np.ndarray | None = None  # the paired test's per-seed differences
+
+    @property
+    def tested(self) -> bool:
+        return self.kind != "none" and self.test is not None and self.test.df > 0
+
+
+def _estimate(kind: str, split: _Split, mean_a: pd.Series, mean_b: pd.Series, *,
+              others: list[str], value: str, shared: set, complete: set) -> _Estimate:
+    n_cells = len(split.cells)
+    cells = (f" (each seed's mean over {n_cells} cells of {', '.join(others)})"
+             if others and n_cells > 1 else "")
+    if kind == "paired":
+        d = (mean_a - mean_b).loc[sorted(shared)].to_numpy(float)
+        return _Estimate("paired", stats.one_sample(d), len(d),
+                         f"paired t over {len(d)} seeds{cells}",
+                         effect=stats.hedges_g_paired(d), effect_kind="g_z",
+                         sd=float(np.std(d, ddof=1)) if len(d) > 1 else math.nan, differences=d)
+    if kind == "mixed":
+        test, n_units, method, notes = _mixed(split.level, split.baseline, others=others,
+                                              value=value, shared=shared, complete=complete)
+        est = _Estimate("mixed" if test is not None else "none", test, n_units, method, notes)
+        if test is not None and math.isfinite(test.se):
+            est.sd = test.se * math.sqrt(n_units)
+            est.effect = stats.ratio(test.estimate, est.sd) * stats.small_sample_factor(n_units - 1)
+            est.effect_kind = "g_z"
+        return est
+    x, y = mean_a.to_numpy(float), mean_b.to_numpy(float)
+    return _Estimate("welch", stats.welch(x, y), len(x) + len(y),
+                     f"Welch t over seed means, {len(x)} and {len(y)} seeds{cells}",
+                     effect=stats.hedges_g_independent(x, y), effect_kind="g_s",
+                     sd=stats.pooled_sd(x, y), paired_power=False)
+
+
+def _tied_by_chance(est: _Estimate) -> str:
+    sd = 0.0 if not math.isfinite(est.sd) else est.sd
+    return (f"the {'per-seed differences' if est.kind != 'welch' else 'seed means'} do not vary"
+            f" (SD {sd:.1g}) though the metric varies between seeds: quantised values tied by"
+            " chance, not an exact difference; undecided until more seeds")
+
+
+def _tested(est: _Estimate, base: dict, *, design: ReportDesign, alpha: float, power: float,
+            family_size: int, estimate_seeds: bool, n_level: int, n_baseline: int,
+            notes: list[str], unpaired: list[dict[str, str]]) -> Comparison:
+    """A tested comparison with its equivalence test and, with ``estimate_seeds``, the seeds
+    to decide and the minimal detectable effect at the family's strictest level."""
+    test, sd, paired = est.test, est.sd, est.paired_power
     equivalence = stats.tost(test, design.margin, alpha=alpha) if design.margin else None
     level_alpha = alpha / max(1, family_size)
-    n_now = (n_units // 2) if not paired_power else n_units
+    n_now = (est.n_units // 2) if not paired else est.n_units
     needed, mde = (math.nan,) * 3, math.nan
     if estimate_seeds:
-        needed = seeds_to_decide(test, sd=sd, n=n_now, paired=paired_power, alpha=level_alpha,
+        needed = seeds_to_decide(test, sd=sd, n=n_now, paired=paired, alpha=level_alpha,
                                  margin=design.margin, power=power)
-        mde = minimal_detectable_effect(n=n_now if paired_power else len(mean_a),
-                                              n_other=None if paired_power else len(mean_b),
-                                              alpha=level_alpha, paired=paired_power,
-                                              power=power)
+        mde = minimal_detectable_effect(n=n_now if paired else n_level,
+                                        n_other=None if paired else n_baseline,
+                                        alpha=level_alpha, paired=paired, power=power)
     return Comparison(
-        **base, test=kind, n_seeds=n_units, diff=test.estimate, diff_ci_low=test.ci_low,
+        **base, test=est.kind, n_seeds=est.n_units, diff=test.estimate, diff_ci_low=test.ci_low,
         diff_ci_high=test.ci_high, se=test.se, statistic=test.statistic, df=test.df, p=test.p,
-        effect_size=effect, effect_size_kind=kind_g, seeds_needed=needed[0],
+        effect_size=est.effect, effect_size_kind=est.effect_kind, seeds_needed=needed[0],
         seeds_needed_low=needed[1], seeds_needed_high=needed[2],
-        mde=mde * sd if math.isfinite(sd) else math.nan, method=method,
+        mde=mde * sd if math.isfinite(sd) else math.nan, method=est.method,
         p_equivalence=equivalence.p if equivalence else math.nan,
         equivalence_ci_low=equivalence.ci_low if equivalence else math.nan,
         equivalence_ci_high=equivalence.ci_high if equivalence else math.nan,
-        exact=test.exact, notes=notes,
-        unpaired=_incomplete(a, b, complete, factor, others) if kind == "mixed" else [],
+        exact=test.exact, notes=notes, unpaired=unpaired,
     )
 
 
