@@ -71,6 +71,20 @@ LaunchOption = Annotated[
 WaitOption = Annotated[
     bool, typer.Option("--wait", help="With --launcher: follow the launched study until it ends."),
 ]
+DeviceOption = Annotated[
+    str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps."),
+]
+DataRootOption = Annotated[
+    Optional[Path],
+    typer.Option(help="Where datasets live (default: HARNESS_DATA, else ./data)."),
+]
+WorkersOption = Annotated[
+    int,
+    typer.Option("--workers", min=1, help="Trials at once, one per device slot (a GPU each, else a share of the CPU cores)."),
+]
+# A local worker process's own flags (``RunOptions.worker_args``), not for people.
+WorkerOption = Annotated[bool, typer.Option("--worker", hidden=True)]
+HeldOption = Annotated[bool, typer.Option("--held", hidden=True)]
 WorkRootOption = Annotated[
     Optional[Path],
     typer.Option("--work-root", help="Where running trials keep their checkpoints (default: HARNESS_WORK, else ./mlruns/work); with --launcher, a folder every node sees."),
@@ -87,10 +101,10 @@ def run(
     study_file: Annotated[Path, typer.Argument(help="The study file, e.g. studies/quickstart.yaml.")],
     overrides: SetOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the trial table; train nothing.")] = False,
-    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")] = "auto",
-    data_root: Annotated[Optional[Path], typer.Option(help="Where datasets live (default: HARNESS_DATA, else ./data).")] = None,
+    device: DeviceOption = "auto",
+    data_root: DataRootOption = None,
     tracking_uri: TrackingOption = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Trials at once, one per device slot (a GPU each, else a share of the CPU cores).")] = 1,
+    workers: WorkersOption = 1,
     storage: Annotated[Optional[str], typer.Option(help="Join a shared study: a work queue in this Optuna storage (postgresql://… for several machines).")] = None,
     heartbeat: Annotated[float, typer.Option(help="Seconds between a worker's heartbeats; a trial silent for 3 is retried elsewhere.", min=0.5)] = 30.0,
     max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="Refuse a grid that expands to more trials than this (counted before expanding).")] = 100_000,
@@ -99,13 +113,12 @@ def run(
     launch: LaunchOption = None,
     wait: WaitOption = False,
     work_root: WorkRootOption = None,
-    worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
-    held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
+    worker: WorkerOption = False,
+    held: HeldOption = False,
 ) -> None:
     """Expand the study and run every trial that has not FINISHED yet."""
-    from harness.config import declares_adaptive_seeds
     from harness.study.options import RunOptions
-    from harness.study.workers import Crew, errors_left_to_parent
+    from harness.study.workers import errors_left_to_parent
 
     overrides = _with_system_metrics(overrides, system_metrics)
     tracking_uri, storage = _worker_uris(tracking_uri, storage)
@@ -118,53 +131,20 @@ def run(
     options = RunOptions(device=device, n_workers=workers, storage_url=storage,
                          heartbeat_s=heartbeat, data_root=data_root, work_root=work_root,
                          worker=worker, held=held)
-    crew = Crew()
-    # An adaptive study starts its workers round by round (each round is its own set of
-    # trials), so none are started before it is loaded.
-    if (workers > 1 and not dry_run
-            and not declares_adaptive_seeds(study_file, overrides=overrides)):
-        # Before this process loads the study and imports torch and MLflow (seconds), so that
-        # the workers' own start-up overlaps it; held, they load the same study file with the
-        # same options and wait until the study's stores exist.
-        args = [*options.worker_args(tracking_uri=tracking_uri, overrides=overrides),
-                "--max-trials", str(max_trials)]
-        crew = Crew.spawn("run", study_file, [args] * (workers - 1), device=device,
-                          n_slots=workers)
+    crew = _run_crew(study_file, options, overrides=overrides, tracking_uri=tracking_uri,
+                     max_trials=max_trials, dry_run=dry_run)
     try:
         with crew:
-            from harness.config import load_study
-            from harness.console import RichDisplay, summary_table, trial_table
-            from harness.design.grid import check_size, expand
-            from harness.study.checks import check_study
+            from harness.console import RichDisplay
             from harness.study.runner import run_study
-            from harness.tracking import MlflowTracker
 
             with errors_left_to_parent(held):
-                study = load_study(study_file, overrides=overrides or [])
-                check_size(study, max_trials=max_trials)
-                if study.adaptive is not None:
-                    from harness.report.adaptive import make_plan
-
-                    # Bad input (a family, a baseline) stops here.
-                    plan = make_plan(study, data_root=str(options.data_dir))
-                # Keyed as the runner keys them (a relative data.path under the data root).
-                specs = expand(study, data_root=options.data_dir)
-                # Everything checkable without training, before anything is recorded.
-                check_study(study, specs, data_root=options.data_dir)
-                tracker = MlflowTracker(tracking_uri)
-                if not worker:
-                    _print_recipe(study, specs, options=options, tracker=tracker)
-                if dry_run:
-                    if study.adaptive is not None:
-                        from harness.console import plan_lines, plan_table
-
-                        for line in plan_lines(study, plan):
-                            console.print(line, markup=False, highlight=False, soft_wrap=True)
-                        console.print(plan_table(study, plan))
-                        return
-                    console.print(trial_table(study, specs))
-                    return
-                tracker.check()
+                loaded = _load_run(study_file, options, overrides=overrides,
+                                   tracking_uri=tracking_uri, max_trials=max_trials,
+                                   dry_run=dry_run)
+            if loaded is None:
+                return  # a dry run, printed
+            study, plan, tracker = loaded
             if study.adaptive is not None:
                 _run_adaptive(study, plan, tracker=tracker, options=options)
                 return
@@ -172,6 +152,69 @@ def run(
                 options, display=None if worker else RichDisplay(console), started=crew))
     except HarnessError as exc:
         raise _fail(exc) from None
+    _end_run(study, outcome, tracker, worker=worker)
+
+
+def _run_crew(study_file: Path, options, *, overrides: list[str] | None,
+              tracking_uri: str | None, max_trials: int, dry_run: bool):
+    """This run's other local workers, started held before this process loads the study and
+    imports torch and MLflow (seconds), so that their own start-up overlaps it; they load the
+    same study file with the same options and wait until the study's stores exist.  An
+    adaptive study starts its workers round by round (each round is its own set of trials),
+    so none are started here."""
+    from harness.config import declares_adaptive_seeds
+    from harness.study.workers import Crew
+
+    n = options.n_workers
+    if n == 1 or dry_run or declares_adaptive_seeds(study_file, overrides=overrides):
+        return Crew()
+    args = [*options.worker_args(tracking_uri=tracking_uri, overrides=overrides),
+            "--max-trials", str(max_trials)]
+    return Crew.spawn("run", study_file, [args] * (n - 1), device=options.device, n_slots=n)
+
+
+def _load_run(study_file: Path, options, *, overrides: list[str] | None,
+              tracking_uri: str | None, max_trials: int, dry_run: bool):
+    """The study, its adaptive plan (or None) and its tracker, with everything checkable
+    without training checked before anything is recorded; None after a dry run's table."""
+    from harness.config import load_study
+    from harness.console import trial_table
+    from harness.design.grid import check_size, expand
+    from harness.study.checks import check_study
+    from harness.tracking import MlflowTracker
+
+    study = load_study(study_file, overrides=overrides or [])
+    check_size(study, max_trials=max_trials)
+    plan = None
+    if study.adaptive is not None:
+        from harness.report.adaptive import make_plan
+
+        plan = make_plan(study, data_root=str(options.data_dir))  # a bad family stops here
+    # Keyed as the runner keys them (a relative data.path under the data root).
+    specs = expand(study, data_root=options.data_dir)
+    check_study(study, specs, data_root=options.data_dir)
+    tracker = MlflowTracker(tracking_uri)
+    if not options.worker:
+        _print_recipe(study, specs, options=options, tracker=tracker)
+    if dry_run and plan is not None:
+        from harness.console import plan_lines, plan_table
+
+        for line in plan_lines(study, plan):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.print(plan_table(study, plan))
+    elif dry_run:
+        console.print(trial_table(study, specs))
+    if dry_run:
+        return None
+    tracker.check()
+    return study, plan, tracker
+
+
+def _end_run(study, outcome, tracker, *, worker: bool) -> None:
+    """A worker's exit code; the parent's workers' errors, the study's summary (on its parent
+    run too) and the store; exit code 1 when a trial or a worker failed."""
+    from harness.console import summary_table
+
     if worker:
         raise typer.Exit(1 if outcome.failed else 0)
     for line in outcome.worker_errors:
@@ -258,27 +301,18 @@ def _launch(command: str, study_file: Path, *, launcher: str | None, launch: lis
         raise _fail(HarnessError("--dry-run with --launcher: run --dry-run without it to see the trials"))
     from harness.config import load_study
     from harness.study.launchers import slurm
+    from harness.tracking import MlflowTracker
 
     try:
         study = load_study(study_file, overrides=[*(overrides or []),
                                                   *slurm.launch_overrides(launch)])
-        from harness.tracking import MlflowTracker
-
         tracker = MlflowTracker(tracking_uri)
         if command == "run":
-            plan = None
-            if study.adaptive is not None:
-                from harness.report.adaptive import make_plan
-
-                from harness.study.options import default_data_root
-
-                # A bad family or baseline stops here, before sbatch.
-                plan = make_plan(study, data_root=str(Path(data_root or default_data_root())
-                                                      .absolute()))
             launched = slurm.launch_run(study, n_workers=n_workers, tracker=tracker,
                                         storage_url=storage, device=device,
                                         heartbeat_s=heartbeat, data_root=data_root,
-                                        work_root=work_root, max_trials=max_trials, plan=plan)
+                                        work_root=work_root, max_trials=max_trials,
+                                        plan=_launch_plan(study, data_root))
         else:
             launched = slurm.launch_tune(study, n_workers=n_workers, n_trials=n_trials,
                                          tracker=tracker, storage_url=storage, device=device,
@@ -289,14 +323,34 @@ def _launch(command: str, study_file: Path, *, launcher: str | None, launch: lis
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if launched.submission is None:
         return
-    shown = f" --storage {redact_uri(storage)}" if storage else ""
-    if tracking_uri:
-        shown += f" --tracking-uri {redact_uri(tracking_uri)}"
     if not wait:
+        shown = f" --storage {redact_uri(storage)}" if storage else ""
+        if tracking_uri:
+            shown += f" --tracking-uri {redact_uri(tracking_uri)}"
         console.print(f"follow it: harness status {study_file}{shown}", markup=False,
                       highlight=False, soft_wrap=True)
         return
+    _follow_launched(command, study, launched, tracker=tracker, storage=storage,
+                     data_root=data_root, n_trials=n_trials)
+
+
+def _launch_plan(study, data_root: Path | None):
+    """An adaptive study's plan, made before sbatch so that a bad family or baseline stops
+    there; None for a fixed design."""
+    if study.adaptive is None:
+        return None
+    from harness.report.adaptive import make_plan
+    from harness.study.options import default_data_root
+
+    return make_plan(study, data_root=str(Path(data_root or default_data_root()).absolute()))
+
+
+def _follow_launched(command: str, study, launched, *, tracker, storage: str | None,
+                     data_root: Path | None, n_trials: int) -> None:
+    """``--wait``: the launched study followed until it ends, then the table a local run
+    prints; exit code 1 when a trial or a task failed."""
     from harness.console import RichDisplay
+    from harness.study.launchers import slurm
 
     def say(line: str) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -319,19 +373,26 @@ def _launch(command: str, study_file: Path, *, launcher: str | None, launch: lis
         from harness.console import tune_summary
 
         tune_summary(console, study, outcome, storage_url=storage)
-    elif study.adaptive is not None:
-        from harness.console import adaptive_table
-        from harness.study.adaptive import load_state
-
-        console.print(adaptive_table(study, slurm.quietly(load_state, tracker)))
     else:
-        from harness.console import status_table
-        from harness.study.status import study_status
-
-        console.print(status_table(study_status(study, tracker=tracker)))
+        console.print(_study_table(study, tracker))
     console.print(f"tracking store: {tracker.display_uri}  (open it with: harness ui)")
     if not ok:
         raise typer.Exit(1)
+
+
+def _study_table(study, tracker):
+    """Where an adaptive study stands (its rounds and decisions), else its trials' status."""
+    from harness.study.launchers import slurm
+
+    if study.adaptive is not None:
+        from harness.console import adaptive_table
+        from harness.study.adaptive import load_state
+
+        return adaptive_table(study, slurm.quietly(load_state, tracker))
+    from harness.console import status_table
+    from harness.study.status import study_status
+
+    return status_table(study_status(study, tracker=tracker))
 
 
 @app.command()
@@ -340,23 +401,23 @@ def tune(
     trials: Annotated[int, typer.Option("--trials", min=1, help="How many trials to add to the search.")] = 20,
     overrides: SetOption = None,
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: sqlite beside the MLflow store; postgresql://… to share).")] = None,
-    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")] = "auto",
-    data_root: Annotated[Optional[Path], typer.Option(help="Where datasets live (default: HARNESS_DATA, else ./data).")] = None,
+    device: DeviceOption = "auto",
+    data_root: DataRootOption = None,
     tracking_uri: TrackingOption = None,
     best_out: Annotated[Optional[Path], typer.Option(help="Where to write the best config as a study file (default: tuned/<study>_best.yaml).")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Trials at once, one per device slot (a GPU each, else a share of the CPU cores).")] = 1,
+    workers: WorkersOption = 1,
     system_metrics: SystemMetricsOption = False,
     launcher: LauncherOption = None,
     launch: LaunchOption = None,
     wait: WaitOption = False,
     work_root: WorkRootOption = None,
     until: Annotated[Optional[int], typer.Option("--until", hidden=True, min=1)] = None,
-    worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
-    held: Annotated[bool, typer.Option("--held", hidden=True)] = False,
+    worker: WorkerOption = False,
+    held: HeldOption = False,
 ) -> None:
     """Optuna search over the study's tune.space, pruning on the per-epoch validation metric."""
     from harness.study.options import RunOptions
-    from harness.study.workers import Crew, errors_left_to_parent, tune_shares
+    from harness.study.workers import errors_left_to_parent
 
     overrides = _with_system_metrics(overrides, system_metrics)
     tracking_uri, storage = _worker_uris(tracking_uri, storage)
@@ -369,19 +430,13 @@ def tune(
     options = RunOptions(device=device, n_workers=workers, storage_url=storage,
                          data_root=data_root, work_root=work_root, worker=worker, held=held,
                          until_total=until)
-    crew = Crew()
-    if workers > 1:
-        # As `harness run` does: the workers start before this process loads anything, held.
-        args = options.worker_args(tracking_uri=tracking_uri, overrides=overrides,
-                                   heartbeat=False)
-        crew = Crew.spawn("tune", study_file, [["--trials", str(n), *args]
-                                               for n in tune_shares(trials, workers)[1:] if n > 0],
-                          device=device, n_slots=workers)
+    crew = _tune_crew(study_file, options, n_trials=trials, overrides=overrides,
+                      tracking_uri=tracking_uri)
     try:
         with crew:
             from harness.config import load_study
-            from harness.console import RichDisplay, tune_summary
-            from harness.study.storage import default_storage
+            from harness.console import RichDisplay
+            from harness.study.runner import stops_on_infrastructure_faults
             from harness.study.tune import run_tune
             from harness.tracking import MlflowTracker
 
@@ -389,8 +444,6 @@ def tune(
                 study = load_study(study_file, overrides=overrides or [])
                 tracker = MlflowTracker(tracking_uri)
                 tracker.check()
-            from harness.study.runner import stops_on_infrastructure_faults
-
             with stops_on_infrastructure_faults(tracker.uri):
                 outcome = run_tune(study, n_trials=trials, tracker=tracker, best_out=best_out,
                                    options=replace(options, started=crew, display=None
@@ -399,9 +452,27 @@ def tune(
         raise _fail(exc) from None
     if worker:
         return
+    from harness.console import tune_summary
+    from harness.study.storage import default_storage
+
     tune_summary(console, study, outcome, storage_url=storage or default_storage(tracker.uri))
     if outcome.failures:
         raise typer.Exit(1)
+
+
+def _tune_crew(study_file: Path, options, *, n_trials: int, overrides: list[str] | None,
+               tracking_uri: str | None):
+    """As ``harness run``'s: the search's other local workers, started held before this
+    process loads anything, each adding its share of the trials."""
+    from harness.study.workers import Crew, tune_shares
+
+    n = options.n_workers
+    if n == 1:
+        return Crew()
+    args = options.worker_args(tracking_uri=tracking_uri, overrides=overrides, heartbeat=False)
+    return Crew.spawn("tune", study_file, [["--trials", str(share), *args]
+                                           for share in tune_shares(n_trials, n)[1:] if share > 0],
+                      device=options.device, n_slots=n)
 
 
 @app.command()
