@@ -140,6 +140,27 @@ def check_precision(study: Study, specs: list[TrialSpec], finished: list[Finishe
         )
 
 
+def check_device_type(study: Study, specs: list[TrialSpec], finished: list[FinishedTrial], *,
+                      device: torch.device) -> None:
+    """One study, one device type: a GPU's kernels are not a CPU's (TF32 matmuls, cuDNN's
+    algorithms, other reductions), whatever the precision, and the device is not in a trial's
+    key, so a study whose finished trials trained on one device type is not continued on
+    another (its cells would mix them)."""
+    keys = by_stored_key(specs)
+    done = {t.trial_key for t in finished}
+    if all(spec.trial_key in done or spec.legacy_trial_key in done for spec in specs):
+        return  # nothing left to run
+    before = sorted({t.device.split(":")[0] for t in finished
+                     if t.device and t.trial_key in keys} - {device.type})
+    if before:
+        raise ConfigError(
+            f"{study.source}: this run trains on {device.type}, but study {study.name}'s"
+            f" finished trials trained on {', '.join(before)}; one study does not mix device"
+            f" types (their kernels differ): continue it there (--device {before[0]}), or give"
+            " the study another name"
+        )
+
+
 def check_data_protocol(study: Study, specs: list[TrialSpec],
                         finished: list[FinishedTrial]) -> None:
     """One study, one data protocol: trials that read an image folder on the worker path
@@ -230,6 +251,7 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
                         if storage_url else InProcessExecutor())
         finished = tracker.finished() if tracker.find_study(study) else []
         check_precision(study, specs, finished, device=resolved_device)
+        check_device_type(study, specs, finished, device=resolved_device)
         check_data_protocol(study, specs, finished)
         tracker.open_study(study)
         tracker.set_tags({DATA_ROOT: os.path.abspath(data_root)})

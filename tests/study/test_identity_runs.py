@@ -72,6 +72,26 @@ def test_continuing_a_study_in_another_precision_is_refused(tiny_study, tracking
     assert {c.n_seeds for c in outcome.cells} == {2}
 
 
+def test_continuing_a_gpu_study_on_the_cpu_is_refused_whatever_the_precision(tiny_study,
+                                                                           tracking_uri):
+    tiny_study["base"]["train"]["precision"] = "fp32"
+    study = study_from_mapping(tiny_study)
+    # Its first seed trained on a GPU, in fp32 as asked: one key on both device types.
+    log_synthetic_study(study, tracking_uri=tracking_uri, fast=True,
+                        trial=lambda spec: SyntheticTrial(
+                            final={"test_acc": 0.5},
+                            tags={PRECISION: "fp32", "harness.device": "cuda:0"}))
+    more = copy.deepcopy(tiny_study)
+    more["seeds"] = [0, 1]
+    with pytest.raises(ConfigError, match=r"this run trains on cpu, but study tiny's finished"
+                                          r" trials trained on cuda; one study does not mix"
+                                          r" device types .* \(--device cuda\)"):
+        run(more, tracking_uri)
+    assert len(trial_runs(tracking_uri, "tiny")) == 2  # nothing ran
+    # As it stands (nothing left to run) it is reported, not refused.
+    assert run(tiny_study, tracking_uri).skipped == 2
+
+
 def test_continuing_a_study_read_under_the_earlier_data_protocol_is_refused(tiny_study,
                                                                           tracking_uri):
     # Its trials read an image folder on the worker path before both paths shared one
