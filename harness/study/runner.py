@@ -220,26 +220,15 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
     data_root = options.data_dir
     specs = expand(study, data_root=data_root)
     dataset = dataset_loader(data_root)
+    tracking_uri = getattr(tracker, "uri", "")
     storage_url = options.storage_url
     if (options.n_workers > 1 or options.held) and storage_url is None:
         from harness.study.queue import default_queue_storage
 
-        storage_url = default_queue_storage(getattr(tracker, "uri", ""))
-    tracking_uri = getattr(tracker, "uri", "")
-    crew = options.started
-    if crew is None:
-        # Started first and held, so that their start-up (imports, data) overlaps this
-        # process's checks and its creating the stores, which they open once released.
-        args = replace(options, storage_url=storage_url, data_root=data_root).worker_args(
-            tracking_uri=tracking_uri)
-        crew = Crew.spawn("run", study, [args] * (options.n_workers - 1), device=options.device,
-                          n_slots=options.n_workers)
-    alone = contextlib.nullcontext()
-    if options.storage_url is None and not options.worker and tracking_uri:
-        # No shared queue: a second process on this study and store would end this one's
-        # running trials as a dead process's, and it this one's.  It is refused instead.
-        alone = run_alone(study.name, tracking_uri)
-    with crew, alone:
+        storage_url = default_queue_storage(tracking_uri)
+    crew = _crew(study, replace(options, storage_url=storage_url, data_root=data_root),
+                 tracking_uri=tracking_uri)
+    with crew, _alone(study, options, tracking_uri=tracking_uri):
         if options.n_workers > 1:
             limit_threads(options.n_workers)
         with crew.preparing(options.held, tracking_uri=tracking_uri):
@@ -249,19 +238,11 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
             executor = (QueueExecutor(storage_url, heartbeat_s=options.heartbeat_s,
                                       metric=study.report.metric)
                         if storage_url else InProcessExecutor())
-        finished = tracker.finished() if tracker.find_study(study) else []
-        check_precision(study, specs, finished, device=resolved_device)
-        check_device_type(study, specs, finished, device=resolved_device)
-        check_data_protocol(study, specs, finished)
-        tracker.open_study(study)
-        tracker.set_tags({DATA_ROOT: os.path.abspath(data_root)})
-        done = {trial.trial_key for trial in finished}
-        todo = [spec for spec in specs
-                if spec.trial_key not in done and spec.legacy_trial_key not in done]
+        todo = _open_study(study, specs, tracker=tracker, device=resolved_device,
+                           data_root=data_root)
         outcome = StudyOutcome(n_trials=len(specs), skipped=len(specs) - len(todo),
                                metric=study.report.metric)
         display.study_started(study, n_todo=len(todo), n_skipped=outcome.skipped)
-
         index = iter(range(1, len(todo) + 1))
 
         def run_one(spec: TrialSpec, lease: Lease) -> TrialOutcome:
@@ -272,7 +253,6 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
             return result
 
         all_keys = [s.trial_key for s in specs]
-        failed = False
         with crew.running(tracker=tracker, leader=not options.worker, display=display):
             if crew:
                 # Create the queue before the workers look for it.
@@ -281,12 +261,46 @@ def _run_study(study: Study, *, tracker: Tracker, options: RunOptions,
             for trial_outcome in executor.map(todo, run_one, study_name=study.name,
                                               all_keys=all_keys):
                 outcome.outcomes.append(trial_outcome)
-                failed |= trial_outcome.status == "FAILED"
             outcome.worker_errors = crew.wait()
     if not options.worker:
+        failed = any(o.status == "FAILED" for o in outcome.outcomes)
         tracker.close_study(failed=failed or bool(outcome.worker_errors))
     outcome.cells = cell_means(study, specs, tracker.finished())
     return outcome
+
+
+def _crew(study: Study, options: RunOptions, *, tracking_uri: str) -> Crew:
+    """The local workers the caller started (held), else ``n_workers - 1`` started now, first
+    and held, so that their start-up (imports, data) overlaps this process's checks and its
+    creating the stores, which they open once released."""
+    if options.started is not None:
+        return options.started
+    args = options.worker_args(tracking_uri=tracking_uri)
+    return Crew.spawn("run", study, [args] * (options.n_workers - 1), device=options.device,
+                      n_slots=options.n_workers)
+
+
+def _alone(study: Study, options: RunOptions, *, tracking_uri: str):
+    """Without a shared queue, a second process on this study and store would end this one's
+    running trials as a dead process's, and it this one's: it is refused instead."""
+    if options.storage_url is None and not options.worker and tracking_uri:
+        return run_alone(study.name, tracking_uri)
+    return contextlib.nullcontext()
+
+
+def _open_study(study: Study, specs: list[TrialSpec], *, tracker: Tracker,
+                device: torch.device, data_root: Path) -> list[TrialSpec]:
+    """The trials left to run, once the study's finished trials are found compatible (one
+    precision, one device type, one data protocol) and the study is opened in the store."""
+    finished = tracker.finished() if tracker.find_study(study) else []
+    check_precision(study, specs, finished, device=device)
+    check_device_type(study, specs, finished, device=device)
+    check_data_protocol(study, specs, finished)
+    tracker.open_study(study)
+    tracker.set_tags({DATA_ROOT: os.path.abspath(data_root)})
+    done = {trial.trial_key for trial in finished}
+    return [spec for spec in specs
+            if spec.trial_key not in done and spec.legacy_trial_key not in done]
 
 
 class _Holding(Callback):
