@@ -376,6 +376,11 @@ def run_trial(
         trial_run.fail(redact(traceback.format_exc()), killed=True)
         raise
     except Exception as exc:  # noqa: BLE001 - a failing trial must not stop the study
+        if _lost(lease):
+            # Taken over while this process was frozen: what failed under it (a checkpoint
+            # the new owner moved on) is not the trial's, and its run is the new owner's.
+            trial_run.leave()
+            return TrialOutcome(spec, "TAKEN_OVER", run_id=trial_run.run_id)
         fault = infrastructure_fault(exc)
         if fault is not None:
             # Not the trial's doing: the checkpoint stays and the study stops (an
@@ -428,6 +433,14 @@ def _train(spec: TrialSpec, trial_run: TrialRun, *, load: Callable[[DataConfig],
         lease.check()
         trial_run.finish(result, checkpoint=result.best_checkpoint, evaluation=evaluation)
     return result
+
+
+def _lost(lease: Lease) -> bool:
+    """Whether the trial is known to be another worker's now (not when the queue cannot say)."""
+    try:
+        return not lease.held()
+    except Exception:  # noqa: BLE001 - the trial's own error is then what is reported
+        return False
 
 
 def _interrupted(trial_run, fault: Fault) -> None:

@@ -24,6 +24,7 @@ from harness.engine import Callback, fit
 from harness.engine.checkpoint import _save
 from harness.errors import InfrastructureError, infrastructure_fault
 from harness.design.grid import expand
+from harness.study.executors import Lease
 from harness.study.runner import dataset_loader, run_trial
 from harness.tracking import MlflowTracker
 
@@ -251,3 +252,35 @@ def test_a_truncated_checkpoint_warns_and_the_trial_starts_over_in_a_new_run(
     runs = _trial_runs(tracking_uri)
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
     _every_trial_finished_once(tracking_uri, n_trials=1)
+
+
+class _TakenOverAfterItsStart(Lease):
+    """Held when the trial starts; another worker's from then on."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def held(self) -> bool:
+        self.calls += 1
+        return self.calls == 1
+
+
+def test_a_trial_that_fails_after_it_was_taken_over_is_left_to_its_new_owner(
+        tiny_study, tracking_uri, tmp_path):
+    # What a worker frozen past its heartbeats meets when it wakes: the files under it moved
+    # on by the new owner (its checkpoint's rename fails), before its lease is checked again.
+    study = study_from_mapping(_study(tiny_study))
+    tracker = MlflowTracker(tracking_uri)
+    tracker.open_study(study)
+    (spec, _) = expand(study)
+
+    def moved_on(cfg):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "best.next.pt")
+
+    outcome = run_trial(spec, tracker=tracker, load=moved_on, device=torch.device("cpu"),
+                        work_root=tmp_path / "work", lease=_TakenOverAfterItsStart())
+    assert outcome.status == "TAKEN_OVER"
+    (run,) = _trial_runs(tracking_uri)
+    assert run.info.status == "RUNNING"  # the new owner's to end, not FAILED by this process
+    artifacts = {a.path for a in MlflowClient(tracking_uri).list_artifacts(run.info.run_id)}
+    assert "traceback.txt" not in artifacts
