@@ -376,21 +376,10 @@ def run_trial(
         trial_run.fail(redact(traceback.format_exc()), killed=True)
         raise
     except Exception as exc:  # noqa: BLE001 - a failing trial must not stop the study
-        if _lost(lease):
-            # Taken over while this process was frozen: what failed under it (a checkpoint
-            # the new owner moved on) is not the trial's, and its run is the new owner's.
-            trial_run.leave()
-            return TrialOutcome(spec, "TAKEN_OVER", run_id=trial_run.run_id)
-        fault = infrastructure_fault(exc)
-        if fault is not None:
-            # Not the trial's doing: the checkpoint stays and the study stops (an
-            # infrastructure fault would fail every trial after this one too).
-            _interrupted(trial_run, fault)
-            raise
-        trial_run.fail(redact(traceback.format_exc()))
-        shutil.rmtree(work, ignore_errors=True)
-        return TrialOutcome(spec, "FAILED", error=redact(f"{type(exc).__name__}: {exc}"),
-                            run_id=trial_run.run_id)
+        outcome = _after_error(spec, trial_run, exc, work=work, lease=lease)
+        if outcome is None:
+            raise  # an infrastructure fault: the study stops
+        return outcome
     shutil.rmtree(work, ignore_errors=True)
     return TrialOutcome(spec, "FINISHED", final=dict(result.final), run_id=trial_run.run_id)
 
@@ -433,6 +422,28 @@ def _train(spec: TrialSpec, trial_run: TrialRun, *, load: Callable[[DataConfig],
         lease.check()
         trial_run.finish(result, checkpoint=result.best_checkpoint, evaluation=evaluation)
     return result
+
+
+def _after_error(spec: TrialSpec, trial_run: TrialRun, exc: Exception, *, work: Path,
+                 lease: Lease) -> TrialOutcome | None:
+    """How a trial that raised ``exc`` ends: TAKEN_OVER where another worker holds it now,
+    FAILED with its traceback where the trial failed, None (the study stops) where the
+    infrastructure did."""
+    if _lost(lease):
+        # Taken over while this process was frozen: what failed under it (a checkpoint the
+        # new owner moved on) is not the trial's, and its run is the new owner's.
+        trial_run.leave()
+        return TrialOutcome(spec, "TAKEN_OVER", run_id=trial_run.run_id)
+    fault = infrastructure_fault(exc)
+    if fault is not None:
+        # Not the trial's doing: the checkpoint stays and the study stops (an infrastructure
+        # fault would fail every trial after this one too).
+        _interrupted(trial_run, fault)
+        return None
+    trial_run.fail(redact(traceback.format_exc()))
+    shutil.rmtree(work, ignore_errors=True)
+    return TrialOutcome(spec, "FAILED", error=redact(f"{type(exc).__name__}: {exc}"),
+                        run_id=trial_run.run_id)
 
 
 def _lost(lease: Lease) -> bool:
