@@ -88,6 +88,17 @@ def test_an_image_folder_study_runs_a_grid_over_presets(tmp_path, tracking_uri, 
     assert all(r.info.status == "FINISHED" and "test_acc" in r.data.metrics for r in runs)
     # data.in_memory: auto, 20 px images of one size: decoded and held in memory.
     assert {r.data.tags["harness.data_path"] for r in runs} == {"memory"}
+    # The dry run counts the finished trials by the keys the run gave them: a relative
+    # data.path is the folder under this data root, and under another root another trial.
+    path = write_study(study)
+    for root, counted in ((tmp_path / "data", "3 finished, 0 to run"),
+                          (tmp_path / "elsewhere", "0 finished, 3 to run")):
+        if not (root / "pets").exists():
+            image_folder(root / "pets", n_per_class=8, size=20)
+        result = runner.invoke(app, ["run", str(path), "--dry-run", "--data-root", str(root),
+                                     "--tracking-uri", tracking_uri, "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        assert f"trials:    {counted}" in result.output, result.output
 
 
 def test_a_corrupt_tiny_imagenet_zip_exits_2_before_anything_is_recorded(tmp_path,
