@@ -30,7 +30,31 @@ from harness.data.info import DatasetInfo
 from harness.data.sources.base import Split, TensorSplit
 
 
-class DeviceLoader:
+class _Batches:
+    """What both loaders share: ``labels`` in batches of ``batch_size`` on ``device``, in
+    ``memory_format``, shuffled or not, with every random draw of an epoch from one generator
+    seeded with ``seed`` (on the device on CUDA, else the CPU's), whose state is all a
+    checkpoint needs to repeat the next epoch exactly."""
+
+    def __init__(self, labels: Tensor, *, batch_size: int, device: torch.device, shuffle: bool,
+                 seed: int, drop_last: bool, memory_format: torch.memory_format) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        self.device = torch.device(device)
+        self.labels = labels
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.memory_format = memory_format
+        on_device = self.device.type == "cuda"
+        self.generator = torch.Generator(self.device if on_device else "cpu").manual_seed(seed)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+
+class DeviceLoader(_Batches):
     """Yields ``(normalised float images, int64 labels)`` batches on ``device``.
 
     The shuffle and the augmentation draw from one generator seeded with ``seed``, so the n-th
@@ -52,25 +76,15 @@ class DeviceLoader:
         drop_last: bool = False,
         memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
-        self.device = torch.device(device)
+        device = torch.device(device)
+        super().__init__(split.labels.to(device), batch_size=batch_size, device=device,
+                         shuffle=shuffle, seed=seed, drop_last=drop_last,
+                         memory_format=memory_format)
         # uint8 on the device: a quarter of float32's memory and transfer.
         self.images = split.images.to(self.device)
-        self.labels = split.labels.to(self.device)
-        self.batch_size = batch_size
         # Without a transform, evaluation's: the centre crop, normalised.
         self.transform = transform if transform is not None else evaluation(info)
         self.info = info
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.memory_format = memory_format
-        on_device = self.device.type == "cuda"
-        self.generator = torch.Generator(self.device if on_device else "cpu").manual_seed(seed)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.labels)
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -98,7 +112,7 @@ class DeviceLoader:
             yield batch
 
 
-class FolderLoader:
+class FolderLoader(_Batches):
     """Yields ``(normalised float images, int64 labels)`` batches on ``device`` from files.
 
     Images are decoded and transformed one at a time by ``workers`` DataLoader processes
@@ -121,17 +135,10 @@ class FolderLoader:
         drop_last: bool = False,
         memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
-        self.device = torch.device(device)
+        super().__init__(split.labels, batch_size=batch_size, device=device, shuffle=shuffle,
+                         seed=seed, drop_last=drop_last, memory_format=memory_format)
         self.split = split
-        self.labels = split.labels
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.memory_format = memory_format
         on_device = self.device.type == "cuda"
-        self.generator = torch.Generator(self.device if on_device else "cpu").manual_seed(seed)
         self.order = folders.SeededOrder(len(split), shuffle=shuffle)
         self.loader = torch.utils.data.DataLoader(
             folders.ImageFiles(split, transform),
@@ -145,10 +152,6 @@ class FolderLoader:
             # global one (each image's draws come from its own seed anyway).
             generator=torch.Generator().manual_seed(seed),
         )
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.labels)
 
     def __len__(self) -> int:
         return len(self.loader)
