@@ -116,16 +116,14 @@ def preflight(specs: list[TrialSpec], *, data_root: Path, device: str,
     return resolved
 
 
-def check_precision(study: Study, specs: list[TrialSpec], finished: list[FinishedTrial], *,
-                    device: torch.device) -> None:
+def check_precision(study: Study, specs: list[TrialSpec], todo: list[TrialSpec],
+                    finished: list[FinishedTrial], *, device: torch.device) -> None:
     """One study, one precision: ``train.precision: auto`` is bf16 on a recent GPU and fp32
     elsewhere but one key on both, so a study whose finished ``auto`` trials trained in one
     precision is not continued in another (its cells would mix them)."""
-    keys = by_stored_key(specs)
-    done = {t.trial_key for t in finished}
-    if not any(spec.config.train.precision == "auto" and spec.trial_key not in done
-               and spec.legacy_trial_key not in done for spec in specs):
+    if not any(spec.config.train.precision == "auto" for spec in todo):
         return  # nothing of auto precision left to run
+    keys = by_stored_key(specs)
     now = "bf16" if autocast_dtype("auto", device) is torch.bfloat16 else "fp32"
     before = {t.precision: t.device for t in finished if t.precision
               and t.trial_key in keys and keys[t.trial_key].config.train.precision == "auto"}
@@ -147,9 +145,6 @@ def check_device_type(study: Study, specs: list[TrialSpec], finished: list[Finis
     key, so a study whose finished trials trained on one device type is not continued on
     another (its cells would mix them)."""
     keys = by_stored_key(specs)
-    done = {t.trial_key for t in finished}
-    if all(spec.trial_key in done or spec.legacy_trial_key in done for spec in specs):
-        return  # nothing left to run
     before = sorted({t.device.split(":")[0] for t in finished
                      if t.device and t.trial_key in keys} - {device.type})
     if before:
@@ -161,14 +156,10 @@ def check_device_type(study: Study, specs: list[TrialSpec], finished: list[Finis
         )
 
 
-def check_data_protocol(study: Study, specs: list[TrialSpec],
-                        finished: list[FinishedTrial]) -> None:
+def check_data_protocol(study: Study, finished: list[FinishedTrial]) -> None:
     """One study, one data protocol: trials that read an image folder on the worker path
     before its protocol became the in-memory path's (``folders.PROTOCOL``; their runs carry no
     protocol tag) are not continued with trials under the new one (a cell would mix them)."""
-    done = {t.trial_key for t in finished}
-    if all(spec.trial_key in done or spec.legacy_trial_key in done for spec in specs):
-        return  # nothing left to run
     earlier = [t for t in finished if t.data_path == "files" and t.data_protocol is None]
     if earlier:
         raise ConfigError(
@@ -293,14 +284,16 @@ def _open_study(study: Study, specs: list[TrialSpec], *, tracker: Tracker,
     """The trials left to run, once the study's finished trials are found compatible (one
     precision, one device type, one data protocol) and the study is opened in the store."""
     finished = tracker.finished() if tracker.find_study(study) else []
-    check_precision(study, specs, finished, device=device)
-    check_device_type(study, specs, finished, device=device)
-    check_data_protocol(study, specs, finished)
+    done = {trial.trial_key for trial in finished}
+    todo = [spec for spec in specs
+            if spec.trial_key not in done and spec.legacy_trial_key not in done]
+    if todo:  # (a study with nothing left to run is reported as it stands)
+        check_precision(study, specs, todo, finished, device=device)
+        check_device_type(study, specs, finished, device=device)
+        check_data_protocol(study, finished)
     tracker.open_study(study)
     tracker.set_tags({DATA_ROOT: os.path.abspath(data_root)})
-    done = {trial.trial_key for trial in finished}
-    return [spec for spec in specs
-            if spec.trial_key not in done and spec.legacy_trial_key not in done]
+    return todo
 
 
 class _Holding(Callback):
