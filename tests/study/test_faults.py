@@ -228,12 +228,17 @@ def test_a_metrics_batch_lost_to_a_server_restart_is_sent_again(tiny_study, tmp_
         server.stop()
 
 
-def test_a_truncated_checkpoint_warns_and_the_trial_starts_over_in_a_new_run(
-        tiny_study, tracking_uri, tmp_path):
+def _opened(tiny_study: dict, tracking_uri: str):
+    """The study opened in the store, and its first trial."""
     study = study_from_mapping(_study(tiny_study))
     tracker = MlflowTracker(tracking_uri)
     tracker.open_study(study)
-    (spec, _) = expand(study)
+    return tracker, expand(study)[0]
+
+
+def test_a_truncated_checkpoint_warns_and_the_trial_starts_over_in_a_new_run(
+        tiny_study, tracking_uri, tmp_path):
+    tracker, spec = _opened(tiny_study, tracking_uri)
     load = dataset_loader(tmp_path / "data")
     work = tmp_path / "work"
     with pytest.raises(KeyboardInterrupt):
@@ -269,10 +274,7 @@ def test_a_trial_that_fails_after_it_was_taken_over_is_left_to_its_new_owner(
         tiny_study, tracking_uri, tmp_path):
     # What a worker frozen past its heartbeats meets when it wakes: the files under it moved
     # on by the new owner (its checkpoint's rename fails), before its lease is checked again.
-    study = study_from_mapping(_study(tiny_study))
-    tracker = MlflowTracker(tracking_uri)
-    tracker.open_study(study)
-    (spec, _) = expand(study)
+    tracker, spec = _opened(tiny_study, tracking_uri)
 
     def moved_on(cfg):
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", "best.next.pt")

@@ -49,15 +49,19 @@ def test_a_study_changed_only_outside_the_identity_reruns_nothing(tiny_study, tr
     assert len(trial_runs(tracking_uri, "tiny")) == 4
 
 
-def test_continuing_a_study_in_another_precision_is_refused(tiny_study, tracking_uri):
-    study = study_from_mapping(tiny_study)
-    # Its first seed trained on a GPU, where precision auto is bf16.
-    log_synthetic_study(study, tracking_uri=tracking_uri, fast=True,
-                        trial=lambda spec: SyntheticTrial(
-                            final={"test_acc": 0.5},
-                            tags={PRECISION: "bf16", "harness.device": "cuda:0"}))
-    more = copy.deepcopy(tiny_study)
+def one_more_seed(mapping: dict, tracking_uri: str, tags: dict[str, str]) -> dict:
+    """``mapping``'s trials recorded with ``tags`` on each run, and the study with a seed
+    more."""
+    log_synthetic_study(study_from_mapping(mapping), tracking_uri=tracking_uri, fast=True,
+                        trial=lambda spec: SyntheticTrial(final={"test_acc": 0.5}, tags=tags))
+    more = copy.deepcopy(mapping)
     more["seeds"] = [0, 1]
+    return more
+
+
+def test_continuing_a_study_in_another_precision_is_refused(tiny_study, tracking_uri):
+    # Its first seed trained on a GPU, where precision auto is bf16.
+    more = one_more_seed(tiny_study, tracking_uri, {PRECISION: "bf16", "harness.device": "cuda:0"})
     with pytest.raises(ConfigError, match=r"train.precision: auto is fp32 on cpu, but study"
                                           r" tiny's finished trials trained in bf16 \(on"
                                           r" cuda:0\); one study does not mix precisions"):
@@ -75,14 +79,8 @@ def test_continuing_a_study_in_another_precision_is_refused(tiny_study, tracking
 def test_continuing_a_gpu_study_on_the_cpu_is_refused_whatever_the_precision(tiny_study,
                                                                            tracking_uri):
     tiny_study["base"]["train"]["precision"] = "fp32"
-    study = study_from_mapping(tiny_study)
     # Its first seed trained on a GPU, in fp32 as asked: one key on both device types.
-    log_synthetic_study(study, tracking_uri=tracking_uri, fast=True,
-                        trial=lambda spec: SyntheticTrial(
-                            final={"test_acc": 0.5},
-                            tags={PRECISION: "fp32", "harness.device": "cuda:0"}))
-    more = copy.deepcopy(tiny_study)
-    more["seeds"] = [0, 1]
+    more = one_more_seed(tiny_study, tracking_uri, {PRECISION: "fp32", "harness.device": "cuda:0"})
     with pytest.raises(ConfigError, match=r"this run trains on cpu, but study tiny's finished"
                                           r" trials trained on cuda; one study does not mix"
                                           r" device types .* \(--device cuda\)"):
@@ -96,12 +94,7 @@ def test_continuing_a_study_read_under_the_earlier_data_protocol_is_refused(tiny
                                                                           tracking_uri):
     # Its trials read an image folder on the worker path before both paths shared one
     # protocol: no protocol tag.  Another seed would be evaluated another way.
-    study = study_from_mapping(tiny_study)
-    log_synthetic_study(study, tracking_uri=tracking_uri, fast=True,
-                        trial=lambda spec: SyntheticTrial(final={"test_acc": 0.5},
-                                                          tags={DATA_PATH: "files"}))
-    more = copy.deepcopy(tiny_study)
-    more["seeds"] = [0, 1]
+    more = one_more_seed(tiny_study, tracking_uri, {DATA_PATH: "files"})
     with pytest.raises(ConfigError, match=r"2 finished trials of study tiny read their image"
                                           r" folder on the worker path under the earlier data"
                                           r" protocol .* one study does not mix them"):
